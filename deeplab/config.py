@@ -1,0 +1,168 @@
+"""``FitConfig``: every setting of one training run, and the options that set it.
+
+``scripts/fit.py`` parses these options; ``scripts/search.py`` and
+``scripts/experiment.py`` pass the same training options through. Unset
+options (``None``) are filled from the model's registered spec (its seed
+protocol), then from :data:`GENERAL_DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from deeplab.errors import DeeplabError
+from deeplab.models import model_spec
+
+__all__ = ["FitConfig", "GENERAL_DEFAULTS", "add_training_arguments", "config_from_args", "resolve_config"]
+
+
+@dataclass
+class FitConfig:
+    model: str  # registered model name
+    dataset: str | None = None  # mnist | fashion_mnist | cifar10 (default: the model's)
+    depth: int | None = None  # for depth families (seed 002/004)
+    init: str | None = None  # initialization scheme, for models that take one
+    epochs: int | None = None
+    batch_size: int | None = None  # per device
+    lr: float | None = None
+    momentum: float | None = None  # α of the SGD variants
+    weight_decay: float | None = None
+    optimizer: str | None = None  # momentum_sgd | sgd | adam
+    loss: str | None = None  # torch | manual
+    schedule: str | None = None  # none | cosine | step
+    val_split: float | int | None = None  # hold-out fraction or count; None: evaluate on test each epoch
+    augment: bool | None = None  # dataset's training augmentation (CIFAR-10: crop + flip)
+    input_noise_std: float | None = None  # seed 003's Gaussian input noise on training batches
+    seed: int = 0
+    data_dir: str | None = None
+    log_dir: str = "lightning_logs"
+    run_name: str | None = None  # TensorBoard run name (default: the model name)
+    devices: str = "1"
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    max_steps: int = -1
+    fast_dev_run: bool = False
+    ckpt_path: str | None = None  # resume from this checkpoint
+    checkpoint_every_n_steps: int | None = None  # also checkpoint mid-epoch (crash safety)
+    grad_norms: bool = True  # gradient-norm logging callback
+    grad_every: int = 10  # steps between gradient-norm records
+    grad_histograms_every: int = 0  # steps between gradient histograms (0: off)
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False  # NHWC memory format (GPU convs)
+    progress_bar: bool = True
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra factory keywords (e.g. activation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: defaults for what neither the user nor the model's spec sets
+GENERAL_DEFAULTS: dict[str, Any] = dict(
+    epochs=10,
+    batch_size=32,
+    lr=0.01,
+    momentum=0.9,
+    weight_decay=0.0,
+    optimizer="momentum_sgd",
+    loss="torch",
+    schedule="none",
+    augment=None,
+    input_noise_std=0.0,
+)
+
+
+def resolve_config(config: FitConfig) -> FitConfig:
+    """Fill unset fields from the model's seed protocol, then general defaults."""
+    spec = model_spec(config.model)
+    resolved = dataclasses.replace(config, model_kwargs=dict(config.model_kwargs))
+    if resolved.dataset is None:
+        resolved.dataset = spec.dataset
+    for name, default in GENERAL_DEFAULTS.items():
+        if getattr(resolved, name) is None:
+            setattr(resolved, name, spec.protocol.get(name, default))
+    if resolved.val_split is None and "val_split" in spec.protocol and config.val_split is None:
+        resolved.val_split = spec.protocol["val_split"]
+    if resolved.depth is None and spec.has_depth:
+        resolved.depth = spec.default_depth
+    _validate(resolved)
+    return resolved
+
+
+def _validate(config: FitConfig) -> None:
+    if not isinstance(config.epochs, int) or config.epochs < 1:
+        raise DeeplabError(f"--epochs must be a positive integer, got {config.epochs}")
+    if not isinstance(config.batch_size, int) or config.batch_size < 1:
+        raise DeeplabError(f"--batch-size must be a positive integer, got {config.batch_size}")
+    if not config.lr > 0:
+        raise DeeplabError(f"--lr must be positive, got {config.lr}")
+    if not 0.0 <= config.momentum < 1.0:
+        raise DeeplabError(f"--momentum must be in [0, 1), got {config.momentum}")
+    if config.weight_decay < 0:
+        raise DeeplabError(f"--weight-decay must be ≥ 0, got {config.weight_decay}")
+    if config.grad_every < 1:
+        raise DeeplabError(f"--grad-every must be ≥ 1, got {config.grad_every}")
+
+
+def _int_or_fraction(text: str) -> float | int:
+    """'0.1' → 0.1 (a fraction), '5000' → 5000 (a count)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction or a count, got {text!r}") from None
+    return int(value) if value.is_integer() and value >= 1 else value
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bool = True) -> None:
+    """The training options shared by fit.py, search.py and experiment.py."""
+    group = parser.add_argument_group("training (unset options come from the model's seed protocol)")
+    group.add_argument("--dataset", help="mnist | fashion_mnist | cifar10 (default: the model's seed dataset)")
+    if include_depth:
+        group.add_argument("--depth", type=int, help="depth k of a depth family (seed 002: a multiple of 3)")
+    group.add_argument("--init", help="initialization scheme for models that take one (default: the seed's)")
+    group.add_argument("--epochs", type=int, help="training epochs")
+    group.add_argument("--batch-size", type=int, help="training batch size per device")
+    group.add_argument("--lr", type=float, help="learning rate η")
+    group.add_argument("--momentum", type=float, help="momentum α in [0, 1) for momentum_sgd/sgd")
+    group.add_argument("--weight-decay", type=float, help="L2 weight decay")
+    group.add_argument("--optimizer", help="momentum_sgd (seed 000's hand-written) | sgd | adam")
+    group.add_argument("--loss", help="torch (F.cross_entropy) | manual (seed 000's hand-written)")
+    group.add_argument("--schedule", help="none | cosine (seed 001) | step (seed 004: ×0.1 every 5 epochs)")
+    group.add_argument("--val-split", type=_int_or_fraction,
+                       help="hold out this fraction (0.1) or count (5000) of the training set for "
+                            "per-epoch validation; the test split is then evaluated once at the end")
+    group.add_argument("--augment", dest="augment", action="store_true", default=None,
+                       help="turn training augmentation on (CIFAR-10's crop + flip is on by default)")
+    group.add_argument("--no-augment", dest="augment", action="store_false", help="turn it off")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--data-dir", help="dataset folder (default $DEEPLAB_DATA_DIR or ./data)")
+    group.add_argument("--limit-train-batches", type=_int_or_fraction, help="train on this many batches (or fraction) per epoch")
+    group.add_argument("--limit-val-batches", type=_int_or_fraction, help="evaluate this many batches (or fraction)")
+    group.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps")
+    hardware = parser.add_argument_group("hardware")
+    hardware.add_argument("--devices", default="1", help="devices per node: a count, a list '0,1' or 'auto' (default 1)")
+    hardware.add_argument("--accelerator", default="auto", help="cpu | gpu | auto (default auto)")
+    hardware.add_argument("--strategy", default="auto", help="auto | ddp | ddp_spawn ... (Lightning strategies)")
+    hardware.add_argument("--num-nodes", type=int, default=1, help="machines (under SLURM or torchrun)")
+    hardware.add_argument("--precision", default="32-true", help="32-true | bf16-mixed | 16-mixed")
+    hardware.add_argument("--compile", action="store_true", help="torch.compile the model")
+    hardware.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU convs)")
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> FitConfig:
+    """A :class:`FitConfig` from parsed arguments (names match the fields)."""
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    values.update(overrides)
+    return FitConfig(**values)
+
+
+def config_to_json(config: FitConfig) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,446 @@
+"""LightningDataModules for MNIST, Fashion-MNIST and CIFAR-10 with an in-memory uint8 data path.
+
+The seeds feed every image through PIL → ``ToTensor`` → ``Normalize`` in a
+``DataLoader``. Here torchvision parses the files once in ``setup``; each split
+stays in memory as a uint8 tensor (N, C, H, W); batches are cut by indexing
+that tensor (no per-sample collation, decisive at batch 1); normalization and
+augmentation run batched on the device in ``on_after_batch_transfer``.
+
+Defaults follow the seeds: MNIST mean/std (0.1307, 0.3081) (seed 002),
+Fashion-MNIST (0.5, 0.5) (seed 000), CIFAR-10 (0.4914, 0.4822, 0.4465) /
+(0.2023, 0.1994, 0.2010) with pad-4 random crop + horizontal flip on training
+batches (seed 001). Evaluation uses the official test split every epoch (the
+seeds' per-epoch "test error"), unless ``val_split`` holds out part of the
+training set (seed 003's 90/10 split); then the test split is evaluated once,
+at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import datasets
+
+from deeplab.errors import DeeplabError
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DEFAULT_DATA_DIR",
+    "TensorBatches",
+    "ImageDataModule",
+    "MNISTDataModule",
+    "FashionMNISTDataModule",
+    "CIFAR10DataModule",
+    "DATAMODULES",
+    "create_datamodule",
+    "resolve_data_dir",
+]
+
+DATA_DIR_ENV = "DEEPLAB_DATA_DIR"
+DEFAULT_DATA_DIR = "./data"  # the seeds' root
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """``--data-dir`` if given, else ``$DEEPLAB_DATA_DIR``, else ``./data``."""
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return Path(data_dir).expanduser()
+
+
+class TensorBatches:
+    """Batches of an in-memory (images, labels) pair, cut by indexing.
+
+    Shuffling draws a permutation from ``seed`` and the epoch number, so the
+    data order is a pure function of (seed, epoch) and survives a restart.
+    Under DDP each rank takes every ``world_size``-th index of the same
+    permutation (padded by wrapping, as ``DistributedSampler`` does), so the
+    union of the ranks' i-th batches is the single-process i-th batch of size
+    ``batch_size · world_size``.
+
+    ``state_dict``/``load_state_dict`` make it stateful for Lightning: a
+    checkpoint taken mid-epoch resumes at the next unseen batch.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size < 1:
+            raise DeeplabError(f"batch size must be a positive integer, got {batch_size}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0  # epoch of the next (or current) pass
+        self._batches_done = 0  # batches handed out in the current pass
+        self._resume_at = 0  # batches to skip at the start of the next pass
+
+    def _indices(self, epoch: int) -> torch.Tensor | None:
+        n = len(self.labels)
+        if not self.shuffle and self.world_size == 1:
+            return None  # contiguous slices, no gather needed
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1:
+            per_rank = math.ceil(n / self.world_size)
+            padded = per_rank * self.world_size
+            if padded > n:
+                order = torch.cat([order, order[: padded - n]])
+            order = order[self.rank :: self.world_size]
+        return order
+
+    def _num_samples(self) -> int:
+        return math.ceil(len(self.labels) / self.world_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self._num_samples() / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._indices(self.epoch)
+        start_batch, self._resume_at = self._resume_at, 0
+        self._batches_done = start_batch
+        total = self._num_samples()
+        try:
+            for start in range(start_batch * self.batch_size, total, self.batch_size):
+                stop = min(start + self.batch_size, total)
+                if order is None:
+                    batch = (self.images[start:stop], self.labels[start:stop])
+                else:
+                    index = order[start:stop]
+                    batch = (self.images[index], self.labels[index])
+                self._batches_done += 1
+                yield batch
+        finally:
+            if self._batches_done >= len(self):
+                self.epoch += 1
+                self._batches_done = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_done": self._batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+        self._resume_at = int(state["batches_done"])
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base class: subclasses set the class attributes below (lightning-bolts style).
+
+    Args:
+        data_dir: folder holding torchvision's layout (``None``: ``$DEEPLAB_DATA_DIR`` or ``./data``).
+        batch_size: training batch size per device (≥ 1).
+        eval_batch_size: evaluation batch size (default max(batch_size, 1000)).
+        val_split: ``None`` (evaluate on the test split each epoch), a fraction
+            in (0, 1) or a count ≥ 1 of training images to hold out (seeded).
+        seed: seeds the validation split and the shuffling order.
+        normalize: subtract ``mean`` and divide by ``std``.
+        augment: ``None`` for the dataset's default; training batches only.
+        input_noise_std: std of Gaussian noise added to normalized training
+            inputs (seed 003's small input-noise augmentation); 0 disables.
+        download: try torchvision's download when the files are absent.
+    """
+
+    name: str = ""
+    dataset_cls: type = datasets.VisionDataset
+    dims: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    augment_by_default: bool = False
+    expected_layout: str = ""  # what torchvision expects under data_dir, for the error message
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        val_split: float | int | None = None,
+        seed: int = 0,
+        normalize: bool = True,
+        augment: bool | None = None,
+        input_noise_std: float = 0.0,
+        download: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise DeeplabError(f"--batch-size must be a positive integer, got {batch_size}")
+        self.data_dir = resolve_data_dir(data_dir)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or max(batch_size, 1000)
+        self.val_split = _check_val_split(val_split)
+        self.seed = seed
+        self.normalize = normalize
+        self.augment = self.augment_by_default if augment is None else augment
+        self.input_noise_std = input_noise_std
+        self.download = download
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._train_batches: TensorBatches | None = None
+        self._pending_loader_state: dict[str, int] | None = None
+        # Augmentation randomness has its own generator so a checkpoint can carry it.
+        self.augment_generator = torch.Generator().manual_seed(seed + 7919)
+
+    # ------------------------------------------------------------------ files
+    def _files_present(self) -> bool:
+        try:
+            self.dataset_cls(str(self.data_dir), train=False, download=False)
+            self.dataset_cls(str(self.data_dir), train=True, download=False)
+            return True
+        except RuntimeError:
+            return False
+        except Exception as error:  # noqa: BLE001  (a truncated or garbled file)
+            raise self._corrupt_error(error) from None
+
+    def _missing_error(self) -> DeeplabError:
+        return DeeplabError(
+            f"{self.name} files not found under {self.data_dir} and the download failed "
+            f"(no internet?). torchvision expects {self.data_dir}/{self.expected_layout}; "
+            f"put them there or point --data-dir (or ${DATA_DIR_ENV}) at the folder that holds them."
+        )
+
+    def _corrupt_error(self, error: Exception) -> DeeplabError:
+        return DeeplabError(
+            f"{self.name} files under {self.data_dir} are truncated or corrupt "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'unreadable'}); "
+            f"delete them and download again, or point --data-dir at a good copy."
+        )
+
+    def prepare_data(self) -> None:
+        """Download only when the files are absent (Lightning calls this on one process)."""
+        if self._files_present():
+            return
+        if self.download:
+            try:
+                for train in (True, False):
+                    self.dataset_cls(str(self.data_dir), train=train, download=True)
+            except Exception:  # noqa: BLE001  (network errors come in many types)
+                pass
+            if self._files_present():
+                return
+        raise self._missing_error()
+
+    def _load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            dataset = self.dataset_cls(str(self.data_dir), train=train, download=False)
+        except RuntimeError:
+            raise self._missing_error() from None
+        except Exception as error:  # noqa: BLE001
+            raise self._corrupt_error(error) from None
+        images = _as_uint8_nchw(dataset.data, self.dims)
+        labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
+        if len(images) != len(labels) or tuple(images.shape[1:]) != self.dims:
+            raise self._corrupt_error(ValueError(f"images {tuple(images.shape)} vs {len(labels)} labels"))
+        return images, labels
+
+    def setup(self, stage: str | None = None) -> None:
+        """Parse the files once into uint8 tensors in memory; split off validation if asked."""
+        if self._splits:
+            return
+        if not self._files_present():
+            raise self._missing_error()
+        train_images, train_labels = self._load_split(train=True)
+        test_images, test_labels = self._load_split(train=False)
+        if self.val_split is not None:
+            n = len(train_labels)
+            n_val = self.val_split if isinstance(self.val_split, int) else int(round(self.val_split * n))
+            if not 1 <= n_val < n:
+                raise DeeplabError(
+                    f"--val-split {self.val_split} leaves {n - n_val} of {n} training images; "
+                    f"give a fraction in (0, 1) or a count between 1 and {n - 1}"
+                )
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+            val_index, train_index = order[:n_val], order[n_val:]
+            self._splits["val"] = (train_images[val_index], train_labels[val_index])
+            train_images, train_labels = train_images[train_index], train_labels[train_index]
+        else:
+            self._splits["val"] = (test_images, test_labels)
+        self._splits["train"] = (train_images, train_labels)
+        self._splits["test"] = (test_images, test_labels)
+
+    @property
+    def eval_split_name(self) -> str:
+        """``"test"`` when each epoch is evaluated on the test split, else ``"validation"``."""
+        return "test" if self.val_split is None else "validation"
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uint8 images (N, C, H, W) and int64 labels (N,) of ``train``, ``val`` or ``test``."""
+        self.setup()
+        return self._splits[name]
+
+    # ------------------------------------------------------------ loaders
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def train_dataloader(self) -> TensorBatches:
+        rank, world = self._rank_and_world()
+        images, labels = self.split("train")
+        self._train_batches = TensorBatches(images, labels, self.batch_size, True, self.seed, rank, world)
+        if self._pending_loader_state is not None:
+            self._train_batches.load_state_dict(self._pending_loader_state)
+            self._pending_loader_state = None
+        return self._train_batches
+
+    def _eval_loader(self, name: str) -> TensorBatches:
+        rank, world = self._rank_and_world()
+        images, labels = self.split(name)
+        return TensorBatches(images, labels, self.eval_batch_size, False, self.seed, rank, world)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._eval_loader("test")
+
+    # -------------------------------------------------- on-device transforms
+    def device_transform(self, images: torch.Tensor, training: bool) -> torch.Tensor:
+        """uint8 (B, C, H, W) on any device → normalized float32, augmented when ``training``."""
+        if training and self.augment:
+            images = self._random_crop_flip(images)
+        x = images.float().div_(255.0)
+        if self.normalize:
+            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+            x = x.sub_(mean).div_(std)
+        if training and self.input_noise_std > 0:
+            noise = torch.randn(x.shape, generator=self.augment_generator).to(x.device)
+            x = x.add_(noise, alpha=self.input_noise_std)
+        return x
+
+    def _random_crop_flip(self, images: torch.Tensor, padding: int = 4) -> torch.Tensor:
+        """Seed 001's ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip()``, batched.
+
+        Zero padding in uint8 space (torchvision pads the PIL image with black
+        before ``Normalize``); one crop offset and one flip coin per image.
+        """
+        batch, channels, height, width = images.shape
+        offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=self.augment_generator)
+        flips = torch.rand(batch, generator=self.augment_generator) < 0.5
+        device = images.device
+        offsets, flips = offsets.to(device), flips.to(device)
+        padded = F.pad(images, (padding, padding, padding, padding))  # (B, C, H+8, W+8)
+        rows = offsets[0, :, None] + torch.arange(height, device=device)  # (B, H)
+        cols = offsets[1, :, None] + torch.arange(width, device=device)  # (B, W)
+        cols = torch.where(flips[:, None], cols.flip(1), cols)  # a flip reverses the column order
+        batch_index = torch.arange(batch, device=device)[:, None, None, None]
+        channel_index = torch.arange(channels, device=device)[None, :, None, None]
+        return padded[batch_index, channel_index, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.device_transform(images, training), labels
+
+    # ------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"augment_generator": self.augment_generator.get_state()}
+        if self._train_batches is not None:
+            state["train_batches"] = self._train_batches.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.augment_generator.set_state(state["augment_generator"])
+        if "train_batches" in state:
+            self._pending_loader_state = state["train_batches"]
+            if self._train_batches is not None:
+                self._train_batches.load_state_dict(state["train_batches"])
+
+
+def _check_val_split(val_split: float | int | None) -> float | int | None:
+    if val_split is None:
+        return None
+    if isinstance(val_split, float) and val_split.is_integer() and val_split >= 1:
+        val_split = int(val_split)
+    if isinstance(val_split, float):
+        if not 0.0 < val_split < 1.0:
+            raise DeeplabError(f"--val-split {val_split} is out of range; give a fraction in (0, 1) or a count ≥ 1")
+    elif isinstance(val_split, int):
+        if val_split < 1:
+            raise DeeplabError(f"--val-split {val_split} is out of range; give a fraction in (0, 1) or a count ≥ 1")
+    else:
+        raise DeeplabError(f"--val-split must be a fraction or a count, got {val_split!r}")
+    return val_split
+
+
+def _as_uint8_nchw(data: Any, dims: tuple[int, int, int]) -> torch.Tensor:
+    """torchvision's ``.data`` → uint8 (N, C, H, W): MNIST keeps (N, H, W) tensors, CIFAR (N, H, W, C) arrays."""
+    tensor = torch.as_tensor(np.asarray(data), dtype=torch.uint8)
+    if tensor.ndim == 3:  # (N, H, W) grayscale
+        return tensor.unsqueeze(1).contiguous()
+    if tensor.ndim == 4 and tensor.shape[-1] == dims[0]:  # (N, H, W, C)
+        return tensor.permute(0, 3, 1, 2).contiguous()
+    return tensor
+
+
+class _PresenceCheckedCIFAR10(datasets.CIFAR10):
+    """torchvision's CIFAR10 with its md5 check reduced to "the files are there".
+
+    The md5 list pins the official archive, so tests' small synthetic batches
+    (written in the real pickle format) could never load; a truncated or
+    garbled file still fails loudly when torchvision unpickles it.
+    """
+
+    def _check_integrity(self) -> bool:
+        folder = Path(self.root) / self.base_folder
+        return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+
+class MNISTDataModule(ImageDataModule):
+    """MNIST, normalized with (0.1307, 0.3081) as seed 002 does."""
+
+    name = "mnist"
+    dataset_cls = datasets.MNIST
+    dims = (1, 28, 28)
+    mean, std = (0.1307,), (0.3081,)
+    expected_layout = "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
+
+
+class FashionMNISTDataModule(ImageDataModule):
+    """Fashion-MNIST, normalized to [-1, 1] with (0.5, 0.5) as seed 000 does."""
+
+    name = "fashion_mnist"
+    dataset_cls = datasets.FashionMNIST
+    dims = (1, 28, 28)
+    mean, std = (0.5,), (0.5,)
+    expected_layout = "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """CIFAR-10 with seed 001's statistics and pad-4 crop + flip on training batches."""
+
+    name = "cifar10"
+    dataset_cls = _PresenceCheckedCIFAR10
+    dims = (3, 32, 32)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    augment_by_default = True
+    expected_layout = "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"
+
+
+DATAMODULES: dict[str, type[ImageDataModule]] = {
+    module.name: module for module in (MNISTDataModule, FashionMNISTDataModule, CIFAR10DataModule)
+}
+
+
+def create_datamodule(name: str, **kwargs: Any) -> ImageDataModule:
+    """The DataModule for dataset ``name`` (mnist, fashion_mnist, cifar10)."""
+    try:
+        cls = DATAMODULES[name]
+    except KeyError:
+        raise DeeplabError(f"unknown dataset {name!r}; choose one of {', '.join(DATAMODULES)}") from None
+    return cls(**kwargs)

@@ -1,0 +1,243 @@
+"""``Classifier``: the LightningModule that wraps any registered model.
+
+Manual optimization (``automatic_optimization = False``) so every step is
+visibly the seeds' loop: forward, loss, ``manual_backward``, optimizer step,
+zero-grad, scheduler step. Optimizers: ``momentum_sgd`` (the seeds'
+hand-written one, :class:`deeplab.optim.MomentumSGD`), ``sgd``
+(``torch.optim.SGD``, seeds 001/002/004) and ``adam`` (seed 003). Schedules:
+``none``, ``cosine`` (seed 001, per epoch over the run) and ``step`` (seed 004,
+×0.1 every 5 epochs). Losses: ``torch`` (``F.cross_entropy``) or ``manual``
+(seed 000's hand-written one-hot cross-entropy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from deeplab import functional as HF
+from deeplab.errors import DeeplabError
+from deeplab.models import create_model
+from deeplab.optim import MomentumSGD
+
+__all__ = ["Classifier", "EpochObserver", "OPTIMIZERS", "SCHEDULES", "LOSSES"]
+
+OPTIMIZERS = ("momentum_sgd", "sgd", "adam")
+SCHEDULES = ("none", "cosine", "step")
+LOSSES = ("torch", "manual")
+STEP_SCHEDULE_EVERY_EPOCHS = 5  # seed 004: StepLR(step_size=5, gamma=0.1)
+STEP_SCHEDULE_GAMMA = 0.1
+
+
+class EpochObserver(pl.Callback):
+    """A callback told when an epoch's train and evaluation metrics are both known.
+
+    Lightning runs callbacks' ``on_train_epoch_end`` before the module's, and
+    validation before either, so no built-in hook sees a finished epoch's
+    train *and* evaluation metrics; :class:`Classifier` calls this one.
+    """
+
+    def on_epoch_closed(self, trainer: pl.Trainer, module: "Classifier", entry: dict[str, float]) -> None:
+        """``entry``: epoch (1-based), train_loss, train_acc, val_loss, val_acc."""
+
+
+class Classifier(pl.LightningModule):
+    """Trains ``create_model(model_name, **model_kwargs)`` on image classification.
+
+    Args:
+        model_name: a registered model name.
+        model_kwargs: keyword arguments for the model factory (``in_channels``,
+            ``num_classes``, ``image_size``, ``depth``, ``init``...).
+        optimizer: ``momentum_sgd`` | ``sgd`` | ``adam``.
+        lr: learning rate η.
+        momentum: α for the SGD variants (ignored by Adam).
+        weight_decay: L2 coefficient.
+        schedule: ``none`` | ``cosine`` | ``step``; stepped once per epoch.
+        max_epochs: the cosine schedule's period.
+        loss: ``torch`` | ``manual``.
+        divergence_check_every: steps between host checks of a non-finite loss
+            (each check is a device→host sync; 1 on the CPU costs nothing).
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        model_kwargs: dict[str, Any] | None = None,
+        optimizer: str = "momentum_sgd",
+        lr: float = 0.005,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        schedule: str = "none",
+        max_epochs: int = 10,
+        loss: str = "torch",
+        divergence_check_every: int = 1,
+    ):
+        super().__init__()
+        _check_choice("--optimizer", optimizer, OPTIMIZERS)
+        _check_choice("--schedule", schedule, SCHEDULES)
+        _check_choice("--loss", loss, LOSSES)
+        if not lr > 0:
+            raise DeeplabError(f"--lr must be positive, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise DeeplabError(f"--momentum must be in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise DeeplabError(f"--weight-decay must be ≥ 0, got {weight_decay}")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.model = create_model(model_name, **(model_kwargs or {}))
+        num_classes = (model_kwargs or {}).get("num_classes", 10)
+        self.train_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.train_loss_mean = MeanMetric()
+        self.val_loss_mean = MeanMetric()
+        self.test_loss_mean = MeanMetric()
+        #: one dict per finished epoch: epoch, train_loss, train_acc, val_loss, val_acc
+        self.history: list[dict[str, float]] = []
+        self._last_val: dict[str, float] = {}
+        #: global step at which the loss first turned NaN/inf, else None
+        self.diverged_at_step: int | None = None
+        self._nonfinite_seen: torch.Tensor | None = None
+        self._divergence_check_every = max(1, divergence_check_every)
+        self._epoch_closed = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.hparams.loss == "manual":
+            return HF.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels)
+
+    # --------------------------------------------------------------- train
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        optimizer = self.optimizers()
+        logits = self.model(images)
+        loss = self.compute_loss(logits, labels)
+        self.manual_backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        loss = loss.detach()
+        self.train_loss_mean.update(loss, weight=labels.numel())
+        self.train_accuracy.update(logits.detach(), labels)
+        self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self._watch_divergence(loss)
+        return loss
+
+    def _watch_divergence(self, loss: torch.Tensor) -> None:
+        """Stop the run when the loss turns NaN/inf, with at most one sync every few steps."""
+        nonfinite = ~torch.isfinite(loss)
+        self._nonfinite_seen = nonfinite if self._nonfinite_seen is None else self._nonfinite_seen | nonfinite
+        if self.global_step % self._divergence_check_every == 0 and bool(self._nonfinite_seen):
+            if self.diverged_at_step is None:
+                self.diverged_at_step = int(self.global_step)
+            self.trainer.should_stop = True
+
+    def on_train_epoch_end(self) -> None:
+        for scheduler in _as_list(self.lr_schedulers()):
+            scheduler.step()
+        if not self._epoch_closed:
+            self._close_epoch()  # no validation ran this epoch
+        self._epoch_closed = False
+
+    def _close_epoch(self) -> None:
+        """Record the epoch's metrics and tell every :class:`EpochObserver` callback.
+
+        Called right after the epoch's evaluation (or at the epoch's end when
+        there is none), so observers see train and evaluation metrics together.
+        """
+        self._epoch_closed = True
+        train_loss = float(self.train_loss_mean.compute()) if self.train_loss_mean.update_count else float("nan")
+        train_acc = float(self.train_accuracy.compute()) if self.train_accuracy.update_count else float("nan")
+        self.train_loss_mean.reset()
+        self.train_accuracy.reset()
+        self.log_dict({"train/loss": train_loss, "train/acc": train_acc, "epoch": float(self.current_epoch)})
+        entry = {
+            "epoch": self.current_epoch + 1,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": self._last_val.get("loss", float("nan")),
+            "val_acc": self._last_val.get("acc", float("nan")),
+        }
+        self.history.append(entry)
+        self._last_val = {}
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, EpochObserver):
+                callback.on_epoch_closed(self.trainer, self, entry)
+
+    # ---------------------------------------------------------- evaluate
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], loss_mean: MeanMetric, accuracy: Any) -> None:
+        images, labels = batch
+        logits = self.model(images)
+        loss_mean.update(self.compute_loss(logits, labels), weight=labels.numel())
+        accuracy.update(logits, labels)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss_mean, self.val_accuracy)
+
+    def on_validation_epoch_end(self) -> None:
+        loss, acc = float(self.val_loss_mean.compute()), float(self.val_accuracy.compute())
+        self.val_loss_mean.reset()
+        self.val_accuracy.reset()
+        if self.trainer.sanity_checking:
+            return
+        self.log_dict({"val/loss": loss, "val/acc": acc}, prog_bar=True)
+        self._last_val = {"loss": loss, "acc": acc}
+        if self.trainer.state.fn == "fit":
+            self._close_epoch()
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss_mean, self.test_accuracy)
+
+    def on_test_epoch_end(self) -> None:
+        loss, acc = float(self.test_loss_mean.compute()), float(self.test_accuracy.compute())
+        self.test_loss_mean.reset()
+        self.test_accuracy.reset()
+        self.log_dict({"test/loss": loss, "test/acc": acc})
+
+    # -------------------------------------------------------- optimizers
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = self.model.parameters()
+        if hp.optimizer == "momentum_sgd":
+            optimizer = MomentumSGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.schedule == "none":
+            return optimizer
+        if hp.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, hp.max_epochs))
+        else:
+            scheduler = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=STEP_SCHEDULE_EVERY_EPOCHS, gamma=STEP_SCHEDULE_GAMMA
+            )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # ------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["deeplab"] = {"history": self.history, "diverged_at_step": self.diverged_at_step}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("deeplab", {})
+        self.history = list(saved.get("history", []))
+        self.diverged_at_step = saved.get("diverged_at_step")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise DeeplabError(f"{option} {value!r} is not one of {', '.join(choices)}")

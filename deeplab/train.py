@@ -1,0 +1,269 @@
+"""``fit(config)``: one training run, from a :class:`~deeplab.config.FitConfig` to ``results.json``.
+
+Data flow (DESIGN.md): the DataModule parses the files into uint8 tensors
+once; the :class:`~deeplab.module.Classifier` trains with manual optimization;
+callbacks print the seeds' epoch line, measure throughput and log gradient
+norms; everything lands in one run directory under ``log_dir``:
+TensorBoard events, ``checkpoints/``, ``config.json`` and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from deeplab.callbacks import EpochLine, Throughput
+from deeplab.config import FitConfig, resolve_config
+from deeplab.data import create_datamodule
+from deeplab.errors import DeeplabError
+from deeplab.io import atomic_write_json
+from deeplab.models import DATASET_SHAPES, count_parameters, model_spec
+from deeplab.module import Classifier
+
+__all__ = ["fit", "build_model_kwargs", "device_description", "RESULTS_FILE", "CONFIG_FILE"]
+
+RESULTS_FILE = "results.json"
+CONFIG_FILE = "config.json"
+
+
+def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
+    """Factory keywords for the model on the config's dataset: shape, depth, init, extras."""
+    if config.dataset not in DATASET_SHAPES:
+        raise DeeplabError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(DATASET_SHAPES)}")
+    channels, height, _, classes = DATASET_SHAPES[config.dataset]
+    kwargs: dict[str, Any] = dict(in_channels=channels, num_classes=classes, image_size=height)
+    spec = model_spec(config.model)
+    if config.depth is not None:
+        if not spec.has_depth:
+            raise DeeplabError(f"model {config.model!r} has a fixed depth; drop --depth")
+        kwargs["depth"] = config.depth
+    if config.init is not None and config.init != "seed":
+        kwargs["init"] = config.init
+    kwargs.update(config.model_kwargs)
+    return kwargs
+
+
+def device_description(trainer: pl.Trainer) -> str:
+    root = trainer.strategy.root_device
+    if root.type == "cuda":
+        name = torch.cuda.get_device_name(root)
+    else:
+        name = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return f"{name} ×{trainer.world_size}" if trainer.world_size > 1 else name
+
+
+def _quiet_lightning() -> None:
+    # Lightning's banners ("GPU available: False...") and advice drown the seeds' epoch lines.
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*predefined.*`log_every_n_steps`.*")
+
+
+def _resume_run_dir(ckpt_path: str | None) -> Path | None:
+    """A checkpoint inside ``<run>/checkpoints/`` resumes into that same run directory."""
+    if ckpt_path is None:
+        return None
+    run_dir = Path(ckpt_path).resolve().parent.parent
+    return run_dir if (run_dir / CONFIG_FILE).is_file() else None
+
+
+def _check_checkpoint(ckpt_path: str, model_name: str) -> None:
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise DeeplabError(f"--ckpt-path {ckpt_path}: no such checkpoint file; give the path of a .ckpt to resume")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        saved_model = checkpoint["hyper_parameters"]["model_name"]
+    except Exception as error:  # noqa: BLE001
+        raise DeeplabError(f"--ckpt-path {ckpt_path} is not a readable deeplab checkpoint ({type(error).__name__})") from None
+    if saved_model != model_name:
+        raise DeeplabError(
+            f"--ckpt-path {ckpt_path} holds model {saved_model!r}, not {model_name!r}; "
+            f"resume it with --model {saved_model} or start {model_name} without --ckpt-path"
+        )
+
+
+def _check_devices(config: FitConfig) -> None:
+    requested = config.devices
+    if requested in ("auto", "-1"):
+        return
+    try:
+        count = len([d for d in requested.split(",") if d.strip()]) if "," in requested else int(requested)
+    except ValueError:
+        raise DeeplabError(f"--devices {requested!r}: give a count, a list like 0,1, or auto") from None
+    if count < 1:
+        raise DeeplabError(f"--devices must be ≥ 1, got {requested}")
+    wants_gpu = config.accelerator in ("gpu", "cuda") or (config.accelerator == "auto" and torch.cuda.is_available())
+    if wants_gpu:
+        available = torch.cuda.device_count()
+        if config.accelerator in ("gpu", "cuda") and available == 0:
+            raise DeeplabError("--accelerator gpu, but this machine has no CUDA GPU; use --accelerator cpu")
+        if count > available:
+            raise DeeplabError(f"--devices {requested} asks for more GPUs than the {available} this machine has")
+    elif count > (os.cpu_count() or 1):
+        raise DeeplabError(
+            f"--devices {requested} asks for more CPU processes than the {os.cpu_count()} cores this machine has"
+        )
+
+
+def _prepare_log_dir(log_dir: str) -> None:
+    path = Path(log_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".deeplab-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise DeeplabError(f"--log-dir {log_dir} is not writable ({error.strerror}); give a folder you can write to") from None
+
+
+def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = False) -> dict[str, Any]:
+    """Train one run and return what it wrote to ``results.json``."""
+    config = resolve_config(config)
+    _quiet_lightning()
+    _check_devices(config)
+    if config.ckpt_path is not None:
+        _check_checkpoint(config.ckpt_path, config.model)
+    _prepare_log_dir(config.log_dir)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+
+    datamodule = create_datamodule(
+        config.dataset,
+        data_dir=config.data_dir,
+        batch_size=config.batch_size,
+        val_split=config.val_split,
+        seed=config.seed,
+        augment=config.augment,
+        input_noise_std=config.input_noise_std or 0.0,
+    )
+    datamodule.prepare_data()  # fails fast, with one clear line, when the files are missing
+
+    model_kwargs = build_model_kwargs(config)
+    module = Classifier(
+        config.model,
+        model_kwargs,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        schedule=config.schedule,
+        max_epochs=config.epochs,
+        loss=config.loss,
+        divergence_check_every=1 if config.accelerator == "cpu" or not torch.cuda.is_available() else 25,
+    )
+    if config.channels_last:
+        module.model = module.model.to(memory_format=torch.channels_last)
+    if config.compile:
+        module.model = torch.compile(module.model)
+
+    resume_dir = _resume_run_dir(config.ckpt_path)
+    run_name = config.run_name or config.model
+    if resume_dir is not None:
+        logger = TensorBoardLogger(save_dir=str(resume_dir.parent.parent), name=resume_dir.parent.name,
+                                   version=resume_dir.name, default_hp_metric=False)
+    else:
+        logger = TensorBoardLogger(save_dir=config.log_dir, name=run_name, default_hp_metric=False)
+    run_dir = Path(logger.log_dir)
+
+    throughput = Throughput()
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=config.checkpoint_every_n_steps,
+        save_on_train_epoch_end=True,
+    )
+    all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput, checkpoint]
+    if config.grad_norms:
+        from deeplab.gradients import GradientNorms  # imported lazily: matplotlib
+
+        all_callbacks.append(GradientNorms(every_n_steps=config.grad_every,
+                                           histograms_every_n_steps=config.grad_histograms_every,
+                                           run_dir=run_dir))
+    all_callbacks.extend(callbacks)
+
+    trainer = pl.Trainer(
+        max_epochs=config.epochs,
+        max_steps=config.max_steps,
+        limit_train_batches=config.limit_train_batches,
+        limit_val_batches=config.limit_val_batches,
+        fast_dev_run=config.fast_dev_run,
+        devices=_devices_argument(config.devices),
+        accelerator=config.accelerator,
+        strategy=config.strategy,
+        num_nodes=config.num_nodes,
+        precision=config.precision,
+        logger=logger,
+        callbacks=all_callbacks,
+        enable_progress_bar=config.progress_bar and not quiet,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=min(50, max(1, config.grad_every)),
+        deterministic=False,
+        use_distributed_sampler=False,  # TensorBatches shards by rank itself
+    )
+    if trainer.is_global_zero:
+        atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=config.ckpt_path)
+    fit_seconds = time.perf_counter() - started
+
+    test_acc = test_loss = None
+    if module.diverged_at_step is None and not config.fast_dev_run:
+        if config.val_split is not None:
+            metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+            test_acc, test_loss = metrics["test/acc"], metrics["test/loss"]
+        elif module.history:
+            test_acc, test_loss = module.history[-1]["val_acc"], module.history[-1]["val_loss"]
+
+    results: dict[str, Any] = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "depth": config.depth,
+        "parameters": count_parameters(module.model),
+        "hparams": {k: v for k, v in config.to_dict().items() if k not in ("ckpt_path",)},
+        "eval_split": datamodule.eval_split_name,
+        "history": module.history,
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "global_step": int(trainer.global_step),
+        "epochs_run": len(module.history),
+        "diverged": module.diverged_at_step is not None,
+        "diverged_at_step": module.diverged_at_step,
+        "wall_time_s": round(fit_seconds, 3),
+        "train_time_s": round(throughput.train_seconds, 3),
+        "images_per_s": round(throughput.images_per_second, 1),
+        "device": device_description(trainer),
+        "run_dir": str(run_dir),
+        "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+    }
+    for callback in all_callbacks:
+        contribute = getattr(callback, "contribute_results", None)
+        if contribute is not None:
+            contribute(results)
+    if trainer.is_global_zero:
+        atomic_write_json(run_dir / RESULTS_FILE, results)
+    results["results_path"] = str(run_dir / RESULTS_FILE)
+    return results
+
+
+def _devices_argument(devices: str) -> Any:
+    if devices == "auto":
+        return "auto"
+    if "," in devices:
+        return [int(d) for d in devices.split(",") if d.strip()]
+    return int(devices)

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Train one registered model: ``python scripts/fit.py --model cnn15_skip2``.
+
+Every training option defaults to the model's seed protocol (see
+``--list-models``). Prints a progress bar, one line per epoch in the seeds'
+style, and last ``results: <path to results.json>``. TensorBoard:
+``tensorboard --logdir lightning_logs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from deeplab.cli import run_main  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deeplab.config import add_training_arguments
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", help="registered model name (see --list-models)")
+    parser.add_argument("--list-models", action="store_true", help="print every model with its seed, dataset and size, then exit")
+    add_training_arguments(parser)
+    output = parser.add_argument_group("output")
+    output.add_argument("--log-dir", default="lightning_logs", help="where runs go (default lightning_logs/)")
+    output.add_argument("--run-name", help="TensorBoard run name (default: the model name)")
+    output.add_argument("--ckpt-path", help="resume from this checkpoint (e.g. <run>/checkpoints/last.ckpt)")
+    output.add_argument("--checkpoint-every-n-steps", type=int, help="also checkpoint every N optimizer steps")
+    output.add_argument("--fast-dev-run", action="store_true", help="one batch of train and eval, no outputs kept")
+    output.add_argument("--no-progress-bar", dest="progress_bar", action="store_false", help="hide the progress bar")
+    grads = parser.add_argument_group("gradient norms (on by default)")
+    grads.add_argument("--no-grad-norms", dest="grad_norms", action="store_false", help="turn gradient-norm logging off")
+    grads.add_argument("--grad-every", type=int, default=10, help="record gradient norms every N steps (default 10)")
+    grads.add_argument("--grad-histograms-every", type=int, default=0, help="also log gradient histograms every M steps (0: off)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from deeplab.models._listing import format_model_table
+
+    if args.list_models:
+        print(format_model_table())
+        return 0
+    if not args.model:
+        from deeplab.errors import DeeplabError
+
+        raise DeeplabError("give --model NAME (see --list-models for the names)")
+    from deeplab.config import config_from_args
+    from deeplab.train import fit
+
+    results = fit(config_from_args(args))
+    print(f"results: {results['results_path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
