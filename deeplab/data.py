@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning.pytorch as pl
 import numpy as np
@@ -64,8 +64,10 @@ class TensorBatches:
     union of the ranks' i-th batches is the single-process i-th batch of size
     ``batch_size · world_size``.
 
-    ``state_dict``/``load_state_dict`` make it stateful for Lightning: a
-    checkpoint taken mid-epoch resumes at the next unseen batch.
+    Resuming mid-epoch: ``epoch_source`` (the trainer's epoch counter, which
+    Lightning restores) picks the permutation, and :meth:`resume_at` makes the
+    next pass start after the batches the checkpoint had already trained on.
+    Without ``epoch_source`` each pass counts its own epoch.
     """
 
     def __init__(
@@ -77,17 +79,23 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        epoch_source: Callable[[], int] | None = None,
     ):
         if batch_size < 1:
             raise DeeplabError(f"batch size must be a positive integer, got {batch_size}")
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0  # epoch of the next (or current) pass
-        self._batches_done = 0  # batches handed out in the current pass
-        self._resume_at = 0  # batches to skip at the start of the next pass
+        self.epoch_source = epoch_source
+        self._passes = 0  # passes started, the epoch when there is no epoch_source
+        self._resume = (-1, 0)  # (epoch, batches to skip) for the next pass of that epoch
 
-    def _indices(self, epoch: int) -> torch.Tensor | None:
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Make the next pass over ``epoch`` skip its first ``batches_done`` batches."""
+        self._resume = (epoch, batches_done)
+
+    def indices(self, epoch: int) -> torch.Tensor | None:
+        """This rank's sample order for ``epoch`` (``None``: contiguous, in file order)."""
         n = len(self.labels)
         if not self.shuffle and self.world_size == 1:
             return None  # contiguous slices, no gather needed
@@ -111,31 +119,20 @@ class TensorBatches:
         return math.ceil(self._num_samples() / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self._indices(self.epoch)
-        start_batch, self._resume_at = self._resume_at, 0
-        self._batches_done = start_batch
+        epoch = self.epoch_source() if self.epoch_source is not None else self._passes
+        self._passes += 1
+        resume_epoch, skip = self._resume
+        start_batch = skip if resume_epoch == epoch else 0
+        self._resume = (-1, 0)
+        order = self.indices(epoch)
         total = self._num_samples()
-        try:
-            for start in range(start_batch * self.batch_size, total, self.batch_size):
-                stop = min(start + self.batch_size, total)
-                if order is None:
-                    batch = (self.images[start:stop], self.labels[start:stop])
-                else:
-                    index = order[start:stop]
-                    batch = (self.images[index], self.labels[index])
-                self._batches_done += 1
-                yield batch
-        finally:
-            if self._batches_done >= len(self):
-                self.epoch += 1
-                self._batches_done = 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batches_done": self._batches_done}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch = int(state["epoch"])
-        self._resume_at = int(state["batches_done"])
+        for start in range(start_batch * self.batch_size, total, self.batch_size):
+            stop = min(start + self.batch_size, total)
+            if order is None:
+                yield self.images[start:stop], self.labels[start:stop]
+            else:
+                index = order[start:stop]
+                yield self.images[index], self.labels[index]
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -190,7 +187,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.download = download
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._train_batches: TensorBatches | None = None
-        self._pending_loader_state: dict[str, int] | None = None
+        self._resume_position: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
         # Augmentation randomness has its own generator so a checkpoint can carry it.
         self.augment_generator = torch.Generator().manual_seed(seed + 7919)
 
@@ -200,8 +197,10 @@ class ImageDataModule(pl.LightningDataModule):
             self.dataset_cls(str(self.data_dir), train=False, download=False)
             self.dataset_cls(str(self.data_dir), train=True, download=False)
             return True
-        except RuntimeError:
-            return False
+        except RuntimeError as error:
+            if _is_not_found(error):
+                return False
+            raise self._corrupt_error(error) from None
         except Exception as error:  # noqa: BLE001  (a truncated or garbled file)
             raise self._corrupt_error(error) from None
 
@@ -236,8 +235,10 @@ class ImageDataModule(pl.LightningDataModule):
     def _load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         try:
             dataset = self.dataset_cls(str(self.data_dir), train=train, download=False)
-        except RuntimeError:
-            raise self._missing_error() from None
+        except RuntimeError as error:
+            if _is_not_found(error):
+                raise self._missing_error() from None
+            raise self._corrupt_error(error) from None
         except Exception as error:  # noqa: BLE001
             raise self._corrupt_error(error) from None
         images = _as_uint8_nchw(dataset.data, self.dims)
@@ -291,10 +292,13 @@ class ImageDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> TensorBatches:
         rank, world = self._rank_and_world()
         images, labels = self.split("train")
-        self._train_batches = TensorBatches(images, labels, self.batch_size, True, self.seed, rank, world)
-        if self._pending_loader_state is not None:
-            self._train_batches.load_state_dict(self._pending_loader_state)
-            self._pending_loader_state = None
+        epoch_source = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+        self._train_batches = TensorBatches(
+            images, labels, self.batch_size, True, self.seed, rank, world, epoch_source=epoch_source
+        )
+        if self._resume_position is not None:
+            self._train_batches.resume_at(*self._resume_position)
+            self._resume_position = None
         return self._train_batches
 
     def _eval_loader(self, name: str) -> TensorBatches:
@@ -349,17 +353,31 @@ class ImageDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the augmentation RNG and how far the epoch got.
+
+        The position comes from the trainer's progress counters rather than
+        from the loader, which Lightning's one-batch prefetch runs ahead of.
+        """
         state: dict[str, Any] = {"augment_generator": self.augment_generator.get_state()}
-        if self._train_batches is not None:
-            state["train_batches"] = self._train_batches.state_dict()
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            progress = trainer.fit_loop.epoch_loop.batch_progress.current
+            state["train_position"] = (trainer.current_epoch, progress.processed)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.augment_generator.set_state(state["augment_generator"])
-        if "train_batches" in state:
-            self._pending_loader_state = state["train_batches"]
+        if "train_position" in state:
+            epoch, done = state["train_position"]
+            self._resume_position = (int(epoch), int(done))
             if self._train_batches is not None:
-                self._train_batches.load_state_dict(state["train_batches"])
+                self._train_batches.resume_at(*self._resume_position)
+
+
+def _is_not_found(error: RuntimeError) -> bool:
+    """torchvision's "Dataset not found ..." (files absent), not e.g. a truncated IDX file's
+    ``shape '[...]' is invalid for input of size ...``, which is a RuntimeError too."""
+    return "not found" in str(error)
 
 
 def _check_val_split(val_split: float | int | None) -> float | int | None:
@@ -395,6 +413,9 @@ class _PresenceCheckedCIFAR10(datasets.CIFAR10):
     (written in the real pickle format) could never load; a truncated or
     garbled file still fails loudly when torchvision unpickles it.
     """
+
+    # ``_load_meta`` md5-checks batches.meta too; md5 None makes ``check_integrity`` a presence check.
+    meta = {**datasets.CIFAR10.meta, "md5": None}
 
     def _check_integrity(self) -> bool:
         folder = Path(self.root) / self.base_folder

@@ -21,6 +21,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from deeplab import functional as HF
+from deeplab.checkpointing import capture_rng_state, restore_rng_state
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
 from deeplab.optim import MomentumSGD
@@ -97,6 +98,10 @@ class Classifier(pl.LightningModule):
         self.train_loss_mean = MeanMetric()
         self.val_loss_mean = MeanMetric()
         self.test_loss_mean = MeanMetric()
+        # The running train metrics go into checkpoints, so a mid-epoch resume
+        # reports the same epoch metrics as an uninterrupted run.
+        self.train_accuracy.persistent(True)
+        self.train_loss_mean.persistent(True)
         #: one dict per finished epoch: epoch, train_loss, train_acc, val_loss, val_acc
         self.history: list[dict[str, float]] = []
         self._last_val: dict[str, float] = {}
@@ -115,6 +120,12 @@ class Classifier(pl.LightningModule):
         return F.cross_entropy(logits, labels)
 
     # --------------------------------------------------------------- train
+    def on_train_epoch_start(self) -> None:
+        # Lightning skips this hook when it resumes mid-epoch, so the running metrics
+        # restored from the checkpoint survive then; at a fresh epoch they start empty.
+        self.train_loss_mean.reset()
+        self.train_accuracy.reset()
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
         optimizer = self.optimizers()
@@ -224,12 +235,18 @@ class Classifier(pl.LightningModule):
 
     # ------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["deeplab"] = {"history": self.history, "diverged_at_step": self.diverged_at_step}
+        checkpoint["deeplab"] = {
+            "history": self.history,
+            "diverged_at_step": self.diverged_at_step,
+            "rng": capture_rng_state(),  # dropout masks etc. continue exactly after a resume
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("deeplab", {})
         self.history = list(saved.get("history", []))
         self.diverged_at_step = saved.get("diverged_at_step")
+        if "rng" in saved:
+            restore_rng_state(saved["rng"])
 
 
 def _as_list(value: Any) -> list[Any]:

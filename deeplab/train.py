@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from deeplab.callbacks import EpochLine, Throughput
+from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.config import FitConfig, resolve_config
 from deeplab.data import create_datamodule
 from deeplab.errors import DeeplabError
@@ -32,6 +33,7 @@ from deeplab.module import Classifier
 __all__ = ["fit", "build_model_kwargs", "device_description", "RESULTS_FILE", "CONFIG_FILE"]
 
 RESULTS_FILE = "results.json"
+RUN_VERSION_ENV = "DEEPLAB_RUN_VERSION"  # set by rank 0, inherited by the processes DDP launches
 CONFIG_FILE = "config.json"
 
 
@@ -68,6 +70,12 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*predefined.*`log_every_n_steps`.*")
+    # ImageDataModule resumes mid-epoch through its own checkpoint state (trainer progress
+    # counters), which Lightning's check for a stateful dataloader cannot see.
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")
+    # Epoch metrics come from torchmetrics, which already reduce across processes.
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 
 
 def _resume_run_dir(ckpt_path: str | None) -> Path | None:
@@ -173,7 +181,12 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
         logger = TensorBoardLogger(save_dir=str(resume_dir.parent.parent), name=resume_dir.parent.name,
                                    version=resume_dir.name, default_hp_metric=False)
     else:
-        logger = TensorBoardLogger(save_dir=config.log_dir, name=run_name, default_hp_metric=False)
+        # DDP's launcher re-runs this script in every other process; they must all write
+        # into the run directory rank 0 chose, not pick the next free version themselves.
+        version = os.environ.get(RUN_VERSION_ENV)
+        logger = TensorBoardLogger(save_dir=config.log_dir, name=run_name, default_hp_metric=False,
+                                   version=int(version) if version is not None else None)
+        os.environ[RUN_VERSION_ENV] = str(logger.version)
     run_dir = Path(logger.log_dir)
 
     throughput = Throughput()
@@ -185,6 +198,7 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
         save_top_k=0,
         every_n_train_steps=config.checkpoint_every_n_steps,
         save_on_train_epoch_end=True,
+        enable_version_counter=False,  # a resumed run keeps writing last.ckpt, not last-v1.ckpt
     )
     all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput, checkpoint]
     if config.grad_norms:
@@ -214,6 +228,7 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
         log_every_n_steps=min(50, max(1, config.grad_every)),
         deterministic=False,
         use_distributed_sampler=False,  # TensorBatches shards by rank itself
+        plugins=[AtomicCheckpointIO()],
     )
     if trainer.is_global_zero:
         atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
@@ -257,7 +272,9 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
             contribute(results)
     if trainer.is_global_zero:
         atomic_write_json(run_dir / RESULTS_FILE, results)
+    os.environ.pop(RUN_VERSION_ENV, None)  # the next fit() in this process starts a new run
     results["results_path"] = str(run_dir / RESULTS_FILE)
+    results["is_global_zero"] = trainer.is_global_zero
     return results
 
 

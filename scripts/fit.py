@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from deeplab.train import fit
 
     results = fit(config_from_args(args))
-    print(f"results: {results['results_path']}")
+    if results["is_global_zero"]:
+        print(f"results: {results['results_path']}")
     return 0
 
 
