@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from deeplab.errors import USAGE_EXIT_CODE, DeeplabError
 
-__all__ = ["run_main"]
+__all__ = ["run_main", "ArgumentParser", "DIVERGED_EXIT_CODE"]
+
+#: exit status of a training script whose loss turned NaN/inf (results.json says diverged: true)
+DIVERGED_EXIT_CODE = 3
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (``error: ... (see --help)``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(USAGE_EXIT_CODE, f"error: {message} (see {self.prog} --help)\n")
 
 
 def run_main(main: Callable[[], int]) -> int:

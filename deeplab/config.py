@@ -109,6 +109,17 @@ def _validate(config: FitConfig) -> None:
         raise DeeplabError(f"--weight-decay must be ≥ 0, got {config.weight_decay}")
     if config.grad_every < 1:
         raise DeeplabError(f"--grad-every must be ≥ 1, got {config.grad_every}")
+    for option, value, choices in (
+        ("--optimizer", config.optimizer, ("momentum_sgd", "sgd", "adam")),
+        ("--loss", config.loss, ("torch", "manual")),
+        ("--schedule", config.schedule, ("none", "cosine", "step")),
+    ):
+        if value not in choices:
+            raise DeeplabError(f"{option} {value!r} is not one of {', '.join(choices)}")
+    if config.num_nodes < 1:
+        raise DeeplabError(f"--num-nodes must be ≥ 1, got {config.num_nodes}")
+    if config.input_noise_std is not None and config.input_noise_std < 0:
+        raise DeeplabError(f"input noise std must be ≥ 0, got {config.input_noise_std}")
 
 
 def _int_or_fraction(text: str) -> float | int:

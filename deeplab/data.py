@@ -380,6 +380,11 @@ def _is_not_found(error: RuntimeError) -> bool:
     return "not found" in str(error)
 
 
+def _means_missing(error: RuntimeError) -> bool:
+    """torchvision says "Dataset not found" for absent files; other RuntimeErrors are bad bytes."""
+    return "not found" in str(error).lower()
+
+
 def _check_val_split(val_split: float | int | None) -> float | int | None:
     if val_split is None:
         return None

@@ -2,9 +2,12 @@
 """Train one registered model: ``python scripts/fit.py --model cnn15_skip2``.
 
 Every training option defaults to the model's seed protocol (see
-``--list-models``). Prints a progress bar, one line per epoch in the seeds'
-style, and last ``results: <path to results.json>``. TensorBoard:
-``tensorboard --logdir lightning_logs``.
+--list-models). Prints a progress bar, one line per epoch in the seeds'
+style, and last `results: <path to results.json>`. TensorBoard:
+`tensorboard --logdir lightning_logs`.
+
+Exit status: 0 trained; 2 bad input (one line on stderr says what to do);
+3 the loss became NaN/inf (training stopped, results.json has diverged: true).
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deeplab.cli import run_main  # noqa: E402
+from deeplab.cli import DIVERGED_EXIT_CODE, ArgumentParser, run_main  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     from deeplab.config import add_training_arguments
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", help="registered model name (see --list-models)")
@@ -56,9 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     from deeplab.train import fit
 
     results = fit(config_from_args(args))
-    if results["is_global_zero"]:
-        print(f"results: {results['results_path']}")
-    return 0
+    if not results["is_global_zero"]:
+        return 0
+    if results["diverged"]:
+        print(
+            f"error: training diverged: the loss became NaN or infinite at step {results['diverged_at_step']}; "
+            f"try a smaller --lr (results.json records diverged: true)",
+            file=sys.stderr,
+        )
+    print(f"results: {results['results_path']}")
+    return DIVERGED_EXIT_CODE if results["diverged"] else 0
 
 
 if __name__ == "__main__":
