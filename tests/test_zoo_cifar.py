@@ -45,6 +45,7 @@ ALLOWED_PROTOCOL = {
     "schedule": ("none", "cosine", "step"),
     "val_split": float,
     "augment": bool,
+    "input_noise_std": float,
 }
 
 
