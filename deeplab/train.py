@@ -156,6 +156,7 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
         input_noise_std=config.input_noise_std or 0.0,
     )
     datamodule.prepare_data()  # fails fast, with one clear line, when the files are missing
+    datamodule.setup("fit")  # parse once, and check --val-split against the data, before any run dir exists
 
     model_kwargs = build_model_kwargs(config)
     module = Classifier(

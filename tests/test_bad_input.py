@@ -1,0 +1,152 @@
+"""Bad input (issue 8): each mistake gets one line saying what to do, exit status 2, no traceback,
+and nothing already written is damaged.
+
+The table runs in-process through the scripts' own ``main`` (what ``python
+scripts/fit.py ...`` runs), so it stays fast; two cases also run as real
+subprocesses to prove the end-to-end exit status.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from deeplab.cli import run_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(name: str, argv: list[str]) -> int:
+    module = load_script(name)
+    try:
+        return run_main(lambda: module.main(argv))
+    except SystemExit as exit_:  # argparse's own errors
+        return int(exit_.code)
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path, synthetic_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A log dir holding an earlier run's results and checkpoint that no mistake may touch."""
+    monkeypatch.chdir(tmp_path)
+    log_dir = tmp_path / "logs"
+    earlier = log_dir / "cnn5" / "version_0"
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "results.json").write_text('{"test_acc": 0.9}\n')
+    (earlier / "checkpoints" / "last.ckpt").write_bytes(b"not a real checkpoint, but precious")
+    other_model = tmp_path / "cnn15.ckpt"
+    return {"data": synthetic_data_dir, "logs": log_dir, "earlier": earlier, "tmp": tmp_path}
+
+
+def _real_checkpoint_of(model: str, data: Path, tmp: Path) -> Path:
+    argv = ["--model", model, "--dataset", "mnist", "--data-dir", str(data), "--epochs", "1",
+            "--limit-train-batches", "1", "--limit-val-batches", "1", "--batch-size", "4",
+            "--no-progress-bar", "--no-grad-norms", "--log-dir", str(tmp / "made")]
+    assert run_script("fit", argv) == 0
+    return next((tmp / "made" / model).glob("version_*/checkpoints/last.ckpt"))
+
+
+# (id, script, argv with {data} {logs} {tmp} placeholders, words the one line must contain)
+BAD_INPUTS = [
+    ("unknown model", "fit", ["--model", "cnn15_skp2"], ["unknown model", "cnn15_skip2"]),
+    ("no model", "fit", [], ["--model"]),
+    ("depth not a multiple of 3", "fit", ["--model", "cnn_tanh", "--depth", "4"], ["multiple of 3"]),
+    ("depth zero", "fit", ["--model", "cnn_elu", "--depth", "0"], ["multiple of 3"]),
+    ("depth for a fixed-depth model", "fit", ["--model", "cnn5", "--depth", "6"], ["fixed depth", "--depth"]),
+    ("unknown dataset", "fit", ["--model", "cnn5", "--dataset", "imagenet"], ["unknown dataset", "mnist"]),
+    ("dataset files missing offline", "fit", ["--model", "cnn5", "--data-dir", "{tmp}/empty"],
+     ["FashionMNIST/raw", "--data-dir"]),
+    ("truncated dataset file", "fit", ["--model", "cnn5", "--dataset", "mnist", "--data-dir", "{tmp}/truncated"],
+     ["truncated or corrupt", "--data-dir"]),
+    ("batch size zero", "fit", ["--model", "cnn5", "--batch-size", "0"], ["--batch-size", "positive"]),
+    ("batch size not a number", "fit", ["--model", "cnn5", "--batch-size", "many"], ["--batch-size"]),
+    ("negative learning rate", "fit", ["--model", "cnn5", "--lr", "-0.1"], ["--lr", "positive"]),
+    ("momentum of 1", "fit", ["--model", "cnn5", "--momentum", "1.0"], ["--momentum", "[0, 1)"]),
+    ("negative momentum", "fit", ["--model", "cnn5", "--momentum", "-0.5"], ["--momentum", "[0, 1)"]),
+    ("more devices than exist", "fit", ["--model", "cnn5", "--accelerator", "cpu", "--devices", "64"],
+     ["--devices", "cores"]),
+    ("gpu on a machine without one", "fit", ["--model", "cnn5", "--accelerator", "gpu"], ["no CUDA GPU"]),
+    ("missing resume checkpoint", "fit", ["--model", "cnn5", "--ckpt-path", "{tmp}/nope.ckpt"],
+     ["--ckpt-path", "no such checkpoint"]),
+    ("resume a checkpoint of another model", "fit", ["--model", "cnn5", "--ckpt-path", "{other_ckpt}"],
+     ["holds model", "two_layer_mlp"]),
+    ("unwritable log directory", "fit", ["--model", "cnn5", "--log-dir", "{tmp}/readonly/logs"],
+     ["--log-dir", "not writable"]),
+    ("val split above 1 as fraction", "fit", ["--model", "cnn5", "--val-split", "1.5"], ["--val-split", "fraction"]),
+    ("val split of zero", "fit", ["--model", "cnn5", "--val-split", "0"], ["--val-split"]),
+    ("val split larger than the training set", "fit", ["--model", "cnn5", "--val-split", "100000"],
+     ["--val-split", "leaves"]),
+    ("unknown optimizer", "fit", ["--model", "cnn5", "--optimizer", "rmsprop"], ["--optimizer", "momentum_sgd"]),
+    ("unknown schedule", "fit", ["--model", "cnn5", "--schedule", "linear"], ["--schedule", "cosine"]),
+    ("zero epochs", "fit", ["--model", "cnn5", "--epochs", "0"], ["--epochs"]),
+    ("unknown init", "fit", ["--model", "cnn_tanh", "--depth", "3", "--init", "magic"], ["magic"]),
+    ("fixup on a plain family", "fit", ["--model", "cnn_tanh", "--depth", "6", "--init", "fixup"], ["fixup"]),
+    ("search threshold above 1", "search", ["--model", "cnn_tanh", "--upper", "9", "--threshold", "1.5"],
+     ["--threshold", "(0, 1)"]),
+    ("search threshold zero", "search", ["--model", "cnn_tanh", "--upper", "9", "--threshold", "0"],
+     ["--threshold"]),
+    ("search lower above upper", "search", ["--model", "cnn_tanh", "--lower", "12", "--upper", "6"],
+     ["--lower", "--upper"]),
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_gets_one_line_and_status_2(case, workspace, capsys: pytest.CaptureFixture) -> None:
+    _, script, argv, words = case
+    tmp = workspace["tmp"]
+    (tmp / "empty").mkdir(exist_ok=True)
+    if "{tmp}/truncated" in " ".join(argv):
+        raw = tmp / "truncated" / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for source in (workspace["data"] / "MNIST" / "raw").iterdir():
+            (raw / source.name).write_bytes(source.read_bytes())
+        (raw / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:5000])
+    if "{tmp}/readonly/logs" in " ".join(argv):
+        if os.geteuid() == 0:
+            # root ignores permission bits; a regular file in the path is unwritable for anyone
+            (tmp / "readonly").write_text("a file, not a folder")
+        else:
+            (tmp / "readonly").mkdir()
+            (tmp / "readonly").chmod(0o500)
+    other_ckpt = _real_checkpoint_of("two_layer_mlp", workspace["data"], tmp) if "{other_ckpt}" in argv else ""
+    argv = [a.format(tmp=tmp, other_ckpt=other_ckpt) for a in argv]
+    if script == "fit":
+        argv += [] if "--data-dir" in argv else ["--data-dir", str(workspace["data"])]
+        argv += ["--log-dir", str(workspace["logs"])] if "--log-dir" not in argv else []
+    else:
+        argv += ["--data-dir", str(workspace["data"]), "--out", str(tmp / "search")]
+    capsys.readouterr()
+
+    status = run_script(script, argv)
+
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert status == 2, captured.err
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and "Traceback" not in captured.err
+    for word in words:
+        assert word.lower() in lines[0].lower(), (word, lines[0])
+    earlier = workspace["earlier"]
+    assert (earlier / "results.json").read_text() == '{"test_acc": 0.9}\n'
+    assert (earlier / "checkpoints" / "last.ckpt").read_bytes() == b"not a real checkpoint, but precious"
+    assert sorted(p.name for p in (workspace["logs"] / "cnn5").iterdir()) == ["version_0"]
+
+
+@pytest.mark.parametrize("argv", [["--model", "cnn15_skp2"], ["--model", "cnn5", "--data-dir", "/nonexistent/deeplab"]])
+def test_bad_input_as_a_real_process(argv: list[str], tmp_path: Path) -> None:
+    process = subprocess.run([sys.executable, str(REPO / "scripts" / "fit.py"), *argv], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    assert len(process.stderr.strip().splitlines()) == 1 and process.stderr.startswith("error: ")
