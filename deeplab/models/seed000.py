@@ -218,8 +218,14 @@ def _register_cnn15(name: str, skips: str, experiment: str, description: str) ->
         dataset="fashion_mnist",
         protocol=_SEED000_CNN_PROTOCOL,
     )
-    def factory(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Module:
-        return DeepCNN15(in_channels, num_classes, image_size, skips=skips)
+    def factory(in_channels: int = 1, num_classes: int = 10, image_size: int = 28, init: str = "seed") -> nn.Module:
+        model = DeepCNN15(in_channels, num_classes, image_size, skips=skips)
+        if init != "seed":
+            # Issue 9: literature inits on seed 000's 15-layer nets; leaky ReLU 0.01 sets the critical point.
+            from deeplab.inits import apply_init
+
+            apply_init(model, init, activation="leaky_relu")
+        return model
 
 
 _register_cnn15("cnn15_plain", "plain", "DeepCNN15_NoSkip", "15 layers (12 conv + 3 fc), no skips")
