@@ -34,7 +34,7 @@ class FitConfig:
     optimizer: str | None = None  # momentum_sgd | sgd | adam
     loss: str | None = None  # torch | manual
     schedule: str | None = None  # none | cosine | step
-    val_split: float | int | None = None  # hold-out fraction or count; None: evaluate on test each epoch
+    val_split: float | int | str | None = None  # hold-out fraction or count; "none": test each epoch; None: the seed's
     augment: bool | None = None  # dataset's training augmentation (CIFAR-10: crop + flip)
     input_noise_std: float | None = None  # seed 003's Gaussian input noise on training batches
     seed: int = 0
@@ -88,8 +88,10 @@ def resolve_config(config: FitConfig) -> FitConfig:
     for name, default in GENERAL_DEFAULTS.items():
         if getattr(resolved, name) is None:
             setattr(resolved, name, spec.protocol.get(name, default))
-    if resolved.val_split is None and "val_split" in spec.protocol and config.val_split is None:
-        resolved.val_split = spec.protocol["val_split"]
+    if resolved.val_split == "none":  # explicitly off, even where the protocol holds out data
+        resolved.val_split = None
+    elif resolved.val_split is None:
+        resolved.val_split = spec.protocol.get("val_split")
     if resolved.depth is None and spec.has_depth:
         resolved.depth = spec.default_depth
     _validate(resolved)
@@ -123,7 +125,9 @@ def _validate(config: FitConfig) -> None:
 
 
 def _int_or_fraction(text: str) -> float | int:
-    """'0.1' → 0.1 (a fraction), '5000' → 5000 (a count)."""
+    """'0.1' → 0.1 (a fraction), '5000' → 5000 (a count), 'none' → no hold-out."""
+    if text.strip().lower() == "none":
+        return "none"  # type: ignore[return-value]
     try:
         value = float(text)
     except ValueError:
@@ -148,7 +152,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--schedule", help="none | cosine (seed 001) | step (seed 004: ×0.1 every 5 epochs)")
     group.add_argument("--val-split", type=_int_or_fraction,
                        help="hold out this fraction (0.1) or count (5000) of the training set for "
-                            "per-epoch validation; the test split is then evaluated once at the end")
+                            "per-epoch validation; the test split is then evaluated once at the end; "
+                            "'none' evaluates the test split every epoch (default: the seed's choice)")
     group.add_argument("--augment", dest="augment", action="store_true", default=None,
                        help="turn training augmentation on (CIFAR-10's crop + flip is on by default)")
     group.add_argument("--no-augment", dest="augment", action="store_false", help="turn it off")
