@@ -141,7 +141,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--dataset", help="mnist | fashion_mnist | cifar10 (default: the model's seed dataset)")
     if include_depth:
         group.add_argument("--depth", type=int, help="depth k of a depth family (seed 002: a multiple of 3)")
-    group.add_argument("--init", help="initialization scheme for models that take one (default: the seed's)")
+    group.add_argument("--init", help="initialization of seed 002 families and cnn15 models: seed (default), "
+                                      "xavier, kaiming, orthogonal, delta_orthogonal; residual families also "
+                                      "fixup, skipinit")
     group.add_argument("--epochs", type=int, help="training epochs")
     group.add_argument("--batch-size", type=int, help="training batch size per device")
     group.add_argument("--lr", type=float, help="learning rate η")
