@@ -115,7 +115,8 @@ class GradientNorms(pl.Callback):
             vector = gradient_norm_vector(self._parameters, self._layer_weights).detach()
             self._pending.append((step, vector))
             per_layer = vector[2:]
-            self._epoch_sum = per_layer.clone() if self._epoch_sum is None else self._epoch_sum + per_layer
+            # (.to: a sum restored from a checkpoint lives on the CPU)
+            self._epoch_sum = per_layer.clone() if self._epoch_sum is None else self._epoch_sum.to(per_layer.device) + per_layer
             self._epoch_count += 1
             l1 = vector[1]
             if len(self._pending) >= FLUSH_EVERY_RECORDS:
@@ -124,7 +125,7 @@ class GradientNorms(pl.Callback):
             grads = [p.grad for p in self._parameters if p.grad is not None]
             l1 = torch.stack(torch._foreach_norm(grads, 1)).float().sum() if grads else torch.zeros(())
         if first_epoch:
-            self._first_epoch_l1_sum = l1 if self._first_epoch_l1_sum is None else self._first_epoch_l1_sum + l1
+            self._first_epoch_l1_sum = l1 if self._first_epoch_l1_sum is None else self._first_epoch_l1_sum.to(l1.device) + l1
             self._first_epoch_steps += 1
         if self.histograms_every_n_steps and step % self.histograms_every_n_steps == 0:
             self._log_histograms(trainer, step)
@@ -179,11 +180,23 @@ class GradientNorms(pl.Callback):
 
     # ----------------------------------------------------------- results
     def state_dict(self) -> dict[str, Any]:
-        return {"first_epoch_mean_l1": self.first_epoch_mean_l1, "per_epoch_layer_l2": self.per_epoch_layer_l2}
+        # The running sums of the epoch in progress go too, so a mid-epoch resume reports the
+        # uninterrupted run's epoch means and first-epoch L1 (checkpoints are rare: the sync is cheap).
+        return {
+            "first_epoch_mean_l1": self.first_epoch_mean_l1,
+            "per_epoch_layer_l2": self.per_epoch_layer_l2,
+            "epoch_sum": self._epoch_sum.cpu() if self._epoch_sum is not None else None,
+            "epoch_count": self._epoch_count,
+            "first_epoch_l1_sum": self._first_epoch_l1_sum.cpu() if self._first_epoch_l1_sum is not None else None,
+            "first_epoch_steps": self._first_epoch_steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.first_epoch_mean_l1 = state.get("first_epoch_mean_l1")
         self.per_epoch_layer_l2 = list(state.get("per_epoch_layer_l2", []))
+        self._epoch_sum, self._epoch_count = state.get("epoch_sum"), state.get("epoch_count", 0)
+        self._first_epoch_l1_sum = state.get("first_epoch_l1_sum")
+        self._first_epoch_steps = state.get("first_epoch_steps", 0)
 
     def contribute_results(self, results: dict[str, Any]) -> None:
         results["grad"] = {

@@ -94,7 +94,7 @@ BAD_INPUTS = [
     ("unknown init", "fit", ["--model", "cnn_tanh", "--depth", "3", "--init", "magic"], ["magic"]),
     ("fixup on a plain family", "fit", ["--model", "cnn_tanh", "--depth", "6", "--init", "fixup"], ["fixup"]),
     ("search threshold above 1", "search", ["--model", "cnn_tanh", "--upper", "9", "--threshold", "1.5"],
-     ["--threshold", "(0, 1)"]),
+     ["--threshold"]),
     ("search threshold zero", "search", ["--model", "cnn_tanh", "--upper", "9", "--threshold", "0"],
      ["--threshold"]),
     ("search lower above upper", "search", ["--model", "cnn_tanh", "--lower", "12", "--upper", "6"],

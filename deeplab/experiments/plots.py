@@ -1,0 +1,211 @@
+"""The figures of the reports (matplotlib, Agg backend: files only).
+
+Where a training ran with several seeds, a curve is the mean over the seeds
+with the min–max band shaded; bars are means with the s.d. as error bars.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from deeplab.experiments.runner import Training
+
+__all__ = [
+    "plot_learning_curves",
+    "plot_bars",
+    "plot_layer_bars",
+    "plot_series",
+    "plot_weight_grid",
+]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: Path, tight: bool = True) -> Path:
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if tight:
+        figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _mean_band(runs: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max over runs of possibly different lengths (NaN-padded)."""
+    length = max((len(r) for r in runs), default=0)
+    table = np.full((len(runs), length), np.nan)
+    for i, run in enumerate(runs):
+        table[i, : len(run)] = [np.nan if v is None else v for v in run]
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(table, axis=0), np.nanmin(table, axis=0), np.nanmax(table, axis=0)
+
+
+def _plot_runs(axis: Any, x_runs: Sequence[Sequence[float]], y_runs: Sequence[Sequence[float]], label: str,
+               scale: float = 1.0, **style: Any) -> None:
+    if not y_runs or not any(len(r) for r in y_runs):
+        return
+    mean, low, high = _mean_band(y_runs)
+    x = np.asarray(max(x_runs, key=len), dtype=float)[: len(mean)]
+    marker = "o" if len(mean) <= 30 else None
+    (line,) = axis.plot(x, mean * scale, marker=marker, markersize=3, label=label, **style)
+    if len(y_runs) > 1:
+        axis.fill_between(x, low * scale, high * scale, color=line.get_color(), alpha=0.2)
+
+
+def plot_learning_curves(trainings: Sequence["Training"], path: Path, title: str,
+                         labels: Sequence[str] | None = None) -> Path:
+    """2×2: train loss, evaluation loss, train accuracy, evaluation accuracy against epoch; one line per training."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    eval_name = "test" if all(t.eval_split == "test" for t in trainings) else "validation"
+    panels = [("train_loss", "training loss", 1.0), ("val_loss", f"{eval_name} loss", 1.0),
+              ("train_acc", "training accuracy (%)", 100.0), ("val_acc", f"{eval_name} accuracy (%)", 100.0)]
+    for axis, (key, ylabel, scale) in zip(axes.flat, panels):
+        for index, training in enumerate(trainings):
+            label = labels[index] if labels else training.label
+            y = training.curves(key)
+            x = [[e["epoch"] for e in r["history"]] for r in training.results]
+            _plot_runs(axis, x, y, label, scale)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(ylabel)
+        axis.grid(True, alpha=0.3)
+        if "loss" in key:
+            values = [v for t in trainings for run in t.curves(key) for v in run if v is not None and math.isfinite(v)]
+            if values and min(values) > 0 and max(values) / min(values) > 50:
+                axis.set_yscale("log")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=8, frameon=False)
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.06, 1, 0.96))
+    return _save(figure, path, tight=False)
+
+
+def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[Any]], *, ylabel: str,
+              title: str, log: bool = False, errors: dict[str, Sequence[float | None]] | None = None,
+              value_format: str = "{:.2f}") -> Path:
+    """Grouped bars: one group per category, one bar per series (None: no bar)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(categories) * max(1, len(series)) * 0.6 + 3), 4.5))
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(categories))
+    for index, (name, values) in enumerate(series.items()):
+        heights = [np.nan if v is None else float(v) for v in values]
+        err = None
+        if errors and name in errors:
+            err = [0.0 if e is None else float(e) for e in errors[name]]
+        offset = (index - (len(series) - 1) / 2) * width
+        bars = axis.bar(x + offset, [0 if np.isnan(h) else h for h in heights], width, label=name, yerr=err,
+                        capsize=3 if err else 0, alpha=0.85)
+        for bar, h in zip(bars, heights):
+            if np.isnan(h):
+                bar.set_visible(False)
+                continue
+            axis.annotate(value_format.format(h), (bar.get_x() + bar.get_width() / 2, h), ha="center",
+                          va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    axis.set_xticks(x)
+    axis.set_xticklabels(categories, rotation=20 if len(categories) > 3 else 0, ha="right" if len(categories) > 3 else "center")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    if log:
+        axis.set_yscale("log")
+    axis.grid(True, axis="y", alpha=0.3)
+    if len(series) > 1:
+        axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_layer_bars(path: Path, panels: Sequence[tuple[str, Sequence[str], Sequence[float]]], *, ylabel: str,
+                    title: str, log: bool = False) -> Path:
+    """Side-by-side bar charts of a per-layer quantity (seed 001's gradient-flow figure)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for axis, (panel_title, names, values) in zip(axes[0], panels):
+        axis.bar(range(len(values)), [max(v, 1e-30) if log else v for v in values], alpha=0.75)
+        axis.set_xlabel("layer (input → output)")
+        axis.set_ylabel(ylabel)
+        axis.set_title(panel_title)
+        if len(names) <= 40:
+            axis.set_xticks(range(len(names)))
+            axis.set_xticklabels(names, rotation=80, fontsize=6)
+        if log:
+            axis.set_yscale("log")
+        axis.grid(True, axis="y", alpha=0.3)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_series(path: Path, panels: Sequence[dict[str, Any]], *, title: str) -> Path:
+    """Line panels. Each panel: ``{"series": {label: (x_runs, y_runs)}, "xlabel", "ylabel", "log", "title",
+    "marks": [(x, label)]}`` — x_runs/y_runs are per-seed lists (mean line, min–max band)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
+    for axis, panel in zip(axes[0], panels):
+        for label, (x_runs, y_runs) in panel["series"].items():
+            _plot_runs(axis, x_runs, y_runs, label, panel.get("scale", 1.0))
+        for x, mark in panel.get("marks", []):
+            axis.axvline(x, color="gray", linestyle=":", linewidth=1)
+            axis.annotate(mark, (x, 1), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right", fontsize=7)
+        axis.set_xlabel(panel.get("xlabel", ""))
+        axis.set_ylabel(panel.get("ylabel", ""))
+        if panel.get("title"):
+            axis.set_title(panel["title"], fontsize=10)
+        if panel.get("log"):
+            axis.set_yscale("log")
+        if panel.get("integer_x", True):
+            from matplotlib.ticker import MaxNLocator
+
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(True, which="both", alpha=0.3)
+        if panel["series"]:
+            axis.legend(fontsize=7)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_weight_grid(weights: np.ndarray, path: Path, title: str, max_filters: int = 64) -> Path:
+    """First-layer weights as a grid of images (seed 003's ``visualizeWeights``).
+
+    ``weights``: (N, C, H, W). Each filter is scaled to [0, 1] on its own;
+    three channels are shown as RGB, anything else as the channel mean in grey.
+    """
+    plt = _pyplot()
+    w = np.asarray(weights, dtype=np.float64)[:max_filters]
+    n = len(w)
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    figure, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.5, 1.3 * rows + 0.7), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if index >= n:
+            axis.axis("off")
+            continue
+        f = w[index]
+        low, high = f.min(), f.max()
+        f = (f - low) / (high - low) if high > low else np.zeros_like(f)
+        if f.shape[0] == 3:
+            axis.imshow(np.transpose(f, (1, 2, 0)), interpolation="nearest")
+        else:
+            axis.imshow(f.mean(axis=0), cmap="gray", interpolation="nearest")
+        axis.set_title(str(index), fontsize=6)
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path)

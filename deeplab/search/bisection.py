@@ -1,0 +1,203 @@
+"""The maximum-depth search itself: bisection over a trainability predicate, no training in here.
+
+Seed 002 (``search(lr, upper, model_factory)``) bisects ``k = 3·mid`` over
+``mid ∈ [1, upper/3]``: a depth whose last-epoch test error is below 0.2 is
+"trainable" and sends the search deeper, any other sends it shallower; it
+returns ``3·r``, the deepest depth it saw train. :class:`BoundarySearch` does
+the same over the candidate depths ``lower, lower + step, …, upper`` and, with
+``parallel = 1``, probes exactly the depths the seed probes, in the same order
+(upper 24: 12, 6, 3).
+
+The seed's bug. After the loop the seed means to make sure both boundary
+depths, ``3r`` (deepest trainable) and ``3r + 3`` (shallowest untrainable),
+were trained, "if they haven't been trained yet"::
+
+    for l in [3*r, 3*r + 3]:
+        if l not in cache:
+            model = model_factory(layers).cuda()   # `layers`, not `l`
+            ...
+            print("Training CNN with {} layers".format(layers))
+
+The body builds ``model_factory(layers)`` — ``layers`` is still the *last
+depth the bisection probed* — so it retrains a depth it already trained (and
+prints that depth), never the missing boundary depth, and throws the result
+away. The check is also dead code in the cases where it could fire: a
+bisection has always evaluated both neighbours of the boundary it returns,
+except at the ends of the range — nothing trainable (``3r = 0``, not a
+network) or everything trainable (``3r + 3 = upper + 3``, beyond the range
+searched) — which are exactly where it retrains the wrong depth.
+
+Here both boundary depths are evaluated by construction: the search keeps the
+deepest trainable and shallowest untrainable depth *it has seen* as its
+bracket, so when the bracket closes, both ends are real, evaluated probes.
+At the range's ends the result says so honestly (``max_trainable=None``:
+``lower`` already fails; ``min_untrainable=None``: every depth up to
+``upper`` trains — raise ``upper``) instead of inventing depth 0 or
+``upper + step``.
+
+Parallel rounds. With ``parallel = N`` each round probes ``N`` depths that cut
+the open bracket into ``N + 1`` near-equal parts, so a bracket of ``g``
+candidates closes in about ``log_{N+1} g`` rounds instead of ``log₂ g``. For a
+monotone predicate (every depth below the boundary trains, none above) any
+bracketing search finds the same boundary, so parallel and sequential agree.
+Real trainability need not be monotone; after a round the bracket becomes
+(the deepest trainable depth below the shallowest untrainable one, the
+shallowest untrainable one), and every pair "trainable at a deeper depth than
+an untrainable one" that the probes show is reported in ``non_monotone`` —
+a finding about the networks, not an error of the search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from deeplab.errors import DeeplabError
+
+__all__ = [
+    "BisectionResult",
+    "BoundarySearch",
+    "bisect_trainability",
+    "candidate_depths",
+    "non_monotone_pairs",
+]
+
+
+def candidate_depths(lower: int, upper: int, step: int) -> list[int]:
+    """``lower, lower + step, …, upper`` (DeeplabError unless ``upper`` is on that grid)."""
+    if step <= 0:
+        raise DeeplabError(f"--step must be positive, got {step}")
+    if lower <= 0:
+        raise DeeplabError(f"--lower must be a positive depth, got {lower}")
+    if lower > upper:
+        raise DeeplabError(f"--lower {lower} is above --upper {upper}; give lower ≤ upper")
+    if (upper - lower) % step:
+        below = upper - (upper - lower) % step
+        raise DeeplabError(
+            f"--upper {upper} is not --lower {lower} plus a multiple of --step {step}; "
+            f"use --upper {below} or {below + step}"
+        )
+    return list(range(lower, upper + 1, step))
+
+
+def non_monotone_pairs(outcomes: dict[int, bool]) -> list[tuple[int, int]]:
+    """Every ``(untrainable_depth, trainable_depth)`` with the trainable one deeper, shallowest first."""
+    trainable = sorted(depth for depth, ok in outcomes.items() if ok)
+    untrainable = sorted(depth for depth, ok in outcomes.items() if not ok)
+    return [(bad, good) for bad in untrainable for good in trainable if good > bad]
+
+
+@dataclass
+class BisectionResult:
+    """What a finished :class:`BoundarySearch` found."""
+
+    max_trainable: int | None  # deepest trainable depth of the bracket; None: not even `lower` trains
+    min_untrainable: int | None  # shallowest untrainable depth; None: everything up to `upper` trains
+    outcomes: dict[int, bool]  # depth → trainable, in the order the depths were probed
+    rounds: list[list[int]]  # the depths probed in each round
+    non_monotone: list[tuple[int, int]] = field(default_factory=list)  # (untrainable, deeper trainable)
+
+    @property
+    def probes(self) -> int:
+        return len(self.outcomes)
+
+
+class BoundarySearch:
+    """Bisection as a state machine: ask :meth:`next_round` what to probe, :meth:`record` the verdicts.
+
+    ``parallel = 1`` is the seed's bisection (``mid = (l + r) // 2``);
+    ``parallel = N`` probes N depths per round (module docstring). The
+    machine never trains anything, so a caller can run a round's probes in
+    any order, on any devices, or read them from a ledger.
+    """
+
+    def __init__(self, lower: int, upper: int, step: int = 3, parallel: int = 1):
+        if parallel < 1:
+            raise DeeplabError(f"--parallel must be ≥ 1, got {parallel}")
+        self.depths = candidate_depths(lower, upper, step)
+        self.parallel = parallel
+        self.outcomes: dict[int, bool] = {}
+        self.rounds: list[list[int]] = []
+        self._pending: list[int] = []
+        # The bracket, as indices into self.depths: `low` is the deepest trainable
+        # depth seen below `high` (-1: none), `high` the shallowest untrainable (n: none).
+        self._low, self._high = -1, len(self.depths)
+
+    @property
+    def done(self) -> bool:
+        return not self._pending and not self._to_probe()
+
+    def _to_probe(self) -> list[int]:
+        low, high = self._low, self._high
+        gap = high - low
+        if gap <= 1:
+            # Closed. Both ends are probes by construction; re-check rather than trust it.
+            return [self.depths[i] for i in (low, high) if 0 <= i < len(self.depths) and self.depths[i] not in self.outcomes]
+        cuts = sorted({low + (gap * j) // (self.parallel + 1) for j in range(1, self.parallel + 1)})
+        return [self.depths[i] for i in cuts if low < i < high and self.depths[i] not in self.outcomes]
+
+    def next_round(self) -> list[int]:
+        """The depths to probe now, shallowest first; empty when the search is finished.
+
+        Call again only after every depth of the round has been recorded.
+        """
+        if self._pending:
+            raise RuntimeError(f"depths {self._pending} of the current round have no verdict yet")
+        depths = self._to_probe()
+        if depths:
+            self._pending = list(depths)
+            self.rounds.append(list(depths))
+        return depths
+
+    def record(self, depth: int, trainable: bool) -> None:
+        """The verdict for one depth of the current round."""
+        if depth not in self._pending:
+            raise RuntimeError(f"depth {depth} is not waiting for a verdict (waiting: {self._pending})")
+        self._pending.remove(depth)
+        self.outcomes[depth] = bool(trainable)
+        if not self._pending:
+            self._close_round()
+
+    def _close_round(self) -> None:
+        index = {depth: i for i, depth in enumerate(self.depths)}
+        untrainable = [index[d] for d, ok in self.outcomes.items() if not ok]
+        self._high = min(untrainable, default=len(self.depths))
+        trainable_below = [index[d] for d, ok in self.outcomes.items() if ok and index[d] < self._high]
+        self._low = max(trainable_below, default=-1)
+
+    def result(self) -> BisectionResult:
+        if not self.done:
+            raise RuntimeError("the search is not finished")
+        low, high = self._low, self._high
+        return BisectionResult(
+            max_trainable=self.depths[low] if low >= 0 else None,
+            min_untrainable=self.depths[high] if high < len(self.depths) else None,
+            outcomes=dict(self.outcomes),
+            rounds=[list(r) for r in self.rounds],
+            non_monotone=non_monotone_pairs(self.outcomes),
+        )
+
+
+def bisect_trainability(
+    is_trainable: Callable[[int], bool],
+    lower: int,
+    upper: int,
+    step: int = 3,
+    parallel: int = 1,
+    evaluate_round: Callable[[Sequence[int]], Iterable[tuple[int, bool]]] | None = None,
+) -> BisectionResult:
+    """The deepest trainable depth in ``lower, lower + step, …, upper``, by bisection.
+
+    ``is_trainable(k)`` judges one depth. ``evaluate_round(depths)`` — if given —
+    judges a whole round at once (e.g. on N devices), yielding ``(depth,
+    trainable)`` pairs in any order; by default each depth goes to
+    ``is_trainable`` in turn. Pure: all training lives in the predicate.
+    """
+    search = BoundarySearch(lower, upper, step, parallel)
+    if evaluate_round is None:
+        def evaluate_round(depths: Sequence[int]) -> Iterable[tuple[int, bool]]:
+            return ((depth, is_trainable(depth)) for depth in depths)
+    while depths := search.next_round():
+        for depth, trainable in evaluate_round(depths):
+            search.record(depth, trainable)
+    return search.result()

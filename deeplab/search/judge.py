@@ -1,0 +1,136 @@
+"""The trainability judge: one probe's per-epoch errors, its divergence, and the verdict.
+
+Seed 002's criterion: a depth is trainable when the network "achieves less
+than 20% error (either train or test) in 3 epochs"; its ``search()`` tests the
+last epoch's *test* error (``test_err >= max_err`` → too deep). Three metrics:
+
+* ``test_error`` (default, the seed's code): last epoch's test error < threshold;
+* ``train_error``: last epoch's training error (the running error over the
+  epoch, as the seed's ``train_epoch`` computes it) < threshold;
+* ``either``: the assignment's words — either of the two < threshold.
+
+A probe whose loss turned NaN/inf is untrainable whatever its error. The
+judge never stops a run on slow progress: seed 000's plain 15-layer net sat
+at chance for seven epochs and began learning in the eighth, so a probe runs
+all its epochs unless its loss diverges (the :class:`~deeplab.module.Classifier`
+stops those itself, ``module.diverged_at_step``; the judge records it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+
+from deeplab.errors import DeeplabError
+from deeplab.module import EpochObserver
+
+__all__ = ["METRICS", "TrainabilityJudge", "check_threshold", "check_metric", "judge_errors"]
+
+METRICS = ("test_error", "train_error", "either")
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise DeeplabError(f"--metric {metric!r} is not one of {', '.join(METRICS)}")
+    return metric
+
+
+def check_threshold(threshold: float) -> float:
+    if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
+        raise DeeplabError(f"--threshold is an error rate and must lie strictly between 0 and 1, got {threshold}")
+    return float(threshold)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def judge_errors(
+    train_error: float | None,
+    test_error: float | None,
+    diverged: bool,
+    threshold: float,
+    metric: str = "test_error",
+) -> tuple[float | None, bool]:
+    """``(error, trainable)`` of a probe: the metric's error and whether it is under ``threshold``.
+
+    ``error`` is None when the metric has no finite value (e.g. the loss
+    diverged before any evaluation); such a probe is untrainable.
+    """
+    check_metric(metric)
+    train_error, test_error = _finite(train_error), _finite(test_error)
+    if metric == "test_error":
+        error = test_error
+    elif metric == "train_error":
+        error = train_error
+    else:
+        finite = [e for e in (train_error, test_error) if e is not None]
+        error = min(finite) if finite else None
+    trainable = not diverged and error is not None and error < threshold
+    return error, trainable
+
+
+class TrainabilityJudge(EpochObserver):
+    """Records each epoch's train and test (evaluation) error and whether the loss diverged.
+
+    It only observes: it never sets ``trainer.should_stop``. ``fit`` calls
+    :meth:`contribute_results`, which adds ``results["trainability"]``.
+    """
+
+    def __init__(self, threshold: float = 0.2, metric: str = "test_error"):
+        self.threshold = check_threshold(threshold)
+        self.metric = check_metric(metric)
+        #: one dict per finished epoch: epoch, train_error, test_error, train_loss, test_loss
+        self.epochs: list[dict[str, float | None]] = []
+        self.diverged_at_step: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at_step is not None
+
+    def on_epoch_closed(self, trainer: pl.Trainer, module: pl.LightningModule, entry: dict[str, float]) -> None:
+        self.epochs.append({
+            "epoch": int(entry["epoch"]),
+            "train_error": _finite(1.0 - entry["train_acc"]),
+            "test_error": _finite(1.0 - entry["val_acc"]),
+            "train_loss": _finite(entry["train_loss"]),
+            "test_loss": _finite(entry["val_loss"]),
+        })
+        self._note_divergence(module)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._note_divergence(module)  # a loss may turn NaN mid-epoch, after the last closed epoch
+
+    def _note_divergence(self, module: pl.LightningModule) -> None:
+        step = getattr(module, "diverged_at_step", None)
+        if step is not None and self.diverged_at_step is None:
+            self.diverged_at_step = int(step)
+
+    def final_errors(self, results: dict[str, Any] | None = None) -> tuple[float | None, float | None]:
+        """Last epoch's train error, and the test error (``results["test_acc"]`` when fit measured it)."""
+        last = self.epochs[-1] if self.epochs else {}
+        train_error = last.get("train_error")
+        test_error = last.get("test_error")
+        if results is not None and results.get("test_acc") is not None:
+            test_error = _finite(1.0 - float(results["test_acc"]))
+        return train_error, test_error
+
+    def verdict(self, results: dict[str, Any] | None = None) -> dict[str, Any]:
+        train_error, test_error = self.final_errors(results)
+        error, trainable = judge_errors(train_error, test_error, self.diverged, self.threshold, self.metric)
+        return {
+            "metric": self.metric,
+            "threshold": self.threshold,
+            "error": error,
+            "trainable": trainable,
+            "train_error": train_error,
+            "test_error": test_error,
+            "diverged": self.diverged,
+            "diverged_at_step": self.diverged_at_step,
+            "epochs": list(self.epochs),
+        }
+
+    def contribute_results(self, results: dict[str, Any]) -> None:
+        results["trainability"] = self.verdict(results)

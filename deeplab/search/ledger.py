@@ -1,0 +1,95 @@
+"""The probe ledger: every finished probe, one JSON line each, so a search resumes where it stopped.
+
+``<out>/probes.jsonl``. A probe is appended (one ``write`` + fsync,
+:func:`deeplab.io.append_jsonl_line`) the moment it finishes, by the search's
+main process only. Running the same search again reads the ledger and trains
+only the probes it lacks; a ``kill -9`` mid-probe loses just that probe (a
+partial last line is dropped on open, before anything is appended after it).
+
+Key: model (family), depth, seed and the training settings that change what a
+probe learns (:data:`KEY_SETTINGS`, taken from the *resolved* config, so
+``--lr 0.01`` and the spec's default 0.01 share probes while ``--lr 0.1``
+does not). The ledger keeps raw errors, not verdicts: threshold and metric are
+applied when reading, so changing ``--threshold`` re-judges without
+retraining. Left out of the key on purpose: the data folder (moving it must
+not invalidate probes), devices and thread counts (they change speed, not the
+experiment), and the output and logging options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from deeplab.config import FitConfig
+from deeplab.io import append_jsonl_line, atomic_write
+
+__all__ = ["LEDGER_FILE", "KEY_SETTINGS", "ProbeLedger", "probe_settings", "probe_key"]
+
+LEDGER_FILE = "probes.jsonl"
+
+#: FitConfig fields that change what a probe learns
+KEY_SETTINGS = (
+    "model", "dataset", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
+    "loss", "schedule", "val_split", "augment", "input_noise_std", "limit_train_batches",
+    "limit_val_batches", "max_steps", "precision", "model_kwargs",
+)
+
+
+def probe_settings(config: FitConfig) -> dict[str, Any]:
+    """The key settings of a resolved config (``init`` None and ``"seed"`` are the same model)."""
+    values = config.to_dict()
+    settings = {name: values[name] for name in KEY_SETTINGS}
+    if settings["init"] is None:
+        settings["init"] = "seed"
+    return settings
+
+
+def probe_key(settings: dict[str, Any], depth: int, seed: int) -> str:
+    return json.dumps({"settings": settings, "depth": int(depth), "seed": int(seed)}, sort_keys=True)
+
+
+class ProbeLedger:
+    """Finished probes of one ``--out`` folder, read once and appended to as probes finish."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._records: dict[str, dict[str, Any]] = {}
+        #: lines that could not be read (a crash's partial line, hand edits)
+        self.skipped_lines = 0
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.is_file():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            # A kill mid-append left a partial last line: drop it now, or the next
+            # append would glue a good record onto it and lose both.
+            self.skipped_lines += 1
+            data = data[: data.rfind(b"\n") + 1]
+            atomic_write(self.path, lambda file: file.write(data))
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                key = probe_key(record["settings"], record["depth"], record["seed"])
+            except (ValueError, KeyError, TypeError):
+                self.skipped_lines += 1
+                continue
+            self._records[key] = record  # a later line for the same probe wins
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, settings: dict[str, Any], depth: int, seed: int) -> dict[str, Any] | None:
+        return self._records.get(probe_key(settings, depth, seed))
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Append a finished probe (must carry ``settings``, ``depth`` and ``seed``)."""
+        key = probe_key(record["settings"], record["depth"], record["seed"])
+        append_jsonl_line(self.path, record)
+        self._records[key] = record

@@ -1,0 +1,201 @@
+"""What a search leaves in ``--out``: ``search.json``, ``search.png``, ``report.md``; and the seven-family table.
+
+``search.png``: each probe's error against depth (one marker series per
+seed; hollow markers for diverged probes, drawn at their last measured error
+or at 1.0), the threshold as a dashed line and the boundary as a dotted one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from deeplab.io import atomic_write, atomic_write_json
+
+__all__ = [
+    "SEARCH_JSON", "SEARCH_PNG", "REPORT_MD", "TABLE_MD", "TABLE_JSON",
+    "write_search_outputs", "plot_search", "format_report", "format_table", "format_depth_cell",
+]
+
+SEARCH_JSON = "search.json"
+SEARCH_PNG = "search.png"
+REPORT_MD = "report.md"
+TABLE_MD = "table.md"
+TABLE_JSON = "table.json"
+
+
+def write_search_outputs(summary: dict[str, Any], out: str | Path) -> None:
+    out = Path(out)
+    summary["plot"] = str(out / SEARCH_PNG)
+    summary["report"] = str(out / REPORT_MD)
+    plot_search(summary, out / SEARCH_PNG)
+    text = format_report(summary)
+    atomic_write(out / REPORT_MD, lambda file: file.write(text.encode()))
+    atomic_write_json(out / SEARCH_JSON, summary)
+
+
+def _percent(error: float | None) -> str:
+    return "—" if error is None else f"{100 * error:.2f}%"
+
+
+def _depth(depth: int | None) -> str:
+    return "none" if depth is None else str(depth)
+
+
+def plot_search(summary: dict[str, Any], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
+    markers = "os^Dv<>ph*"
+    for index, seed in enumerate(summary["seeds"]):
+        probes = sorted((p for p in summary["probes"] if p["seed"] == seed), key=lambda p: p["depth"])
+        if not probes:
+            continue
+        marker = markers[index % len(markers)]
+        depths = [p["depth"] for p in probes]
+        errors = [p["error"] if p["error"] is not None else 1.0 for p in probes]
+        (line,) = axes.plot(depths, errors, marker=marker, linestyle=":", linewidth=0.8, label=f"seed {seed}")
+        diverged = [(p["depth"], p["error"] if p["error"] is not None else 1.0) for p in probes if p["diverged"]]
+        if diverged:
+            axes.scatter(*zip(*diverged), s=90, facecolors="none", edgecolors="red", zorder=3,
+                         label="diverged (NaN/inf loss)" if index == 0 else None)
+    axes.axhline(summary["threshold"], color="black", linestyle="--", linewidth=1,
+                 label=f"threshold {summary['threshold']:g}")
+    if summary.get("max_trainable") is not None:
+        axes.axvline(summary["max_trainable"], color="green", linestyle=":", linewidth=1,
+                     label=f"max trainable k = {summary['max_trainable']}")
+    reported = summary.get("seed_reported_max")
+    if reported is not None and summary["lower"] <= reported <= summary["upper"]:
+        axes.axvline(summary["seed_reported_max"], color="gray", linestyle="-.", linewidth=0.8,
+                     label=f"seed 002 reported k = {summary['seed_reported_max']}")
+    axes.set_xlabel("depth k")
+    epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
+    axes.set_ylabel(f"{summary['metric'].replace('_', ' ')} after {epochs}")
+    axes.set_ylim(0, 1.02)
+    axes.set_title(f"{summary['model']} (init {summary['init']}): trainability against depth")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+
+    def save(file: Any) -> None:
+        figure.savefig(file, format="png")
+
+    atomic_write(path, save)
+    plt.close(figure)
+
+
+def format_report(summary: dict[str, Any]) -> str:
+    s = summary
+    lines = [
+        f"# Maximum trainable depth: {s['model']}",
+        "",
+        f"Depths {s['lower']}…{s['upper']} in steps of {s['step']}; a depth is trainable when its "
+        f"{s['metric'].replace('_', ' ')} after {s['epochs']} epoch(s) is below {s['threshold']:g} and its loss "
+        f"never turned NaN/inf. Dataset {s['dataset']}, init {s['init']}, seeds "
+        f"{', '.join(map(str, s['seeds']))}, {s['parallel']} probe(s) at a time.",
+        "",
+        f"- **max trainable depth: {_depth(s['max_trainable'])}**"
+        + (f" (median over {len(s['seeds'])} seeds {s['max_trainable_median']:g}, "
+           f"spread {s['max_trainable_spread']} = {s['max_trainable_range'][0]}…{s['max_trainable_range'][1]})"
+           if len(s["seeds"]) > 1 else ""),
+        f"- min untrainable depth: {_depth(s['min_untrainable'])}",
+    ]
+    if s.get("seed_reported_max") is not None:
+        lines.append(f"- seed 002 reported: {s['seed_reported_max']}")
+    if s.get("mean_field_predicted_max") is not None:
+        lines.append(f"- mean-field predicted depth: {_mean_field_text(s['mean_field_predicted_max'])}")
+    if s["max_trainable"] is None:
+        lines.append(f"- not even depth {s['lower']} trains: lower --lower, or change the training settings")
+    if s["min_untrainable"] is None:
+        lines.append(f"- every depth up to {s['upper']} trains: the boundary lies above; raise --upper")
+    lines += [
+        f"- {s['probes_trained']} probe(s) trained, {s['probes_reused']} read from the ledger, "
+        f"{s['rounds']} round(s), {s['wall_time_s']:.0f} s",
+        "",
+        f"![error against depth]({SEARCH_PNG})",
+        "",
+        "## Per seed",
+        "",
+        "| seed | max trainable | min untrainable | probes | rounds |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for seed in s["per_seed"]:
+        lines.append(f"| {seed['seed']} | {_depth(seed['max_trainable'])} | {_depth(seed['min_untrainable'])} "
+                     f"| {seed['probes']} | {seed['rounds']} |")
+    lines += [
+        "",
+        "## Non-monotone pairs",
+        "",
+    ]
+    if s["non_monotone"]:
+        lines.append("Trainable at a depth deeper than one that did not train (same seed) — a finding about "
+                     "these networks, not a fault of the search:")
+        lines.append("")
+        for pair in s["non_monotone"]:
+            lines.append(f"- seed {pair['seed']}: k = {pair['untrainable_depth']} untrainable, "
+                         f"k = {pair['trainable_depth']} trainable")
+    else:
+        lines.append("None seen among the probes.")
+    lines += [
+        "",
+        "## Probes",
+        "",
+        "| seed | round | depth | train error | test error | trainable | epochs | diverged | time (s) |",
+        "| ---: | ---: | ---: | ---: | ---: | :---: | ---: | :---: | ---: |",
+    ]
+    for p in sorted(s["probes"], key=lambda p: (p["seed"], p["depth"])):
+        time_text = "—" if p["wall_time_s"] is None else f"{p['wall_time_s']:.1f}"
+        if p["reused"]:
+            time_text += " (ledger)"
+        diverged = f"step {p['diverged_at_step']}" if p["diverged"] else "no"
+        lines.append(
+            f"| {p['seed']} | {p['round']} | {p['depth']} | {_percent(p['train_error'])} | {_percent(p['test_error'])} "
+            f"| {'yes' if p['trainable'] else 'no'} | {p['epochs_run']} | {diverged} | {time_text} |"
+        )
+    lines += ["", f"Probes ledger: `{Path(s['ledger']).name}`; TensorBoard runs under `runs/`.", ""]
+    return "\n".join(lines)
+
+
+def _mean_field_text(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.0f}"
+
+
+def format_depth_cell(summary: dict[str, Any] | None) -> str:
+    """A table cell: ``max`` for one seed, ``median (min–max)`` for several; ``n/a`` when not run."""
+    if summary is None:
+        return "n/a"
+    best = _depth(summary["max_trainable"])
+    if summary["max_trainable"] is None:
+        best = f"< {summary['lower']}"
+    elif summary["min_untrainable"] is None:
+        best = f"≥ {summary['max_trainable']}"
+    if len(summary["seeds"]) > 1:
+        low, high = summary["max_trainable_range"]
+        median = summary["max_trainable_median"]
+        return f"{median:g} ({low}–{high})"
+    return best
+
+
+def format_table(rows: Sequence[dict[str, Any]], inits: Sequence[str]) -> str:
+    """Markdown: one row per family; seed 002's upper bound and reported maximum, then per init
+    deeplab's maximum trainable depth and the mean-field prediction."""
+    header = ["family", "upper", "seed 002 max k"]
+    for init in inits:
+        suffix = f" ({init})" if len(inits) > 1 or init != "seed" else ""
+        header += [f"deeplab max k{suffix}", f"mean-field k{suffix}"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
+    for row in rows:
+        cells = [row["family"], str(row["upper"]), _depth(row["seed_reported_max"])]
+        for init in inits:
+            cells.append(format_depth_cell(row["searches"].get(init)))
+            cells.append(_mean_field_text(row["mean_field"].get(init)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

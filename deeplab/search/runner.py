@@ -1,0 +1,492 @@
+"""Running a search: probes trained by :func:`deeplab.train.fit`, judged, ledgered, on 1 or N devices.
+
+:func:`run_search` drives one :class:`~deeplab.search.bisection.BoundarySearch`
+per seed. Each round's depths are looked up in the ledger first; the rest are
+trained — in this process (``parallel = 1``) or by a pool of ``N`` spawned
+worker processes (``parallel = N``), one device each: the N GPUs
+(``CUDA_VISIBLE_DEVICES`` per worker, round-robin if there are fewer GPUs than
+workers) or, on a CPU-only machine, N processes with ``cores // N`` threads
+each. A probe is ledgered and printed the moment it finishes.
+
+Each probe is ``fit(FitConfig(model, depth=k, seed=s, …), quiet=True)`` with
+gradient-norm logging and the progress bar off, its TensorBoard run named
+``<model>[_<init>]_k<depth>_seed<seed>`` under ``<out>/runs/``. Probes are
+deterministic for a given (model, depth, seed) and settings: ``fit`` seeds
+everything from ``FitConfig.seed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import io
+import os
+import statistics
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from deeplab.config import FitConfig, resolve_config
+from deeplab.errors import DeeplabError
+from deeplab.search.bisection import BoundarySearch, candidate_depths
+from deeplab.search.judge import check_metric, check_threshold, judge_errors
+from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
+
+__all__ = [
+    "DEFAULT_SEARCH_EPOCHS",
+    "SearchPlan",
+    "ProbeRequest",
+    "ProbeRunner",
+    "run_probe",
+    "run_search",
+    "echo_line",
+    "summarize_seeds",
+    "mean_field_prediction",
+    "prepare_search",
+    "depth_multiple",
+    "probe_run_name",
+    "seed002_reference",
+]
+
+#: epochs per probe unless --epochs says otherwise (seed 002: "in 3 epochs")
+DEFAULT_SEARCH_EPOCHS = 3
+
+
+@dataclass
+class SearchPlan:
+    """One maximum-depth search: a family, a depth range, a criterion, seeds and devices."""
+
+    model: str  # a registered depth family
+    upper: int  # deepest candidate depth
+    lower: int = 3  # shallowest candidate depth
+    step: int = 3  # candidate spacing
+    threshold: float = 0.2  # trainable: error < threshold
+    metric: str = "test_error"  # test_error | train_error | either
+    seeds: tuple[int, ...] = (0,)  # one search per seed
+    parallel: int = 1  # probes trained at once (devices)
+    out: str = "lightning_logs/search"  # ledger, search.json, plot, report, TensorBoard runs
+    training: FitConfig | None = None  # training settings; unset fields come from the model's spec
+    verbose: bool = False  # let each probe print the seeds' per-epoch lines
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One probe to train: a full FitConfig (as a dict, so it pickles simply) and its ledger key."""
+
+    config: dict[str, Any]
+    settings: dict[str, Any]
+    verbose: bool = False
+
+    @property
+    def depth(self) -> int:
+        return int(self.config["depth"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+
+#: trains a batch of probes, yielding each finished probe's ledger record as it finishes
+ProbeRunner = Callable[[Sequence[ProbeRequest]], Iterable[dict[str, Any]]]
+
+
+# --------------------------------------------------------------------------- validation
+def seed002_reference() -> dict[str, tuple[int, int]]:
+    """Seed 002's ``{family: (search upper bound, reported max depth)}`` (empty if unavailable)."""
+    try:
+        from deeplab.models.seed002 import SEED002_SEARCH
+    except ImportError:  # pragma: no cover - the families ship with deeplab
+        return {}
+    return dict(SEED002_SEARCH)
+
+
+def depth_multiple(model: str) -> int:
+    """What depths of ``model`` must be multiples of (seed 002: 3); DeeplabError for fixed-depth models."""
+    from deeplab.models import list_models, model_spec
+
+    spec = model_spec(model)  # unknown name → DeeplabError with close matches
+    if not spec.has_depth:
+        families = ", ".join(name for name in list_models() if model_spec(name).has_depth)
+        raise DeeplabError(f"model {model!r} has a fixed depth; a depth search needs a depth family: {families}")
+    return 3 if spec.family == "seed002-depth" else 1
+
+
+def _check_range(model: str, lower: int, upper: int, step: int) -> None:
+    multiple = depth_multiple(model)
+    if step <= 0:
+        raise DeeplabError(f"--step must be positive, got {step}")
+    if multiple > 1:
+        for option, value in (("--lower", lower), ("--upper", upper), ("--step", step)):
+            if value % multiple:
+                raise DeeplabError(
+                    f"{option} {value}: {model} counts depth in multiples of {multiple} "
+                    f"(3 stages of k/3 convs); give a multiple of {multiple}"
+                )
+    candidate_depths(lower, upper, step)  # lower > 0, lower ≤ upper, upper on the grid
+
+
+def prepare_search(plan: SearchPlan) -> FitConfig:
+    """Validate ``plan`` (DeeplabError for what the user can fix) and resolve its training settings."""
+    check_threshold(plan.threshold)
+    check_metric(plan.metric)
+    if plan.parallel < 1:
+        raise DeeplabError(f"--parallel must be ≥ 1, got {plan.parallel}")
+    if not plan.seeds:
+        raise DeeplabError("--seeds is empty; give seeds like 0,1,2")
+    if len(set(plan.seeds)) != len(plan.seeds):
+        raise DeeplabError(f"--seeds repeats a seed: {','.join(map(str, plan.seeds))}")
+    _check_range(plan.model, plan.lower, plan.upper, plan.step)
+    base = plan.training or FitConfig(model=plan.model)
+    if base.devices not in ("1", 1):
+        raise DeeplabError(
+            f"--devices {base.devices}: a search trains each probe on one device; "
+            f"use --parallel N to train N probes at once on N devices"
+        )
+    base = dataclasses.replace(
+        base,
+        model=plan.model,
+        depth=plan.lower,
+        epochs=base.epochs if base.epochs is not None else DEFAULT_SEARCH_EPOCHS,
+        devices="1",
+        grad_norms=False,
+        progress_bar=False,
+        ckpt_path=None,
+        fast_dev_run=False,
+        log_dir=str(Path(plan.out) / "runs"),
+    )
+    resolved = resolve_config(base)
+    # Build the shallowest network once, here, so a bad --init or depth fails in one line
+    # before any worker starts, not inside the first probe.
+    from deeplab.models import create_model
+    from deeplab.train import build_model_kwargs
+
+    create_model(resolved.model, **build_model_kwargs(resolved))
+    return resolved
+
+
+# ------------------------------------------------------------------------------ probes
+def probe_run_name(model: str, init: str | None, depth: int, seed: int) -> str:
+    init_part = f"_{init}" if init not in (None, "seed") else ""
+    return f"{model}{init_part}_k{depth}_seed{seed}"
+
+
+def run_probe(request: ProbeRequest) -> dict[str, Any]:
+    """Train one probe and return its ledger record (raw errors, no verdict)."""
+    from deeplab.search.judge import TrainabilityJudge
+    from deeplab.train import fit
+
+    config = FitConfig(**request.config)
+    judge = TrainabilityJudge()
+    started = time.perf_counter()
+    # fit always prints the seeds' per-epoch line; N probes at once would interleave them.
+    quiet_stdout = contextlib.nullcontext() if request.verbose else contextlib.redirect_stdout(io.StringIO())
+    with quiet_stdout, warnings.catch_warnings():
+        # tiny probes (--limit-train-batches 2) would each warn about the logging interval
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        results = fit(config, callbacks=[judge], quiet=True)
+    wall_time = time.perf_counter() - started
+    train_error, test_error = judge.final_errors(results)
+    return {
+        "model": config.model,
+        "depth": config.depth,
+        "seed": config.seed,
+        "settings": request.settings,
+        "train_error": train_error,
+        "test_error": test_error,
+        "epoch_errors": judge.epochs,
+        "epochs": config.epochs,
+        "epochs_run": int(results["epochs_run"]),
+        "diverged": judge.diverged,
+        "diverged_at_step": judge.diverged_at_step,
+        "global_step": results["global_step"],
+        "parameters": results["parameters"],
+        "wall_time_s": round(wall_time, 3),
+        "device": results["device"],
+        "process": os.getpid(),
+        "run_dir": results["run_dir"],
+        "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def _run_in_process(requests: Sequence[ProbeRequest]) -> Iterator[dict[str, Any]]:
+    for request in requests:
+        yield run_probe(request)
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(slots: Any, gpu_count: int, threads: int) -> None:
+    """A pool worker's setup: die with the parent, then take one GPU or a share of the cores."""
+    try:  # Linux: SIGKILL this worker when the search process dies (kill -9 included)
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover
+        pass
+    slot = slots.get()
+    if gpu_count > 0:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % gpu_count)  # before CUDA initializes
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class ProcessPoolRunner:
+    """``workers`` spawned processes, each training one probe at a time on its own device."""
+
+    def __init__(self, workers: int, use_gpus: bool):
+        import multiprocessing
+
+        import torch
+
+        context = multiprocessing.get_context("spawn")
+        self.gpu_count = torch.cuda.device_count() if use_gpus else 0
+        self.threads = max(1, _usable_cores() // workers)
+        slots = context.Queue()
+        for slot in range(workers):
+            slots.put(slot)
+        self._slots = slots
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker,
+            initargs=(slots, self.gpu_count, self.threads),
+        )
+
+    def describe(self) -> str:
+        if self.gpu_count:
+            return f"{self._executor._max_workers} worker processes on {self.gpu_count} GPU(s)"
+        return f"{self._executor._max_workers} CPU worker processes × {self.threads} threads"
+
+    def __call__(self, requests: Sequence[ProbeRequest]) -> Iterator[dict[str, Any]]:
+        futures = [self._executor.submit(run_probe, request) for request in requests]
+        for future in as_completed(futures):
+            yield future.result()
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            # Our own workers, by pid: a failed or interrupted search must not leave probes training.
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()
+        self._executor.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+# ------------------------------------------------------------------------------ search
+def _format_error(error: float | None) -> str:
+    return "   n/a " if error is None else f"{100 * error:6.2f}%"
+
+
+def _probe_line(entry: dict[str, Any], metric: str) -> str:
+    verdict = "trainable" if entry["trainable"] else "untrainable"
+    how = f"diverged at step {entry['diverged_at_step']}" if entry["diverged"] else f"{entry['epochs_run']} epochs"
+    source = "ledger" if entry["reused"] else f"{entry['wall_time_s']:.1f} s"
+    return (f"probe k={entry['depth']:<4d} seed={entry['seed']:<3d} {metric.replace('_', ' ')} "
+            f"{_format_error(entry['error'])}  {verdict:<11s}  ({how}, {source})")
+
+
+def _probe_entry(record: dict[str, Any], plan: SearchPlan, round_number: int, reused: bool) -> dict[str, Any]:
+    error, trainable = judge_errors(record.get("train_error"), record.get("test_error"),
+                                    bool(record.get("diverged")), plan.threshold, plan.metric)
+    return {
+        "depth": int(record["depth"]),
+        "seed": int(record["seed"]),
+        "error": error,
+        "trainable": trainable,
+        "epochs_run": record.get("epochs_run"),
+        "diverged": bool(record.get("diverged")),
+        "diverged_at_step": record.get("diverged_at_step"),
+        "wall_time_s": record.get("wall_time_s"),
+        "train_error": record.get("train_error"),
+        "test_error": record.get("test_error"),
+        "epoch_errors": [
+            {"epoch": e.get("epoch"), "train_error": e.get("train_error"), "test_error": e.get("test_error")}
+            for e in record.get("epoch_errors", [])
+        ],
+        "round": round_number,
+        "reused": reused,
+        "run_dir": record.get("run_dir"),
+        "process": record.get("process"),
+    }
+
+
+def _median_low(values: list[int]) -> int:
+    return int(statistics.median_low(values))
+
+
+def summarize_seeds(per_seed: list[dict[str, Any]], lower: int, upper: int, step: int) -> dict[str, Any]:
+    """Median and spread of the per-seed boundaries.
+
+    A seed where not even ``lower`` trains counts as depth ``lower − step``
+    (seed 002's ``3r = 0``) and one where all of ``upper`` trains has its first
+    untrainable depth counted as ``upper + step``, so medians stay numbers;
+    a median that lands there is reported as None.
+    """
+    below, above = lower - step, upper + step
+    maxima = [s["max_trainable"] if s["max_trainable"] is not None else below for s in per_seed]
+    minima = [s["min_untrainable"] if s["min_untrainable"] is not None else above for s in per_seed]
+    max_low, min_low = _median_low(maxima), _median_low(minima)
+    return {
+        "max_trainable": None if max_low == below else max_low,
+        "min_untrainable": None if min_low == above else min_low,
+        "max_trainable_median": float(statistics.median(maxima)),
+        "max_trainable_spread": max(maxima) - min(maxima),
+        "max_trainable_range": [min(maxima), max(maxima)],
+        "max_trainable_stdev": float(statistics.pstdev(maxima)),
+    }
+
+
+def mean_field_prediction(model: str, init: str | None) -> float | None:
+    """``deeplab.mean_field.predict_for_model(model, init)``'s predicted depth, if it offers one."""
+    try:
+        from deeplab import mean_field
+
+        predict = getattr(mean_field, "predict_for_model", None)
+        if predict is None:
+            return None
+        prediction = predict(model, init or "seed")
+    except Exception:  # noqa: BLE001 - an optional column: no prediction, never a failed search
+        return None
+    if isinstance(prediction, dict):
+        prediction = prediction.get("predicted_max_depth")
+    try:
+        return None if prediction is None else float(prediction)
+    except (TypeError, ValueError):
+        return None
+
+
+def echo_line(line: str) -> None:
+    """Print one progress line now (flushed: a search usually runs under nohup, into a file)."""
+    print(line, flush=True)
+
+
+def run_search(
+    plan: SearchPlan,
+    runner: ProbeRunner | None = None,
+    echo: Callable[[str], None] = echo_line,
+    write_outputs: bool = True,
+) -> dict[str, Any]:
+    """Search every seed of ``plan``; returns (and writes to ``<out>/search.json``) the summary.
+
+    ``runner`` trains a batch of probes (default: in this process, or a
+    spawn pool when ``plan.parallel > 1``); tests pass a fake one.
+    """
+    base = prepare_search(plan)
+    settings = probe_settings(base)
+    out = Path(plan.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = ProbeLedger(out / LEDGER_FILE)
+    if ledger.skipped_lines:
+        echo(f"ledger: ignored {ledger.skipped_lines} unreadable line(s) of {ledger.path} (a probe cut short)")
+    if len(ledger):
+        echo(f"ledger: {len(ledger)} finished probe(s) in {ledger.path}; matching ones are not trained again")
+
+    pool: ProcessPoolRunner | None = None
+    if runner is None:
+        if plan.parallel > 1:
+            import torch
+
+            use_gpus = base.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+            pool = ProcessPoolRunner(plan.parallel, use_gpus)
+            runner = pool
+            echo(f"parallel: {pool.describe()}")
+        else:
+            runner = _run_in_process
+
+    def request(depth: int, seed: int) -> ProbeRequest:
+        config = dataclasses.replace(base, depth=depth, seed=seed,
+                                     run_name=probe_run_name(plan.model, base.init, depth, seed))
+        return ProbeRequest(config=config.to_dict(), settings=settings, verbose=plan.verbose)
+
+    started = time.perf_counter()
+    probes: list[dict[str, Any]] = []
+    per_seed: list[dict[str, Any]] = []
+    trained = 0
+    failed = True
+    try:
+        for seed in plan.seeds:
+            search = BoundarySearch(plan.lower, plan.upper, plan.step, plan.parallel)
+            seed_entries: dict[int, dict[str, Any]] = {}
+            while depths := search.next_round():
+                round_number = len(search.rounds)
+                todo = []
+                for depth in depths:
+                    record = ledger.get(settings, depth, seed)
+                    if record is None:
+                        todo.append(request(depth, seed))
+                    else:
+                        seed_entries[depth] = _probe_entry(record, plan, round_number, reused=True)
+                        echo(_probe_line(seed_entries[depth], plan.metric))
+                for record in runner(todo):
+                    record.setdefault("settings", settings)
+                    ledger.add(record)
+                    trained += 1
+                    entry = _probe_entry(record, plan, round_number, reused=False)
+                    seed_entries[entry["depth"]] = entry
+                    echo(_probe_line(entry, plan.metric))
+                for depth in depths:
+                    search.record(depth, seed_entries[depth]["trainable"])
+            result = search.result()
+            seed_probes = [seed_entries[depth] for depth in result.outcomes]
+            probes.extend(seed_probes)
+            per_seed.append({
+                "seed": seed,
+                "max_trainable": result.max_trainable,
+                "min_untrainable": result.min_untrainable,
+                "rounds": len(result.rounds),
+                "probes": result.probes,
+                "probes_trained": sum(not p["reused"] for p in seed_probes),
+                "non_monotone": [{"untrainable_depth": bad, "trainable_depth": good}
+                                 for bad, good in result.non_monotone],
+            })
+            echo(f"seed {seed}: max trainable depth {_depth_text(result.max_trainable)}, "
+                 f"min untrainable depth {_depth_text(result.min_untrainable)} "
+                 f"({result.probes} probes in {len(result.rounds)} rounds)")
+        failed = False
+    finally:
+        if pool is not None:
+            pool.close(cancel=failed)
+
+    reference = seed002_reference().get(plan.model)
+    summary: dict[str, Any] = {
+        "model": plan.model,
+        "init": base.init or "seed",
+        "dataset": base.dataset,
+        "lower": plan.lower,
+        "upper": plan.upper,
+        "step": plan.step,
+        "threshold": plan.threshold,
+        "metric": plan.metric,
+        "epochs": base.epochs,
+        "seeds": list(plan.seeds),
+        "parallel": plan.parallel,
+        **summarize_seeds(per_seed, plan.lower, plan.upper, plan.step),
+        "per_seed": per_seed,
+        "non_monotone": [dict(pair, seed=s["seed"]) for s in per_seed for pair in s["non_monotone"]],
+        "seed_reported_max": reference[1] if reference else None,
+        "mean_field_predicted_max": mean_field_prediction(plan.model, base.init),
+        "rounds": sum(s["rounds"] for s in per_seed),
+        "probes_trained": trained,
+        "probes_reused": len(probes) - trained,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "training": settings,
+        "probes": probes,
+        "ledger": str(ledger.path),
+    }
+    if write_outputs:
+        from deeplab.search.report import write_search_outputs
+
+        write_search_outputs(summary, out)
+    return summary
+
+
+def _depth_text(depth: int | None) -> str:
+    return "none" if depth is None else str(depth)

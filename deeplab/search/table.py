@@ -1,0 +1,100 @@
+"""``scripts/search.py --table``: seed 002's seven families, searched with the seed's upper bounds.
+
+One search per (family, init) in ``<out>/<family>/<init>/`` (each with its own
+ledger, so an interrupted table resumes), then ``<out>/table.md`` beside the
+seed's reported maxima (cnn_tanh 3, cnn_tanh_newinit 84, cnn_elu 93,
+cnn_elu_bn 156, resnet_elu 447, cnn_tanh_bn_oldinit 96, resnet_elu_nobn 12)
+and, per init, the mean-field predicted depth where
+:func:`deeplab.mean_field.predict_for_model` gives one ("—" otherwise).
+An init a family cannot take (``fixup`` on a plain net) gets "n/a".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from deeplab.config import FitConfig
+from deeplab.errors import DeeplabError
+from deeplab.io import atomic_write, atomic_write_json
+from deeplab.search.report import TABLE_JSON, TABLE_MD, format_table
+from deeplab.search.runner import (
+    ProbeRunner,
+    SearchPlan,
+    echo_line,
+    mean_field_prediction,
+    run_search,
+    seed002_reference,
+)
+
+__all__ = ["run_table", "init_applies"]
+
+
+def init_applies(family: str, init: str) -> bool:
+    """Whether ``family`` can be built with ``init`` (DeeplabError for an unknown init)."""
+    from deeplab import inits
+    from deeplab.models.seed002 import FAMILY_CONFIGS
+
+    if init not in inits.SCHEMES:
+        inits.check_scheme(init, residual=True)  # raises with the list of schemes
+    try:
+        inits.check_scheme(init, residual=FAMILY_CONFIGS[family].residual, family=family)
+    except DeeplabError:
+        return False
+    return True
+
+
+def run_table(
+    out: str | Path,
+    *,
+    families: Sequence[str] | None = None,
+    inits: Sequence[str] = ("seed",),
+    seeds: Sequence[int] = (0,),
+    threshold: float = 0.2,
+    metric: str = "test_error",
+    parallel: int = 1,
+    training: FitConfig | None = None,
+    runner: ProbeRunner | None = None,
+    echo: Callable[[str], None] = echo_line,
+) -> dict[str, Any]:
+    """Search every family × init; write ``table.md`` and ``table.json``; return the table data."""
+    reference = seed002_reference()
+    if not reference:
+        raise DeeplabError("the seed 002 families (deeplab.models.seed002) are not available")
+    families = list(families or reference)
+    for family in families:
+        if family not in reference:
+            raise DeeplabError(f"--families: {family!r} is not a seed 002 family; choose from {', '.join(reference)}")
+    if not inits:
+        raise DeeplabError("--inits is empty; give schemes like seed,delta_orthogonal")
+    applies = {(family, init): init_applies(family, init) for family in families for init in inits}
+
+    out = Path(out)
+    rows: list[dict[str, Any]] = []
+    for family in families:
+        upper, reported = reference[family]
+        row: dict[str, Any] = {"family": family, "upper": upper, "seed_reported_max": reported,
+                               "searches": {}, "mean_field": {}}
+        for init in inits:
+            row["mean_field"][init] = mean_field_prediction(family, init)
+            if not applies[(family, init)]:
+                row["searches"][init] = None
+                echo(f"[{family} / {init}] n/a: {family} has no residual branches for init {init!r}")
+                continue
+            base = training or FitConfig(model=family)
+            plan = SearchPlan(
+                model=family, upper=upper, lower=3, step=3, threshold=threshold, metric=metric,
+                seeds=tuple(seeds), parallel=parallel, out=str(out / family / init),
+                training=dataclasses.replace(base, model=family, init=None if init == "seed" else init),
+            )
+            summary = run_search(plan, runner=runner, echo=lambda line, f=family, i=init: echo(f"[{f} / {i}] {line}"))
+            row["searches"][init] = {key: value for key, value in summary.items() if key != "probes"}
+        rows.append(row)
+
+    table = format_table(rows, list(inits))
+    atomic_write(out / TABLE_MD, lambda file: file.write(table.encode()))
+    data = {"inits": list(inits), "seeds": list(seeds), "threshold": threshold, "metric": metric, "rows": rows,
+            "table": str(out / TABLE_MD)}
+    atomic_write_json(out / TABLE_JSON, data)
+    return data

@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Reproduce one seed experiment: ``python scripts/experiment.py skip_connections --dataset mnist``.
+
+``--list`` prints every recipe with the seed experiment it reproduces, its
+data set and its expected cost at full budget and at ``--quick``. A run
+writes into ``--out`` (default ``runs/experiments/<NAME>[-<dataset>][-quick]``):
+``report.md`` (exact settings; the seed's table with the measured numbers
+beside the seed's), the PNG figures it shows, ``results.json`` and one
+TensorBoard run per training under ``tb/``. It prints one line per training
+and last ``report: <path>``.
+
+Recipes run on the seed's data set unless ``--dataset`` says otherwise
+(Fashion-MNIST and CIFAR-10 must be on disk: point ``--data-dir`` at them, or
+run on ``--dataset mnist``). ``--quick`` is a smoke test of about a minute on a
+laptop CPU: 1 epoch of a few batches, small depths.
+
+Exit status: 0 done; 2 bad input (one line on stderr says what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from deeplab.cli import ArgumentParser, run_main  # noqa: E402
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed, e.g. 0,1,2")
+    return seeds
+
+
+def _int_or_fraction(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return int(value) if value.is_integer() and value >= 1 else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", help="recipe to run (see --list)")
+    parser.add_argument("--list", action="store_true", help="print every recipe with its seed and cost, then exit")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke budget: 1 epoch of 3 batches (≤ 32 images), small depths; ~1 min on a CPU")
+    parser.add_argument("--dataset", help="mnist | fashion_mnist | cifar10 (default: the seed's data set)")
+    parser.add_argument("--data-dir", help="dataset folder (default $DEEPLAB_DATA_DIR or ./data)")
+    parser.add_argument("--out", help="output folder (default runs/experiments/<NAME>[-<dataset>][-quick])")
+    parser.add_argument("--seeds", type=_seed_list, default=(0,),
+                        help="repeat every training with these seeds, e.g. 0,1,2; tables give mean ± s.d. (default 0)")
+    parser.add_argument("--devices", default="1",
+                        help="devices per training: a count, a list '0,1' or 'auto' (trainability: probes at once)")
+    parser.add_argument("--accelerator", default="auto", help="cpu | gpu | auto (default auto)")
+    budget = parser.add_argument_group("budget overrides (apply to every training of the recipe)")
+    budget.add_argument("--epochs", type=int, help="epochs per training (xor_boundary: NumPy epochs)")
+    budget.add_argument("--limit-train-batches", type=_int_or_fraction, help="train on this many batches (or fraction) per epoch")
+    budget.add_argument("--limit-val-batches", type=_int_or_fraction, help="evaluate this many batches (or fraction)")
+    return parser
+
+
+def format_recipe_list() -> str:
+    """Each recipe: name, seed, data set and experiment; then its cost at full budget and at --quick."""
+    from deeplab.experiments import list_recipes
+    from deeplab.experiments.registry import DATASET_NAMES
+
+    recipes = list_recipes()
+    width = max(len(r.name) for r in recipes) + 2
+    pad = " " * width
+    lines = [f"{'recipe'.ljust(width)}seed  {'data set'.ljust(15)}experiment", "-" * (width + 60)]
+    for r in recipes:
+        lines.append(f"{r.name.ljust(width)}{r.seed}   {DATASET_NAMES.get(r.dataset or '', '— (NumPy)').ljust(15)}{r.experiment}")
+        lines.append(f"{pad}full: {r.full_cost}")
+        lines.append(f"{pad}--quick: {r.quick_cost}")
+        lines.append(f"{pad}trains: {r.trainings}")
+    lines += ["", "--quick costs: measured with --dataset mnist on one thread of a busy 2-core CPU, start-up included; "
+                  "'est.' GPU figures are estimates from the seeds' own timings."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(format_recipe_list())
+        return 0
+    from deeplab.errors import DeeplabError
+
+    if not args.name:
+        raise DeeplabError("give a recipe NAME (see --list for the names)")
+    if args.epochs is not None and args.epochs < 1:
+        raise DeeplabError(f"--epochs must be a positive integer, got {args.epochs}")
+    from deeplab.experiments import ExperimentOptions, get_recipe, run_experiment
+    from deeplab.experiments.runner import command_line
+
+    get_recipe(args.name)  # an unknown name fails before anything is imported or written
+    options = ExperimentOptions(
+        quick=args.quick, dataset=args.dataset, data_dir=args.data_dir, out=args.out, seeds=args.seeds,
+        devices=args.devices, accelerator=args.accelerator, epochs=args.epochs,
+        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
+        command=command_line(["python", "scripts/experiment.py", *(sys.argv[1:] if argv is None else argv)]),
+    )
+    report = run_experiment(args.name, options)
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

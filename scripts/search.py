@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Find the deepest trainable network of a depth family: ``python scripts/search.py --model cnn_tanh --upper 24``.
+
+Seed 002's bisection over depths k = lower, lower + step, …, upper: a depth is
+trainable when its error after --epochs (3) epochs is below --threshold (0.2)
+and its loss never turned NaN/inf. Every finished probe goes to
+``<out>/probes.jsonl``; running the same command again resumes. Writes
+``search.json``, ``search.png``, ``report.md`` and a TensorBoard run per probe
+(``<out>/runs/``). The last line printed is ``max trainable depth: K``.
+
+``--table`` searches seed 002's seven families with the seed's upper bounds
+and writes ``<out>/table.md`` beside the seed's reported maxima.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from deeplab.cli import run_main  # noqa: E402
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deeplab.config import add_training_arguments
+    from deeplab.search.judge import METRICS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    search = parser.add_argument_group("search")
+    search.add_argument("--model", help="depth family to search (e.g. cnn_tanh; see fit.py --list-models)")
+    search.add_argument("--upper", type=int, help="deepest depth to consider (seed 002: 24 for cnn_tanh)")
+    search.add_argument("--lower", type=int, default=3, help="shallowest depth to consider (default 3)")
+    search.add_argument("--step", type=int, default=3, help="spacing of the candidate depths (default 3)")
+    search.add_argument("--threshold", type=float, default=0.2,
+                        help="trainable: error below this after the probe's epochs (default 0.2)")
+    search.add_argument("--metric", default="test_error", choices=METRICS,
+                        help="test_error (the seed's code, default) | train_error | either (the seed's prose)")
+    search.add_argument("--seeds", type=_int_list,
+                        help="one search per seed, e.g. 0,1,2 (default: --seed); the report gives median and spread")
+    search.add_argument("--parallel", type=int, default=1,
+                        help="probe N depths at once on N devices (GPUs, else CPU processes) (default 1)")
+    search.add_argument("--out", help="ledger, search.json, plot, report and runs "
+                                      "(default lightning_logs/search/<model>, or .../table)")
+    search.add_argument("--verbose", action="store_true", help="print each probe's per-epoch lines")
+    table = parser.add_argument_group("table (seed 002's seven families)")
+    table.add_argument("--table", action="store_true", help="search all seven families with the seed's upper bounds")
+    table.add_argument("--inits", type=_name_list, help="with --table: one column per init, e.g. seed,delta_orthogonal")
+    table.add_argument("--families", type=_name_list, help="with --table: only these families")
+    add_training_arguments(parser, include_depth=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from deeplab.config import config_from_args
+    from deeplab.errors import DeeplabError
+
+    seeds = tuple(args.seeds) if args.seeds is not None else (args.seed,)
+    if args.table:
+        for option, value in (("--model", args.model), ("--upper", args.upper)):
+            if value is not None:
+                raise DeeplabError(f"--table searches every seed 002 family with the seed's upper bounds; drop {option} "
+                                   f"(use --families to pick families)")
+        if args.init is not None:
+            raise DeeplabError("with --table give --inits (one column each) instead of --init")
+        from deeplab.search.table import run_table
+
+        out = args.out or "lightning_logs/search/table"
+        data = run_table(
+            out, families=args.families, inits=args.inits or ["seed"], seeds=seeds,
+            threshold=args.threshold, metric=args.metric, parallel=args.parallel,
+            training=config_from_args(args, model="cnn_tanh"),
+        )
+        print()
+        print(Path(data["table"]).read_text(), end="")
+        print(f"table: {data['table']}")
+        return 0
+
+    if args.inits is not None or args.families is not None:
+        raise DeeplabError("--inits and --families go with --table; for one search use --model NAME [--init NAME]")
+    if not args.model:
+        raise DeeplabError("give --model FAMILY and --upper K (or --table for all seed 002 families)")
+    if args.upper is None:
+        raise DeeplabError(f"give --upper K, the deepest depth to try (seed 002 used 24 for cnn_tanh)")
+    from deeplab.search.runner import SearchPlan, run_search
+
+    plan = SearchPlan(
+        model=args.model, upper=args.upper, lower=args.lower, step=args.step, threshold=args.threshold,
+        metric=args.metric, seeds=seeds, parallel=args.parallel,
+        out=args.out or f"lightning_logs/search/{args.model}",
+        training=config_from_args(args, model=args.model), verbose=args.verbose,
+    )
+    summary = run_search(plan)
+    print(f"search: {Path(plan.out) / 'search.json'}  report: {summary['report']}  plot: {summary['plot']}")
+    if len(seeds) > 1:
+        per_seed = ", ".join(f"seed {s['seed']}: {s['max_trainable']}" for s in summary["per_seed"])
+        print(f"per seed: {per_seed}; median {summary['max_trainable_median']:g}, "
+              f"spread {summary['max_trainable_spread']}")
+    for pair in summary["non_monotone"]:
+        print(f"non-monotone (seed {pair['seed']}): k={pair['untrainable_depth']} untrainable but "
+              f"k={pair['trainable_depth']} trainable")
+    if summary["min_untrainable"] is None:
+        print(f"note: every depth up to --upper {plan.upper} trained; the boundary lies above it")
+    if summary["max_trainable"] is None:
+        print(f"note: not even --lower {plan.lower} trained")
+    if summary.get("seed_reported_max") is not None:
+        print(f"seed 002 reported: {summary['seed_reported_max']}")
+    print(f"max trainable depth: {summary['max_trainable'] if summary['max_trainable'] is not None else 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,196 @@
+"""``scripts/fit.py`` end to end in a subprocess on the synthetic datasets (and real MNIST when
+present): results.json, the seeds' epoch lines, the last ``results:`` line, validation splits,
+every optimizer / schedule / loss, TensorBoard scalars, checkpoints, and the offline error."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+
+from conftest import DATA_DIR_ENV, REAL_DATA_DIR, fit_environment, run_fit_script
+from deeplab.data import create_datamodule
+from deeplab.module import Classifier
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+DATASET_RUNS = ["mnist", "fashion_mnist", "cifar10"]
+#: (optimizer, schedule, loss, steps per epoch, evaluation split) of each shared run (conftest.SHARED_RUNS)
+EXPECTED = {
+    "mnist": ("momentum_sgd", "none", "manual", 16, "test"),
+    "fashion_mnist": ("sgd", "cosine", "torch", 12, "validation"),  # 256 − 25 % held out = 192 = 12 × 16
+    "cifar10": ("adam", "step", "manual", 16, "test"),  # cnn15's protocol loss is the seed's manual one
+}
+EPOCH_LINE = re.compile(r"^Epoch (\d{3})/002, Train Error (\d+\.\d\d)% \|\| (Test|Val) Error (\d+\.\d\d)%$")
+
+
+def is_fraction(value) -> bool:
+    return isinstance(value, float) and 0.0 <= value <= 1.0
+
+
+# ------------------------------------------------------------- results.json
+@pytest.mark.parametrize("name", DATASET_RUNS)
+def test_results_json(name, fit_runs):
+    run = fit_runs(name)
+    results = run.results
+    optimizer, schedule, loss, steps_per_epoch, eval_split = EXPECTED[name]
+    for key in ("model", "dataset", "hparams", "history", "test_acc", "global_step", "wall_time_s",
+                "images_per_s", "device", "eval_split", "parameters"):
+        assert key in results, key
+    assert results["model"] == run.args[run.args.index("--model") + 1]
+    assert results["dataset"] == name
+    hparams = results["hparams"]
+    assert (hparams["optimizer"], hparams["schedule"], hparams["loss"]) == (optimizer, schedule, loss)
+    assert hparams["batch_size"] == 16 and hparams["epochs"] == 2 and hparams["dataset"] == name
+    assert results["eval_split"] == eval_split
+    assert results["global_step"] == 2 * steps_per_epoch
+    assert results["wall_time_s"] > 0 and results["images_per_s"] > 0
+    assert isinstance(results["device"], str) and results["device"]
+    assert results["diverged"] is False
+
+    history = results["history"]
+    assert [entry["epoch"] for entry in history] == [1, 2]
+    for entry in history:
+        assert set(entry) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
+        assert is_fraction(entry["train_acc"]) and is_fraction(entry["val_acc"])
+        assert math.isfinite(entry["train_loss"]) and entry["train_loss"] > 0
+        assert math.isfinite(entry["val_loss"]) and entry["val_loss"] > 0
+    assert is_fraction(results["test_acc"])
+    if eval_split == "test":  # evaluated every epoch on the test split: the last epoch's is the result
+        assert results["test_acc"] == history[-1]["val_acc"]
+
+
+@pytest.mark.parametrize("name, bar", [("mnist", 0.6), ("fashion_mnist", 0.4), ("cifar10", 0.6)])
+def test_it_learns_the_synthetic_classes(name, bar, fit_runs):
+    """Chance is 0.1; the class patches are easy (the first runs reached 0.6-0.9)."""
+    history = fit_runs(name).results["history"]
+    assert fit_runs(name).results["test_acc"] >= bar
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+# ------------------------------------------------------------------ stdout
+@pytest.mark.parametrize("name", DATASET_RUNS)
+def test_stdout_epoch_lines_and_last_results_line(name, fit_runs):
+    run = fit_runs(name)
+    lines = run.stdout_lines
+    assert lines[-1] == f"results: {run.results_path}"
+    assert run.results_path.is_file() and run.results_path.name == "results.json"
+    assert str(run.results_path).startswith(str(run.cwd / "lightning_logs"))
+
+    epoch_lines = [EPOCH_LINE.match(line) for line in lines if line.startswith("Epoch ")]
+    assert len(epoch_lines) == 2 and all(epoch_lines), lines
+    label = "Test" if EXPECTED[name][4] == "test" else "Val"
+    for match, entry in zip(epoch_lines, run.results["history"]):
+        assert int(match.group(1)) == entry["epoch"] and match.group(3) == label
+        assert match.group(2) == f"{(1 - entry['train_acc']) * 100:.2f}"
+        assert match.group(4) == f"{(1 - entry['val_acc']) * 100:.2f}"
+    assert "Traceback" not in run.stderr
+
+
+def test_val_split_evaluates_the_test_split_once_at_the_end(fit_runs):
+    run = fit_runs("fashion_mnist")
+    results = run.results
+    assert results["eval_split"] == "validation" and results["hparams"]["val_split"] == 0.25
+    assert all("Val Error" in line for line in run.stdout_lines if line.startswith("Epoch "))
+    scalars = run.scalars()
+    assert len(scalars["val/acc"]) == 2  # per epoch, on the held-out 64 training images
+    assert len(scalars["test/acc"]) == 1  # the test split, once
+    assert results["test_acc"] == pytest.approx(scalars["test/acc"][0][1], abs=1e-6)
+    assert results["test_loss"] == pytest.approx(scalars["test/loss"][0][1], rel=1e-6)
+
+
+# --------------------------------------------------- optimizers, schedules
+@pytest.mark.parametrize("name", DATASET_RUNS)
+def test_optimizer_and_schedule_reach_the_checkpoint(name, fit_runs):
+    optimizer, schedule, loss, _, _ = EXPECTED[name]
+    checkpoint = torch.load(fit_runs(name).run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
+                            weights_only=False)
+    assert checkpoint["hyper_parameters"]["optimizer"] == optimizer
+    assert checkpoint["hyper_parameters"]["loss"] == loss
+    group = checkpoint["optimizer_states"][0]["param_groups"][0]
+    state = checkpoint["optimizer_states"][0]["state"]
+    if optimizer == "momentum_sgd":  # deeplab.optim.MomentumSGD: lr, momentum, weight_decay only
+        assert set(group) - {"params"} == {"lr", "momentum", "weight_decay"}
+        assert all("momentum_buffer" in s for s in state.values()) and state
+    elif optimizer == "sgd":
+        assert "dampening" in group and "nesterov" in group
+    else:
+        assert "betas" in group and all("exp_avg" in s for s in state.values())
+    schedulers = checkpoint["lr_schedulers"]
+    if schedule == "none":
+        assert schedulers == []
+    else:
+        (scheduler,) = schedulers
+        assert scheduler["last_epoch"] == 2  # stepped once per epoch
+        if schedule == "cosine":  # T_max = 2 epochs: the rate has annealed to 0
+            assert scheduler["_last_lr"][0] == pytest.approx(0.0, abs=1e-12)
+        else:  # step: ×0.1 every 5 epochs, so still the initial rate
+            assert scheduler["_last_lr"][0] == pytest.approx(0.001)
+
+
+# ------------------------------------------------------------- TensorBoard
+@pytest.mark.parametrize("name", DATASET_RUNS)
+def test_tensorboard_holds_the_logged_scalars(name, fit_runs):
+    run = fit_runs(name)
+    scalars = run.scalars()
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "grad/l2_total", "grad/l1_total",
+                "grad/first_layer"):
+        assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
+    history = run.results["history"]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        tag = key.replace("_", "/")
+        assert [value for _, value in scalars[tag]] == pytest.approx([e[key] for e in history], rel=1e-6)
+
+
+# -------------------------------------------------------------- checkpoint
+def test_load_from_checkpoint_needs_no_arguments(fit_runs, synthetic_data_dir):
+    run = fit_runs("mnist")
+    module = Classifier.load_from_checkpoint(run.run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert module.hparams.model_name == "cnn5" and module.hparams.loss == "manual"
+    assert [entry["epoch"] for entry in module.history] == [1, 2]
+    # the restored weights give the accuracy the run reported on the test split
+    datamodule = create_datamodule("mnist", data_dir=synthetic_data_dir, download=False)
+    images, labels = datamodule.split("test")
+    module.eval()
+    with torch.no_grad():
+        predictions = module(datamodule.device_transform(images, training=False)).argmax(dim=1)
+    accuracy = (predictions == labels).float().mean().item()
+    assert accuracy == pytest.approx(run.results["test_acc"], abs=1e-6)
+
+
+# ------------------------------------------------------------------ errors
+def test_missing_data_is_one_line_exit_2(tmp_path):
+    empty = tmp_path / "empty_data"
+    empty.mkdir()
+    run = run_fit_script(["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(empty), "--epochs", "1"],
+                         tmp_path, fit_environment(**{DATA_DIR_ENV: "/nonexistent"}))
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("error:")
+    assert f"{empty}/MNIST/raw/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte" in lines[0]
+    assert "--data-dir" in lines[0]
+    assert not list(tmp_path.glob("lightning_logs/**/results.json"))
+
+
+# --------------------------------------------------------------- real MNIST
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL_DATA_DIR / "MNIST" / "raw").is_dir(), reason="real MNIST not on this machine")
+def test_real_mnist_reaches_a_real_accuracy(tmp_path):
+    """cnn5, Adam 1e-3, 150 batches of 64 (9,600 images, 1/6 epoch), scored on 3,000 test images.
+
+    Measured on the development machine: 0.949 (seed 0), 0.947 (seed 1); the bar leaves ~3 points.
+    """
+    run = run_fit_script(
+        ["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(REAL_DATA_DIR), "--epochs", "1",
+         "--batch-size", "64", "--optimizer", "adam", "--lr", "0.001", "--limit-train-batches", "150",
+         "--limit-val-batches", "3", "--grad-every", "50"],
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = run.results
+    assert results["global_step"] == 150
+    assert results["test_acc"] >= 0.92, results["history"]

@@ -1,0 +1,418 @@
+"""The maximum-depth search: bisection on synthetic predicates, the ledger, the judge, the script.
+
+Most tests use fake predicates or a fake probe runner (no training); one real
+probe checks that a NaN loss ends a probe, and one tiny real search runs
+``scripts/search.py`` end to end on the synthetic MNIST of ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from conftest import SCRIPTS_DIR
+from deeplab.config import FitConfig
+from deeplab.errors import DeeplabError
+from deeplab.search import (
+    BoundarySearch,
+    ProbeLedger,
+    ProbeRequest,
+    SearchPlan,
+    TrainabilityJudge,
+    bisect_trainability,
+    judge_errors,
+    non_monotone_pairs,
+    prepare_search,
+    run_probe,
+    run_search,
+)
+from deeplab.search.ledger import LEDGER_FILE
+from deeplab.search.report import format_table
+from deeplab.search.table import run_table
+
+
+# ----------------------------------------------------------------------------- helpers
+def counting(predicate: Callable[[int], bool]) -> tuple[Callable[[int], bool], list[int]]:
+    calls: list[int] = []
+
+    def wrapped(depth: int) -> bool:
+        calls.append(depth)
+        return predicate(depth)
+
+    return wrapped, calls
+
+
+def fake_runner(trainable: Callable[[int, int], bool], calls: list[tuple[int, int]]):
+    """A probe runner that trains nothing: errors 5% / 90% from ``trainable(depth, seed)``."""
+
+    def runner(requests):
+        for request in requests:
+            calls.append((request.depth, request.seed))
+            error = 0.05 if trainable(request.depth, request.seed) else 0.9
+            yield {
+                "model": request.config["model"], "depth": request.depth, "seed": request.seed,
+                "settings": request.settings, "train_error": error, "test_error": error,
+                "epoch_errors": [{"epoch": 1, "train_error": error, "test_error": error}],
+                "epochs": request.config["epochs"], "epochs_run": request.config["epochs"],
+                "diverged": False, "diverged_at_step": None, "wall_time_s": 0.01,
+            }
+
+    return runner
+
+
+def plan_for(out: Path, **overrides: Any) -> SearchPlan:
+    values: dict[str, Any] = dict(model="cnn_tanh", upper=24, out=str(out))
+    values.update(overrides)
+    return SearchPlan(**values)
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+# -------------------------------------------------------------------------- bisection
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+@pytest.mark.parametrize("lower, upper, step", [(3, 24, 3), (3, 120, 3), (6, 63, 3), (1, 10, 1), (3, 300, 3)])
+def test_bisection_finds_every_boundary_exactly(lower: int, upper: int, step: int, parallel: int) -> None:
+    depths = list(range(lower, upper + 1, step))
+    n = len(depths)
+    for boundary in [lower - step] + depths:  # lower - step: nothing trainable
+        predicate, calls = counting(lambda k, b=boundary: k <= b)
+        result = bisect_trainability(predicate, lower, upper, step, parallel=parallel)
+        assert result.max_trainable == (boundary if boundary >= lower else None)
+        assert result.min_untrainable == (boundary + step if boundary < upper else None)
+        assert len(calls) == len(set(calls)) == result.probes  # no depth probed twice
+        if parallel == 1:
+            assert result.probes <= math.ceil(math.log2(n)) + 2
+        # both boundary depths were actually evaluated, with the verdicts reported
+        if result.max_trainable is not None:
+            assert result.outcomes[result.max_trainable] is True
+        if result.min_untrainable is not None:
+            assert result.outcomes[result.min_untrainable] is False
+        assert result.non_monotone == []
+
+
+def test_sequential_bisection_probes_the_seeds_depths_in_the_seeds_order() -> None:
+    # seed 002's logs: cnn_tanh (upper 24, max 3), cnn_tanh_newinit (120, 84), cnn_elu_bn (300, 156)
+    for upper, boundary, seed_probes in [(24, 3, [12, 6, 3]), (120, 84, [60, 90, 75, 81, 84]),
+                                         (300, 156, [150, 225, 186, 168, 159])]:
+        predicate, calls = counting(lambda k, b=boundary: k <= b)
+        result = bisect_trainability(predicate, 3, upper, 3)
+        assert calls[: len(seed_probes)] == seed_probes
+        assert result.max_trainable == boundary
+
+
+def test_bisection_edge_cases() -> None:
+    nothing = bisect_trainability(lambda k: False, 3, 24)
+    assert (nothing.max_trainable, nothing.min_untrainable) == (None, 3)
+    assert nothing.outcomes[3] is False
+    everything = bisect_trainability(lambda k: True, 3, 24)
+    assert (everything.max_trainable, everything.min_untrainable) == (24, None)
+    assert everything.outcomes[24] is True
+    for verdict, expected in [(True, (9, None)), (False, (None, 9))]:
+        predicate, calls = counting(lambda k, v=verdict: v)
+        single = bisect_trainability(predicate, 9, 9, 3)
+        assert (single.max_trainable, single.min_untrainable) == expected
+        assert calls == [9]
+
+
+def test_boundary_search_state_machine_guards() -> None:
+    search = BoundarySearch(3, 24, 3)
+    first = search.next_round()
+    assert first == [12]
+    with pytest.raises(RuntimeError):
+        search.next_round()  # verdict still missing
+    with pytest.raises(RuntimeError):
+        search.record(6, True)  # not asked for
+    search.record(12, False)
+    assert search.next_round() == [6]
+
+
+@pytest.mark.parametrize("parallel", [2, 3, 4, 7])
+def test_parallel_finds_the_sequential_boundary_in_fewer_rounds(parallel: int) -> None:
+    for boundary in [3, 48, 150, 297, 300]:
+        sequential = bisect_trainability(lambda k: k <= boundary, 3, 300, 3)
+        rounds: list[list[int]] = []
+
+        def evaluate_round(depths):
+            rounds.append(list(depths))
+            return [(depth, depth <= boundary) for depth in depths]
+
+        parallel_result = bisect_trainability(lambda k: k <= boundary, 3, 300, 3, parallel=parallel,
+                                              evaluate_round=evaluate_round)
+        assert parallel_result.max_trainable == sequential.max_trainable == boundary
+        assert parallel_result.min_untrainable == sequential.min_untrainable
+        assert len(parallel_result.rounds) < len(sequential.rounds)
+        assert all(len(r) <= parallel for r in rounds)
+
+
+def test_non_monotone_pairs_are_recorded() -> None:
+    # Trains up to 24, fails at 27..57, trains again at 60 (a "lucky" depth), fails beyond.
+    def trainable(k: int) -> bool:
+        return k <= 24 or k == 60
+
+    result = bisect_trainability(trainable, 3, 120, 3, parallel=3)
+    assert result.rounds[0] == [30, 60, 90]
+    assert (30, 60) in result.non_monotone
+    assert result.max_trainable == 24 and result.min_untrainable == 27  # bracket below the first failure
+    assert non_monotone_pairs({3: True, 6: False, 9: True, 12: False}) == [(6, 9)]
+
+
+# ---------------------------------------------------------------------------- judge
+def test_judge_metrics_and_divergence() -> None:
+    assert judge_errors(0.5, 0.1, False, 0.2, "test_error") == (0.1, True)
+    assert judge_errors(0.5, 0.1, False, 0.2, "train_error") == (0.5, False)
+    assert judge_errors(0.5, 0.1, False, 0.2, "either") == (0.1, True)
+    assert judge_errors(0.5, 0.3, False, 0.2, "either") == (0.3, False)
+    assert judge_errors(0.1, 0.1, True, 0.2, "test_error")[1] is False  # NaN loss: never trainable
+    assert judge_errors(None, float("nan"), True, 0.2, "test_error") == (None, False)
+    assert judge_errors(0.1, 0.2, False, 0.2, "test_error")[1] is False  # the seed's `>=`: 0.2 fails
+
+
+def test_judge_never_stops_a_slow_probe() -> None:
+    class Trainer:
+        should_stop = False
+
+    class Module:
+        diverged_at_step = None
+
+    judge = TrainabilityJudge()
+    trainer = Trainer()
+    for epoch in range(1, 8):  # seed 000's plain net: at chance for seven epochs
+        entry = dict(epoch=epoch, train_loss=2.3, train_acc=0.1, val_loss=2.3, val_acc=0.1)
+        judge.on_epoch_closed(trainer, Module(), entry)
+        assert trainer.should_stop is False
+    assert len(judge.epochs) == 7 and not judge.diverged
+
+
+@pytest.mark.filterwarnings("ignore:Encountered `nan` values")
+def test_a_nan_loss_ends_the_probe(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    config = FitConfig(model="cnn_elu", depth=3, epochs=3, lr=1e6, batch_size=16, limit_train_batches=4,
+                       data_dir=str(synthetic_data_dir), log_dir=str(tmp_path), grad_norms=False,
+                       progress_bar=False, run_name="diverging")
+    record = run_probe(ProbeRequest(config=config.to_dict(), settings={}))
+    assert record["diverged"] is True
+    assert record["diverged_at_step"] is not None
+    assert record["epochs_run"] < 3
+    error, trainable = judge_errors(record["train_error"], record["test_error"], record["diverged"], 0.99)
+    assert trainable is False
+    results = json.loads((Path(record["run_dir"]) / "results.json").read_text())
+    assert results["trainability"]["diverged"] is True
+
+
+# ---------------------------------------------------------------------------- ledger
+def test_ledger_drops_a_partial_last_line(tmp_path: Path) -> None:
+    path = tmp_path / LEDGER_FILE
+    good = {"settings": {"lr": 0.01}, "depth": 3, "seed": 0, "test_error": 0.1}
+    path.write_text(json.dumps(good) + "\n" + '{"settings": {"lr": 0.01}, "depth": 6, "se')
+    ledger = ProbeLedger(path)
+    assert len(ledger) == 1 and ledger.skipped_lines == 1
+    assert ledger.get({"lr": 0.01}, 3, 0)["test_error"] == 0.1
+    assert ledger.get({"lr": 0.01}, 6, 0) is None
+    ledger.add({"settings": {"lr": 0.01}, "depth": 6, "seed": 0, "test_error": 0.9})
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["depth"] for line in lines] == [3, 6]  # the new line was not glued on
+    assert len(ProbeLedger(path)) == 2
+
+
+def test_resume_after_a_crash_trains_only_the_missing_probes(tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    plan = plan_for(out, upper=300, seeds=(0, 1))
+    calls: list[tuple[int, int]] = []
+    first = run_search(plan, runner=fake_runner(lambda k, s: k <= 156, calls), echo=quiet)
+    total = len(calls)
+    assert first["max_trainable"] == 156 and total == first["probes_trained"] == len(first["probes"])
+
+    # kill -9 during the probe after the third: three full lines and half of the fourth
+    ledger = out / LEDGER_FILE
+    lines = ledger.read_text().splitlines(keepends=True)
+    ledger.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    calls.clear()
+    again = run_search(plan, runner=fake_runner(lambda k, s: k <= 156, calls), echo=quiet)
+    assert len(calls) == total - 3
+    assert again["probes_reused"] == 3 and again["max_trainable"] == 156
+
+    # everything is in the ledger now: nothing is trained
+    calls.clear()
+    third = run_search(plan, runner=fake_runner(lambda k, s: k <= 156, calls), echo=quiet)
+    assert calls == [] and third["probes_reused"] == total
+    assert [(p["depth"], p["seed"], p["trainable"]) for p in third["probes"]] == \
+           [(p["depth"], p["seed"], p["trainable"]) for p in first["probes"]]
+
+    # a changed learning rate must not reuse stale probes
+    calls.clear()
+    run_search(plan_for(out, upper=300, seeds=(0, 1), training=FitConfig(model="cnn_tanh", lr=0.1)),
+               runner=fake_runner(lambda k, s: k <= 156, calls), echo=quiet)
+    assert len(calls) == total
+
+    # a changed threshold re-judges the recorded errors without training
+    calls.clear()
+    strict = run_search(plan_for(out, upper=300, seeds=(0, 1), threshold=0.01),
+                        runner=fake_runner(lambda k, s: k <= 156, calls), echo=quiet)
+    assert strict["max_trainable"] is None and strict["min_untrainable"] == 3
+
+
+def test_seeds_report_median_and_spread(tmp_path: Path) -> None:
+    boundaries = {0: 6, 1: 9, 2: 15}
+    calls: list[tuple[int, int]] = []
+    summary = run_search(plan_for(tmp_path, seeds=(0, 1, 2)),
+                         runner=fake_runner(lambda k, s: k <= boundaries[s], calls), echo=quiet)
+    assert [s["max_trainable"] for s in summary["per_seed"]] == [6, 9, 15]
+    assert summary["max_trainable"] == 9 and summary["max_trainable_median"] == 9
+    assert summary["max_trainable_spread"] == 9 and summary["max_trainable_range"] == [6, 15]
+    assert "median over 3 seeds 9" in (tmp_path / "report.md").read_text()
+
+
+def test_non_monotone_pairs_reach_search_json_and_the_report(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    summary = run_search(plan_for(tmp_path, upper=120, parallel=3),
+                         runner=fake_runner(lambda k, s: k <= 24 or k == 60, calls), echo=quiet)
+    saved = json.loads((tmp_path / "search.json").read_text())
+    assert {"seed": 0, "untrainable_depth": 30, "trainable_depth": 60} in saved["non_monotone"]
+    assert saved["max_trainable"] == summary["max_trainable"] == 24
+    assert "k = 30 untrainable, k = 60 trainable" in (tmp_path / "report.md").read_text()
+
+
+def test_parallel_search_through_run_search_uses_fewer_rounds(tmp_path: Path) -> None:
+    results = {}
+    for parallel in (1, 3):
+        calls: list[tuple[int, int]] = []
+        results[parallel] = run_search(plan_for(tmp_path / str(parallel), upper=300, parallel=parallel),
+                                       runner=fake_runner(lambda k, s: k <= 201, calls), echo=quiet)
+    assert results[1]["max_trainable"] == results[3]["max_trainable"] == 201
+    assert results[3]["rounds"] < results[1]["rounds"]
+
+
+# ----------------------------------------------------------------------- validation
+@pytest.mark.parametrize("overrides, message", [
+    (dict(threshold=0.0), "--threshold"),
+    (dict(threshold=1.0), "--threshold"),
+    (dict(threshold=1.5), "--threshold"),
+    (dict(lower=27), "above --upper"),
+    (dict(step=0), "--step must be positive"),
+    (dict(step=-3), "--step must be positive"),
+    (dict(lower=4), "multiples of 3"),
+    (dict(upper=25), "multiples of 3"),
+    (dict(step=6, upper=24), "not --lower 3 plus a multiple of --step 6"),
+    (dict(model="cnn_tahn"), "cnn_tanh"),
+    (dict(model="cnn15_plain"), "fixed depth"),
+    (dict(metric="loss"), "--metric"),
+    (dict(seeds=(1, 1)), "repeats"),
+    (dict(training=FitConfig(model="cnn_tanh", init="fixup")), "residual"),
+    (dict(training=FitConfig(model="cnn_tanh", devices="2")), "--parallel"),
+])
+def test_user_errors_are_deeplab_errors(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(DeeplabError, match=message):
+        prepare_search(plan_for(tmp_path, **overrides))
+
+
+# ----------------------------------------------------------------------------- table
+def test_table_writes_the_seed_column_and_marks_impossible_inits(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    data = run_table(tmp_path, families=["cnn_tanh", "resnet_elu_nobn"], inits=["seed", "fixup"],
+                     runner=fake_runner(lambda k, s: k <= 12, calls), echo=quiet)
+    table = (tmp_path / "table.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in table.splitlines()[2:]}
+    # family | upper | seed max | max (seed) | mean field (seed) | max (fixup) | mean field (fixup)
+    assert rows["cnn_tanh"][:3] == ["24", "3", "12"]
+    assert rows["cnn_tanh"][4] == "n/a"  # fixup needs residual branches
+    # the mean field has no prediction for residual nets
+    assert rows["resnet_elu_nobn"] == ["24", "12", "12", "—", "12", "—"]
+    assert (tmp_path / "resnet_elu_nobn" / "fixup" / "search.json").is_file()
+    assert data["rows"][0]["searches"]["fixup"] is None
+
+
+def test_format_table_with_several_seeds() -> None:
+    search = {"max_trainable": 9, "min_untrainable": 12, "lower": 3, "seeds": [0, 1, 2],
+              "max_trainable_range": [6, 15], "max_trainable_median": 9.0}
+    text = format_table([{"family": "cnn_elu", "upper": 150, "seed_reported_max": 93,
+                          "searches": {"seed": search}, "mean_field": {"seed": None}}], ["seed"])
+    assert "| cnn_elu | 150 | 93 | 9 (6–15) | — |" in text
+
+
+# ---------------------------------------------------------------------------- script
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPTS_DIR / "search.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def search_script() -> Any:
+    """``scripts/search.py`` imported as a module, to call ``main`` in this process (no start-up cost)."""
+    spec = importlib.util.spec_from_file_location("search_script", SCRIPTS_DIR / "search.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def call_script(module: Any, *args: str) -> int:
+    from deeplab.cli import run_main
+
+    return run_main(lambda: module.main(list(args)))
+
+
+def test_search_script_end_to_end(synthetic_data_dir: Path, tmp_path: Path, search_script: Any,
+                                  capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "search"
+    arguments = ["--model", "cnn_elu_bn", "--upper", "6", "--epochs", "1", "--limit-train-batches", "2",
+                 "--batch-size", "16", "--data-dir", str(synthetic_data_dir), "--out", str(out)]
+    completed = run_script(*arguments)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.strip().splitlines()
+    summary = json.loads((out / "search.json").read_text())
+    for key in ("model", "max_trainable", "min_untrainable", "per_seed", "probes"):
+        assert key in summary
+    assert summary["model"] == "cnn_elu_bn"
+    expected = summary["max_trainable"] if summary["max_trainable"] is not None else "none"
+    assert lines[-1] == f"max trainable depth: {expected}"
+    assert summary["probes"]
+    for probe in summary["probes"]:
+        assert {"depth", "seed", "error", "trainable", "epochs_run", "diverged", "wall_time_s"} <= set(probe)
+        assert probe["epochs_run"] == 1
+        assert (out / "runs" / f"cnn_elu_bn_k{probe['depth']}_seed0").is_dir()
+        assert any(line.startswith(f"probe k={probe['depth']} ") for line in lines)
+    assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "report.md").is_file()
+
+    # the same command again resumes: every probe comes from the ledger
+    assert call_script(search_script, *arguments) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == lines[-1]
+    assert json.loads((out / "search.json").read_text())["probes_trained"] == 0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "cnn_tanh", "--upper", "24", "--threshold", "1.5"], "--threshold"),
+    (["--model", "cnn_tanh", "--upper", "25"], "multiples of 3"),
+    (["--model", "nope", "--upper", "24"], "unknown model"),
+    (["--model", "cnn_tanh"], "--upper"),
+    (["--table", "--upper", "24"], "drop --upper"),
+])
+def test_search_script_user_error_is_one_line_and_exit_2(tmp_path: Path, search_script: Any,
+                                                         capsys: pytest.CaptureFixture,
+                                                         arguments: list[str], message: str) -> None:
+    assert call_script(search_script, *arguments, "--out", str(tmp_path)) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1 and message in stderr
+
+
+@pytest.mark.slow
+def test_parallel_probes_run_in_spawned_workers(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    training = FitConfig(model="cnn_elu_bn", epochs=1, limit_train_batches=2, batch_size=16,
+                         data_dir=str(synthetic_data_dir))
+    lines: list[str] = []
+    summary = run_search(plan_for(tmp_path, model="cnn_elu_bn", upper=6, parallel=2, training=training),
+                         echo=lines.append)
+    assert lines[0].startswith("parallel: 2 ")
+    assert summary["per_seed"][0]["rounds"] == 1  # both candidates in one round
+    assert sorted(p["depth"] for p in summary["probes"]) == [3, 6]
+    assert len(ProbeLedger(tmp_path / LEDGER_FILE)) == 2
+    assert os.getpid() not in {p["process"] for p in summary["probes"]}  # trained by the workers
