@@ -146,6 +146,7 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
     _prepare_log_dir(config.log_dir)
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
+    model_kwargs = build_model_kwargs(config)  # a bad --depth/--dataset fails before any data is read
     datamodule = create_datamodule(
         config.dataset,
         data_dir=config.data_dir,
@@ -158,7 +159,6 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
     datamodule.prepare_data()  # fails fast, with one clear line, when the files are missing
     datamodule.setup("fit")  # parse once, and check --val-split against the data, before any run dir exists
 
-    model_kwargs = build_model_kwargs(config)
     module = Classifier(
         config.model,
         model_kwargs,
@@ -174,7 +174,7 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
     if config.channels_last:
         module.model = module.model.to(memory_format=torch.channels_last)
     if config.compile:
-        module.model = torch.compile(module.model)
+        module.model.compile()  # in place: checkpoint keys stay model.*, so load_from_checkpoint works
 
     resume_dir = _resume_run_dir(config.ckpt_path)
     run_name = config.run_name or config.model
