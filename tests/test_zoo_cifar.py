@@ -299,7 +299,7 @@ def test_family_protocols_follow_the_seeds():
     )
     assert model_spec("cnn_5").protocol == dict(
         epochs=15, batch_size=50, lr=1e-3, optimizer="adam", loss="torch",
-        schedule="none", val_split=0.1, augment=False,
+        schedule="none", val_split=0.1, augment=False, input_noise_std=0.007,
     )
     assert model_spec("resnet_deep").protocol == dict(
         epochs=20, batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0,
