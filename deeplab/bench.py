@@ -64,6 +64,7 @@ __all__ = [
     "Segment",
     "SeedSide",
     "PlainLoopSide",
+    "BareStepSide",
     "DeeplabFitSide",
     "SegmentTimer",
     "BenchCase",
@@ -616,6 +617,69 @@ def _build_lightning_overhead(
             PlainLoopSide(f"plain loop, deeplab's DataModule/{model_name}/MomentumSGD", build, available))
 
 
+class BareStepSide(SeedSide):
+    """The compute ceiling: deeplab's model and update rule stepping on one batch held in memory.
+
+    No data path, no metrics, no framework: forward, loss, backward, update,
+    zero-grad, ``steps`` times. No training loop on this model, batch size
+    and device can beat it, so ``ceiling / seed`` bounds any achievable ratio.
+    """
+
+
+def _bare_step_side(model_name: str, batch: int, momentum: float, loss: str, device: str, available: int) -> BareStepSide:
+    from deeplab import functional as HF
+    from deeplab.models import create_model
+    from deeplab.optim import MomentumSGD
+
+    torch_device = torch.device(device)
+
+    def build():
+        model = create_model(model_name, in_channels=1, num_classes=10, image_size=28).to(torch_device)
+        optimizer = MomentumSGD(model.parameters(), lr=0.005, momentum=momentum)
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randn(batch, 1, 28, 28, generator=generator).to(torch_device)
+        labels = torch.randint(0, 10, (batch,), generator=generator).to(torch_device)
+        criterion = HF.cross_entropy if loss == "manual" else nn.functional.cross_entropy
+
+        def train(steps: int) -> int:
+            model.train()
+            for _ in range(steps):
+                criterion(model(images), labels).backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if torch_device.type == "cuda":
+                torch.cuda.synchronize(torch_device)
+            return steps * batch
+
+        return train
+
+    return BareStepSide(f"bare {model_name} steps on one in-memory batch", build, available)
+
+
+def _with_ceiling(build_case: Callable[[BenchContext, int], tuple[Any, Any]], model_name: str, batch: int,
+                  momentum: float) -> Callable[[BenchContext, int], tuple[Any, Any]]:
+    """The case's seed side, against the compute ceiling instead of ``fit``."""
+
+    def build(context: BenchContext, steps: int) -> tuple[Any, Any]:
+        _, seed_side = build_case(context, steps)
+        return _bare_step_side(model_name, batch, momentum, "manual", context.device, seed_side.batches_available), seed_side
+
+    return build
+
+
+def _build_grad_norms_overhead(context: BenchContext, steps: int) -> tuple[Any, Any]:
+    """Issue 4: ``fit`` with gradient norms recorded at every step against ``fit`` with them off."""
+    _check_mnist(context.data_dir)
+    batch = 32
+    common = dict(model="cnn15_plain", dataset="mnist", batch_size=batch, optimizer="momentum_sgd", lr=0.005,
+                  momentum=0.9, loss="manual")
+    available = 60000 // batch
+    logging_on = DeeplabFitSide(context.fit_config(**common, grad_norms=True, grad_every=1), context.work_dir, available)
+    logging_off = DeeplabFitSide(context.fit_config(**common, grad_norms=False), context.work_dir, available)
+    logging_off.label = "deeplab fit, --no-grad-norms"
+    return logging_on, logging_off
+
+
 CASES: dict[str, BenchCase] = {
     case.name: case
     for case in [
@@ -626,6 +690,14 @@ CASES: dict[str, BenchCase] = {
         BenchCase(
             "two_layer_mlp_bs1", "seed 000 TwoLayerNet, batch 1, hand-written SGD, manual loss (MNIST)",
             "seed 000 loop", 8.0, 1, 3000, 300, _build_two_layer_mlp,
+        ),
+        BenchCase(
+            "cnn5_bs32_ceiling", "the compute ceiling for cnn5_bs32: bare model steps on one in-memory batch",
+            "seed 000 loop", None, 32, 200, 40, _with_ceiling(_build_cnn5, "cnn5", 32, 0.9),
+        ),
+        BenchCase(
+            "two_layer_mlp_bs1_ceiling", "the compute ceiling for two_layer_mlp_bs1: bare steps on one in-memory image",
+            "seed 000 loop", None, 1, 3000, 300, _with_ceiling(_build_two_layer_mlp, "two_layer_mlp", 1, 0.0),
         ),
         BenchCase(
             "cnn_elu_bn_k30_bs256", "seed 002 CNNeluBN k=30, batch 256, torch.optim.SGD(0.01, 0.9) (MNIST)",
@@ -644,6 +716,10 @@ CASES: dict[str, BenchCase] = {
             "plain loop", 0.9, 32, 200, 40, _build_lightning_overhead,
         ),
         BenchCase(
+            "grad_norms_overhead", "cnn15_plain batch 32 (MNIST): fit with --grad-every 1 vs fit with --no-grad-norms",
+            "grad norms off", 0.87, 32, 100, 20, _build_grad_norms_overhead,
+        ),
+        BenchCase(
             "lightning_overhead_bs1", "two_layer_mlp batch 1 (MNIST): deeplab fit vs a plain loop over deeplab's parts",
             "plain loop", None, 1, 3000, 300,
             lambda context, steps: _build_lightning_overhead(context, steps, "two_layer_mlp", 1, 0.0),
@@ -652,8 +728,9 @@ CASES: dict[str, BenchCase] = {
 }
 
 #: what ``scripts/bench.py`` runs without ``--cases``
-DEFAULT_CASES = ("cnn5_bs32", "two_layer_mlp_bs1", "cnn_elu_bn_k30_bs256", "cnn_elu_bn_k30_bs256_compile",
-                 "resnet18_bs128", "lightning_overhead", "lightning_overhead_bs1")
+DEFAULT_CASES = ("cnn5_bs32", "cnn5_bs32_ceiling", "two_layer_mlp_bs1", "two_layer_mlp_bs1_ceiling",
+                 "cnn_elu_bn_k30_bs256", "cnn_elu_bn_k30_bs256_compile",
+                 "resnet18_bs128", "lightning_overhead", "lightning_overhead_bs1", "grad_norms_overhead")
 
 
 def _median(values: Sequence[float]) -> float:

@@ -9,10 +9,11 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from deeplab.module import EpochObserver
 
-__all__ = ["EpochLine", "Throughput", "format_epoch_line"]
+__all__ = ["EpochLine", "Throughput", "PacedProgressBar", "format_epoch_line"]
 
 
 def format_epoch_line(entry: dict[str, float], total_epochs: int, eval_split: str) -> str:
@@ -68,3 +69,27 @@ class Throughput(pl.Callback):
     @property
     def images_per_second(self) -> float:
         return self.train_images / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+class PacedProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, redrawn at most every ``min_interval_s`` seconds (and at each end).
+
+    The stock bar redraws and re-reads the logged metrics after every batch:
+    ~0.5 ms a step, as long as a whole batch-1 MLP step on the CPU. Pacing by
+    time rather than by a batch count keeps slow steps (a ResNet-50 batch on
+    the CPU) drawn at once and fast ones (seed 000's batch 1) nearly free.
+    """
+
+    def __init__(self, min_interval_s: float = 0.25, **kwargs: Any):
+        super().__init__(refresh_rate=1, **kwargs)
+        self.min_interval_s = min_interval_s
+        self._last_drawn = float("-inf")
+
+    def _should_update(self, current: int, total: int) -> bool:
+        if not self.is_enabled:
+            return False
+        now = time.monotonic()
+        if current == total or current == 1 or now - self._last_drawn >= self.min_interval_s:
+            self._last_drawn = now
+            return True
+        return False

@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from deeplab.callbacks import EpochLine, Throughput
+from deeplab.callbacks import EpochLine, PacedProgressBar, Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.config import FitConfig, resolve_config
 from deeplab.data import create_datamodule
@@ -202,6 +202,8 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
         enable_version_counter=False,  # a resumed run keeps writing last.ckpt, not last-v1.ckpt
     )
     all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput, checkpoint]
+    if config.progress_bar and not quiet:
+        all_callbacks.append(PacedProgressBar())
     if config.grad_norms:
         from deeplab.gradients import GradientNorms  # imported lazily: matplotlib
 

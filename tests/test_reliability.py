@@ -102,8 +102,9 @@ def test_sigkill_leaves_a_resumable_checkpoint(synthetic_data_dir: Path, tmp_pat
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # intact, never half-written
     killed_at = state["global_step"]
     assert killed_at >= 2
-    # Resume to the end of the next epoch, two batches an epoch at most.
-    resumed = run_fit(common + ["--ckpt-path", str(checkpoint), "--epochs", str(state["epoch"] + 1)], tmp_path)
+    # Resume through one more whole epoch: the kill may land just after an end-of-epoch
+    # checkpoint, where ``--epochs epoch+1`` would leave nothing to train.
+    resumed = run_fit(common + ["--ckpt-path", str(checkpoint), "--epochs", str(state["epoch"] + 2)], tmp_path)
     assert resumed.stdout.strip().splitlines()[-1].startswith("results: ")
     final = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert final["global_step"] > killed_at
