@@ -167,3 +167,27 @@ def test_script_rejects_unknown_case(tiny_mnist: Path, capsys: pytest.CaptureFix
     status = run_main(lambda: script.main(["--cases", "no_such_case", "--data-dir", str(tiny_mnist)]))
     assert status == 2
     assert "unknown case 'no_such_case'" in capsys.readouterr().err
+
+
+def test_ceiling_case_steps_the_real_model(tiny_mnist: Path) -> None:
+    """The compute ceiling trains deeplab's own model (its loss falls on the one batch it repeats)."""
+    from deeplab.bench import CASES, BareStepSide, BenchContext, run_case
+
+    context = BenchContext(data_dir=tiny_mnist, work_dir=tiny_mnist / "work")
+    ceiling, seed = CASES["two_layer_mlp_bs1_ceiling"].build(context, 4)
+    assert isinstance(ceiling, BareStepSide) and seed.label.startswith("seed 000")
+    segment = ceiling.segment(5)
+    assert segment.images == 5 and segment.images_per_s > 0
+    row = run_case(CASES["cnn5_bs32_ceiling"], context, repeats=3, steps=1)
+    assert row["case"] == "cnn5_bs32_ceiling" and row["ratio"] > 0 and row["target"] is None
+
+
+def test_grad_norms_overhead_case_compares_fit_with_and_without(tiny_mnist: Path) -> None:
+    from deeplab.bench import CASES, BenchContext
+
+    context = BenchContext(data_dir=tiny_mnist, work_dir=tiny_mnist / "work")
+    on, off = CASES["grad_norms_overhead"].build(context, 2)
+    assert on.config.model == off.config.model == "cnn15_plain" and on.config.batch_size == 32
+    assert on.config.grad_norms and on.config.grad_every == 1
+    assert not off.config.grad_norms
+    assert CASES["grad_norms_overhead"].target == pytest.approx(0.87)  # ≤ 15 % overhead

@@ -194,3 +194,23 @@ def test_real_mnist_reaches_a_real_accuracy(tmp_path):
     results = run.results
     assert results["global_step"] == 150
     assert results["test_acc"] >= 0.92, results["history"]
+
+
+def test_paced_progress_bar_draws_the_ends_and_at_most_every_interval(monkeypatch):
+    from deeplab import callbacks as cb
+
+    clock = iter([0.0, 0.01, 0.02, 0.30, 0.31, 0.32])
+    monkeypatch.setattr(cb.time, "monotonic", lambda: next(clock))
+    bar = cb.PacedProgressBar(min_interval_s=0.25)
+    drawn = [n for n in range(1, 7) if bar._should_update(n, total=6)]
+    assert drawn == [1, 4, 6]  # the first batch, the first after 0.25 s, the last
+
+
+def test_batches_already_on_the_device_pass_through(synthetic_data_dir):
+    from deeplab.data import create_datamodule
+
+    datamodule = create_datamodule("mnist", data_dir=synthetic_data_dir, batch_size=4)
+    batch = (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
+    assert datamodule.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    # normalization constants are built once per device, not twice a step
+    assert datamodule._mean_std_on(torch.device("cpu"))[0] is datamodule._mean_std_on(torch.device("cpu"))[0]
