@@ -118,8 +118,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: not even --lower {plan.lower} trained")
     if summary.get("seed_reported_max") is not None:
         print(f"seed 002 reported: {summary['seed_reported_max']}")
+    print(_mean_field_line(args.model, args.init or "seed"))
     print(f"max trainable depth: {summary['max_trainable'] if summary['max_trainable'] is not None else 'none'}")
     return 0
+
+
+def _mean_field_line(model: str, init: str) -> str:
+    """Schoenholz et al. (2017): trainable up to ~6 ξ_c, ξ_c = −1/ln χ₁ (seed 002 families only)."""
+    from deeplab import mean_field
+    from deeplab.errors import DeeplabError
+
+    try:
+        prediction = mean_field.predict_for_model(model, init)
+    except DeeplabError:
+        return f"mean-field prediction: none ({model} is not a seed 002 family)"
+    if prediction.get("predicted_max_depth") is None:
+        return f"mean-field prediction: none ({prediction.get('reason') or 'not a plain network'})"
+    depth = prediction["predicted_max_depth"]
+    depth_text = "any depth (χ₁ = 1: critical, ξ_c = ∞)" if depth == float("inf") else f"~{depth:.0f} layers"
+    return (f"mean-field prediction: trainable to {depth_text} "
+            f"(σ_w² = {prediction['sigma_w2']:.4g}, σ_b² = {prediction['sigma_b2']:.2g}, χ₁ = {prediction['chi1']:.4g}, "
+            f"ξ_c = {prediction['depth_scale']:.3g}, 6 ξ_c)")
 
 
 if __name__ == "__main__":

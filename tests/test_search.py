@@ -374,6 +374,8 @@ def test_search_script_end_to_end(synthetic_data_dir: Path, tmp_path: Path, sear
     assert summary["model"] == "cnn_elu_bn"
     expected = summary["max_trainable"] if summary["max_trainable"] is not None else "none"
     assert lines[-1] == f"max trainable depth: {expected}"
+    # batch norm is outside the plain-network mean field: the line says so instead of a number
+    assert any(line.startswith("mean-field prediction: none (") for line in lines)
     assert summary["probes"]
     for probe in summary["probes"]:
         assert {"depth", "seed", "error", "trainable", "epochs_run", "diverged", "wall_time_s"} <= set(probe)
@@ -416,3 +418,11 @@ def test_parallel_probes_run_in_spawned_workers(synthetic_data_dir: Path, tmp_pa
     assert sorted(p["depth"] for p in summary["probes"]) == [3, 6]
     assert len(ProbeLedger(tmp_path / LEDGER_FILE)) == 2
     assert os.getpid() not in {p["process"] for p in summary["probes"]}  # trained by the workers
+
+
+def test_mean_field_line_next_to_the_boundary(search_script: Any) -> None:
+    """Seed 002's naive tanh init: χ₁ = σ_w² = 0.18 (geometric mean), ξ_c = −1/ln 0.18 ≈ 0.58, 6 ξ_c ≈ 3."""
+    line = search_script._mean_field_line("cnn_tanh", "seed")
+    assert "~3 layers" in line and "χ₁ = 0.18" in line
+    assert "any depth" in search_script._mean_field_line("cnn_tanh", "delta_orthogonal")
+    assert search_script._mean_field_line("cnn5", "seed").startswith("mean-field prediction: none")
