@@ -138,6 +138,15 @@ def _prepare_log_dir(log_dir: str) -> None:
 
 def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = False) -> dict[str, Any]:
     """Train one run and return what it wrote to ``results.json``."""
+    try:
+        return _fit(config, callbacks, quiet)
+    finally:
+        # Also after a failure or Ctrl-C: the next fit() in this process starts a new run
+        # directory instead of writing into this one.
+        os.environ.pop(RUN_VERSION_ENV, None)
+
+
+def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> dict[str, Any]:
     config = resolve_config(config)
     _quiet_lightning()
     _check_devices(config)
@@ -275,7 +284,6 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
             contribute(results)
     if trainer.is_global_zero:
         atomic_write_json(run_dir / RESULTS_FILE, results)
-    os.environ.pop(RUN_VERSION_ENV, None)  # the next fit() in this process starts a new run
     results["results_path"] = str(run_dir / RESULTS_FILE)
     results["is_global_zero"] = trainer.is_global_zero
     return results

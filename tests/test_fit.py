@@ -214,3 +214,22 @@ def test_batches_already_on_the_device_pass_through(synthetic_data_dir):
     assert datamodule.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
     # normalization constants are built once per device, not twice a step
     assert datamodule._mean_std_on(torch.device("cpu"))[0] is datamodule._mean_std_on(torch.device("cpu"))[0]
+
+
+def test_a_failed_fit_releases_its_run_directory(synthetic_data_dir, tmp_path, monkeypatch):
+    """The run-version handshake for DDP children is cleared even when training raises."""
+    import lightning.pytorch as pl
+
+    from deeplab.config import FitConfig
+    from deeplab.train import RUN_VERSION_ENV, fit
+
+    class Interrupt(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            raise KeyboardInterrupt
+
+    monkeypatch.delenv(RUN_VERSION_ENV, raising=False)
+    config = FitConfig(model="cnn5", dataset="mnist", data_dir=str(synthetic_data_dir), epochs=1, batch_size=8,
+                       log_dir=str(tmp_path), progress_bar=False, accelerator="cpu", devices="1")
+    with pytest.raises(BaseException):
+        fit(config, callbacks=[Interrupt()], quiet=True)
+    assert RUN_VERSION_ENV not in __import__("os").environ
