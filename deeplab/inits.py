@@ -53,6 +53,13 @@ Schemes (:data:`SCHEMES`):
     branch's only layer — rule (2) has nothing left to scale. So Fixup with
     m = 1 is: zero branch, zero classifier, scalar biases and multiplier.
     The model must be *built* with ``init="fixup"`` to own those scalars.
+    Caveat, measured (issue 9): with m = 1 every block of a stage is the
+    identity at init, so all branches of a stage get the *same* gradient and
+    become the same conv (cosine 1 after three steps); the stage then computes
+    a power of one map, which explodes with depth — ResNet_noBN at k = 300
+    diverged at step 17 with η = 0.01 and swung to chance with η = 0.001.
+    Fixup's analysis assumes m ≥ 2, where the random inner layers keep the
+    branches distinct; with m = 1 use ``skipinit``.
 ``skipinit`` (residual models only)
     De & Smith, "Batch Normalization Biases Residual Blocks Towards the
     Identity Function in Deep Networks" (NeurIPS 2020): a learnable scalar

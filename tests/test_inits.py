@@ -282,3 +282,34 @@ def test_delta_orthogonal_keeps_a_60_layer_tanh_signal_alive():
     q_star = mean_field.analyze("tanh", *inits.critical_point("tanh")).q_star  # ≈ 0.046
     assert seed_variance < 1e-12  # σ_w² ≤ 0.36 per layer: the signal collapses
     assert q_star / 10 < delta_variance < q_star * 10  # stays near the fixed point
+
+
+def test_fixup_with_one_conv_per_branch_makes_a_stages_branches_identical():
+    """Why ``fixup`` misses the 300-layer target on seed 002's ResNet_noBN (m = 1) while ``skipinit`` meets it.
+
+    With one zero-initialized conv per branch every block of a stage is the identity at
+    init, so every branch sees the same input and the same upstream gradient: one step
+    later all of a stage's branch convs are the same matrix (cosine 1) and the stage
+    computes a power of one map, which explodes with depth. SkipInit's zero gains leave
+    each branch's random conv in place, so the branches stay distinct.
+    """
+    from deeplab.models.seed002 import ResidualBlock
+
+    torch.manual_seed(0)
+    images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    similarity = {}
+    for scheme in ("fixup", "skipinit"):
+        model = create_model("resnet_elu_nobn", depth=12, init=scheme, in_channels=1, num_classes=10, image_size=28)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        for _ in range(3):  # step 1 moves only the (zero) classifier; the body learns from step 2
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+        blocks = [m for m in model.stages[1] if isinstance(m, ResidualBlock)]
+        with torch.no_grad():
+            branch = [b.conv.weight.flatten() * (b.gain if scheme == "skipinit" else 1.0) for b in blocks]
+            unit = torch.nn.functional.normalize(torch.stack(branch), dim=1)
+            cosine = unit @ unit.T
+        similarity[scheme] = cosine[~torch.eye(len(blocks), dtype=torch.bool)]
+    assert similarity["fixup"].min() > 0.9999
+    assert similarity["skipinit"].abs().max() < 0.5
