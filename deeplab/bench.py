@@ -626,7 +626,8 @@ class BareStepSide(SeedSide):
     """
 
 
-def _bare_step_side(model_name: str, batch: int, momentum: float, loss: str, device: str, available: int) -> BareStepSide:
+def _bare_step_side(model_name: str, batch: int, momentum: float, device: str, available: int) -> BareStepSide:
+    """Seed 000's update (momentum SGD) and its hand-written loss on deeplab's ``model_name``."""
     from deeplab import functional as HF
     from deeplab.models import create_model
     from deeplab.optim import MomentumSGD
@@ -639,12 +640,11 @@ def _bare_step_side(model_name: str, batch: int, momentum: float, loss: str, dev
         generator = torch.Generator().manual_seed(0)
         images = torch.randn(batch, 1, 28, 28, generator=generator).to(torch_device)
         labels = torch.randint(0, 10, (batch,), generator=generator).to(torch_device)
-        criterion = HF.cross_entropy if loss == "manual" else nn.functional.cross_entropy
 
         def train(steps: int) -> int:
             model.train()
             for _ in range(steps):
-                criterion(model(images), labels).backward()
+                HF.cross_entropy(model(images), labels).backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             if torch_device.type == "cuda":
@@ -662,7 +662,7 @@ def _with_ceiling(build_case: Callable[[BenchContext, int], tuple[Any, Any]], mo
 
     def build(context: BenchContext, steps: int) -> tuple[Any, Any]:
         _, seed_side = build_case(context, steps)
-        return _bare_step_side(model_name, batch, momentum, "manual", context.device, seed_side.batches_available), seed_side
+        return _bare_step_side(model_name, batch, momentum, context.device, seed_side.batches_available), seed_side
 
     return build
 
@@ -673,7 +673,7 @@ def _build_grad_norms_overhead(context: BenchContext, steps: int) -> tuple[Any, 
     batch = 32
     common = dict(model="cnn15_plain", dataset="mnist", batch_size=batch, optimizer="momentum_sgd", lr=0.005,
                   momentum=0.9, loss="manual")
-    available = 60000 // batch
+    available = _mnist_train_count(context.data_dir) // batch
     logging_on = DeeplabFitSide(context.fit_config(**common, grad_norms=True, grad_every=1), context.work_dir, available)
     logging_off = DeeplabFitSide(context.fit_config(**common, grad_norms=False), context.work_dir, available)
     logging_off.label = "deeplab fit, --no-grad-norms"

@@ -188,6 +188,7 @@ class ImageDataModule(pl.LightningDataModule):
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._train_batches: TensorBatches | None = None
         self._resume_position: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
+        self._mean_std_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         # Augmentation randomness has its own generator so a checkpoint can carry it.
         self.augment_generator = torch.Generator().manual_seed(seed + 7919)
 
@@ -328,11 +329,10 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _mean_std_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, C, 1, 1) mean and std tensors on ``device``, built once (not two tensors a step)."""
-        cache = self.__dict__.setdefault("_mean_std_cache", {})
-        if device not in cache:
-            cache[device] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
-                             torch.tensor(self.std, device=device).view(1, -1, 1, 1))
-        return cache[device]
+        if device not in self._mean_std_cache:
+            self._mean_std_cache[device] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                                            torch.tensor(self.std, device=device).view(1, -1, 1, 1))
+        return self._mean_std_cache[device]
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Move (images, labels) to ``device``; a batch already there (the CPU) is passed through.

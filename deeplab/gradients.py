@@ -26,7 +26,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 
-__all__ = ["GradientNorms", "parameterized_layers", "gradient_norm_vector"]
+__all__ = ["GradientNorms", "parameterized_layers", "gradient_norm_vector", "total_l1_norm"]
 
 FLUSH_EVERY_RECORDS = 50
 
@@ -50,6 +50,11 @@ def parameterized_layers(model: nn.Module) -> list[tuple[str, nn.Module, torch.T
     return [(f"{index:02d}_{name}", module, weight) for index, (name, module, weight) in enumerate(layers, start=1)]
 
 
+def total_l1_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Σ|g| over all gradients, on the device (seed 000's "gradient L1-norm")."""
+    return torch.stack(torch._foreach_norm(grads, 1)).float().sum()
+
+
 def gradient_norm_vector(parameters: list[torch.Tensor], layer_weights: list[torch.Tensor]) -> torch.Tensor:
     """On the device: [total L2, total L1, L2 of each layer's weight gradient] (missing gradients count 0)."""
     grads = [p.grad for p in parameters if p.grad is not None]
@@ -57,9 +62,8 @@ def gradient_norm_vector(parameters: list[torch.Tensor], layer_weights: list[tor
         return torch.zeros(2 + len(layer_weights))
     device = grads[0].device
     l2_each = torch._foreach_norm(grads, 2)
-    l1_each = torch._foreach_norm(grads, 1)
     total_l2 = torch.linalg.vector_norm(torch.stack(l2_each).float())
-    total_l1 = torch.stack(l1_each).float().sum()
+    total_l1 = total_l1_norm(grads)
     layer_grads = [w.grad if w.grad is not None else torch.zeros(1, device=device) for w in layer_weights]
     per_layer = torch.stack(torch._foreach_norm(layer_grads, 2)).float()
     return torch.cat([total_l2.view(1), total_l1.view(1), per_layer])
@@ -123,7 +127,7 @@ class GradientNorms(pl.Callback):
                 self._flush(trainer)
         else:
             grads = [p.grad for p in self._parameters if p.grad is not None]
-            l1 = torch.stack(torch._foreach_norm(grads, 1)).float().sum() if grads else torch.zeros(())
+            l1 = total_l1_norm(grads) if grads else torch.zeros(())
         if first_epoch:
             self._first_epoch_l1_sum = l1 if self._first_epoch_l1_sum is None else self._first_epoch_l1_sum.to(l1.device) + l1
             self._first_epoch_steps += 1
