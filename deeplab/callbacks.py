@@ -70,6 +70,14 @@ class Throughput(pl.Callback):
     def images_per_second(self) -> float:
         return self.train_images / self.train_seconds if self.train_seconds > 0 else 0.0
 
+    def state_dict(self) -> dict[str, Any]:
+        # A resumed run reports its throughput over every segment it trained.
+        return {"train_seconds": self.train_seconds, "train_images": self.train_images}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.train_images = int(state.get("train_images", 0))
+
 
 class PacedProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, redrawn at most every ``min_interval_s`` seconds (and at each end).

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Callable, NoReturn
 
-from deeplab.errors import USAGE_EXIT_CODE, DeeplabError
+from deeplab.errors import USAGE_EXIT_CODE, DeeplabError, RunInterrupted
 
 __all__ = ["run_main", "ArgumentParser", "DIVERGED_EXIT_CODE"]
 
@@ -28,6 +28,9 @@ def run_main(main: Callable[[], int]) -> int:
     except DeeplabError as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_EXIT_CODE
+    except RunInterrupted as interrupted:
+        print(interrupted.message(), file=sys.stderr)
+        return interrupted.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

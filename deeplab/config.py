@@ -51,7 +51,8 @@ class FitConfig:
     max_steps: int = -1
     fast_dev_run: bool = False
     ckpt_path: str | None = None  # resume from this checkpoint
-    checkpoint_every_n_steps: int | None = None  # also checkpoint mid-epoch (crash safety)
+    checkpoint_every_n_steps: int | None = None  # also checkpoint every N optimizer steps
+    checkpoint_every_minutes: float = 5.0  # also checkpoint when this much wall time passed (0: never)
     grad_norms: bool = True  # gradient-norm logging callback
     grad_every: int = 10  # steps between gradient-norm records
     grad_histograms_every: int = 0  # steps between gradient histograms (0: off)

@@ -64,10 +64,17 @@ class TensorBatches:
     union of the ranks' i-th batches is the single-process i-th batch of size
     ``batch_size · world_size``.
 
-    Resuming mid-epoch: ``epoch_source`` (the trainer's epoch counter, which
-    Lightning restores) picks the permutation, and :meth:`resume_at` makes the
-    next pass start after the batches the checkpoint had already trained on.
-    Without ``epoch_source`` each pass counts its own epoch.
+    ``max_batches`` shortens every epoch to its first batches (``fit.py
+    --limit-train-batches``): the loader, not Lightning, owns the epoch length,
+    so it is counted in real batches whatever Lightning groups into one
+    ``training_step``. ``max_samples`` keeps only the first samples (in file
+    order) before sharding, so an evaluation limit means the same images on
+    one process or many.
+
+    Resuming: ``epoch_source`` (the trainer's epoch counter) picks the
+    permutation, and :meth:`resume_at` makes the next pass over that epoch
+    start after the batches a checkpoint had already trained on; ``len()``
+    then counts only the batches left.
     """
 
     def __init__(
@@ -80,13 +87,18 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         epoch_source: Callable[[], int] | None = None,
+        max_batches: int | None = None,
+        max_samples: int | None = None,
     ):
         if batch_size < 1:
             raise DeeplabError(f"batch size must be a positive integer, got {batch_size}")
+        if max_samples is not None:
+            images, labels = images[:max_samples], labels[:max_samples]
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch_source = epoch_source
+        self.max_batches = max_batches
         self._passes = 0  # passes started, the epoch when there is no epoch_source
         self._resume = (-1, 0)  # (epoch, batches to skip) for the next pass of that epoch
 
@@ -115,17 +127,30 @@ class TensorBatches:
     def _num_samples(self) -> int:
         return math.ceil(len(self.labels) / self.world_size)
 
+    @property
+    def epoch_batches(self) -> int:
+        """Batches in one whole epoch (after ``max_batches``)."""
+        full = math.ceil(self._num_samples() / self.batch_size)
+        return full if self.max_batches is None else min(full, self.max_batches)
+
+    def _next_epoch(self) -> int:
+        return self.epoch_source() if self.epoch_source is not None else self._passes
+
+    def _skip_for(self, epoch: int) -> int:
+        resume_epoch, skip = self._resume
+        return skip if resume_epoch == epoch else 0
+
     def __len__(self) -> int:
-        return math.ceil(self._num_samples() / self.batch_size)
+        """Batches the next pass yields (fewer than an epoch when it resumes mid-epoch)."""
+        return max(0, self.epoch_batches - self._skip_for(self._next_epoch()))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch = self.epoch_source() if self.epoch_source is not None else self._passes
+        epoch = self._next_epoch()
         self._passes += 1
-        resume_epoch, skip = self._resume
-        start_batch = skip if resume_epoch == epoch else 0
+        start_batch = self._skip_for(epoch)
         self._resume = (-1, 0)
         order = self.indices(epoch)
-        total = self._num_samples()
+        total = min(self._num_samples(), self.epoch_batches * self.batch_size)
         for start in range(start_batch * self.batch_size, total, self.batch_size):
             stop = min(start + self.batch_size, total)
             if order is None:
@@ -150,6 +175,10 @@ class ImageDataModule(pl.LightningDataModule):
         input_noise_std: std of Gaussian noise added to normalized training
             inputs (seed 003's small input-noise augmentation); 0 disables.
         download: try torchvision's download when the files are absent.
+        limit_train_batches: train on this many batches per epoch (a count
+            ≥ 1) or this fraction of them (in (0, 1]); ``None``: all.
+        limit_val_batches: evaluate each epoch on this many evaluation
+            batches (or fraction), always the same first images of the split.
     """
 
     name: str = ""
@@ -172,6 +201,8 @@ class ImageDataModule(pl.LightningDataModule):
         augment: bool | None = None,
         input_noise_std: float = 0.0,
         download: bool = True,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
     ):
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -185,9 +216,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.augment = self.augment_by_default if augment is None else augment
         self.input_noise_std = input_noise_std
         self.download = download
+        self.limit_train_batches = limit_train_batches
+        self.limit_val_batches = limit_val_batches
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._train_batches: TensorBatches | None = None
-        self._resume_position: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
+        self._resume_position: tuple[int, int] | None = None  # (epoch, batches done): see resume_at
         self._mean_std_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         # Augmentation randomness has its own generator so a checkpoint can carry it.
         self.augment_generator = torch.Generator().manual_seed(seed + 7919)
@@ -290,25 +323,55 @@ class ImageDataModule(pl.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Make the training pass over ``epoch`` start after its first ``batches_done`` batches.
+
+        ``fit`` calls this from the checkpoint's recorded position before training
+        starts; the data order itself is a function of (seed, epoch), so nothing
+        else about the loader needs restoring.
+        """
+        self._resume_position = (int(epoch), int(batches_done))
+
+    def epoch_batches(self, world_size: int = 1) -> int:
+        """Training batches per epoch on each of ``world_size`` processes, after ``limit_train_batches``."""
+        images, labels = self.split("train")
+        return TensorBatches(images, labels, self.batch_size, True, self.seed, 0, world_size,
+                             max_batches=self._train_batch_limit(world_size)).epoch_batches
+
+    def _train_batch_limit(self, world_size: int) -> int | None:
+        limit = self.limit_train_batches
+        if limit is None:
+            return None
+        if isinstance(limit, int):
+            return limit
+        full = math.ceil(math.ceil(len(self.split("train")[1]) / world_size) / self.batch_size)
+        return max(1, int(full * limit))  # a fraction never rounds an epoch down to nothing
+
     def train_dataloader(self) -> TensorBatches:
         rank, world = self._rank_and_world()
         images, labels = self.split("train")
         epoch_source = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
         self._train_batches = TensorBatches(
-            images, labels, self.batch_size, True, self.seed, rank, world, epoch_source=epoch_source
+            images, labels, self.batch_size, True, self.seed, rank, world, epoch_source=epoch_source,
+            max_batches=self._train_batch_limit(world),
         )
         if self._resume_position is not None:
             self._train_batches.resume_at(*self._resume_position)
-            self._resume_position = None
         return self._train_batches
 
-    def _eval_loader(self, name: str) -> TensorBatches:
+    def _eval_loader(self, name: str, limit: int | float | None = None) -> TensorBatches:
         rank, world = self._rank_and_world()
         images, labels = self.split(name)
-        return TensorBatches(images, labels, self.eval_batch_size, False, self.seed, rank, world)
+        max_samples = None
+        if isinstance(limit, int):
+            max_samples = limit * self.eval_batch_size
+        elif limit is not None:
+            max_samples = max(1, int(len(labels) * limit))
+        return TensorBatches(images, labels, self.eval_batch_size, False, self.seed, rank, world,
+                             max_samples=max_samples)
 
     def val_dataloader(self) -> TensorBatches:
-        return self._eval_loader("val")
+        return self._eval_loader("val", self.limit_val_batches)
 
     def test_dataloader(self) -> TensorBatches:
         return self._eval_loader("test")
@@ -371,36 +434,22 @@ class ImageDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: the augmentation RNG and how far the epoch got.
+        """Saved in every checkpoint: the augmentation RNG (the data order needs no state).
 
-        The position comes from the trainer's progress counters rather than
-        from the loader, which Lightning's one-batch prefetch runs ahead of.
+        Where the epoch got is the run's position, recorded by the module
+        (:attr:`deeplab.module.Classifier.position`) and handed back through
+        :meth:`resume_at`.
         """
-        state: dict[str, Any] = {"augment_generator": self.augment_generator.get_state()}
-        trainer = self.trainer
-        if trainer is not None and trainer.training:
-            progress = trainer.fit_loop.epoch_loop.batch_progress.current
-            state["train_position"] = (trainer.current_epoch, progress.processed)
-        return state
+        return {"augment_generator": self.augment_generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.augment_generator.set_state(state["augment_generator"])
-        if "train_position" in state:
-            epoch, done = state["train_position"]
-            self._resume_position = (int(epoch), int(done))
-            if self._train_batches is not None:
-                self._train_batches.resume_at(*self._resume_position)
 
 
 def _is_not_found(error: RuntimeError) -> bool:
     """torchvision's "Dataset not found ..." (files absent), not e.g. a truncated IDX file's
     ``shape '[...]' is invalid for input of size ...``, which is a RuntimeError too."""
     return "not found" in str(error)
-
-
-def _means_missing(error: RuntimeError) -> bool:
-    """torchvision says "Dataset not found" for absent files; other RuntimeErrors are bad bytes."""
-    return "not found" in str(error).lower()
 
 
 def _check_val_split(val_split: float | int | None) -> float | int | None:

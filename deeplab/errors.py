@@ -1,11 +1,16 @@
-"""The one exception type a user can cause.
+"""The exceptions a user causes: a mistake (:class:`DeeplabError`) or a stop (:class:`RunInterrupted`).
 
 Scripts catch :class:`DeeplabError`, print its message as one line and exit
-with status 2 (DESIGN.md, "Errors"). Anything else is a bug and keeps its
-traceback.
+with status 2 (DESIGN.md, "Errors"); :class:`RunInterrupted` prints how to
+resume and exits 130 / 143. Anything else is a bug and keeps its traceback.
 """
 
-__all__ = ["DeeplabError", "USAGE_EXIT_CODE"]
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+__all__ = ["DeeplabError", "RunInterrupted", "USAGE_EXIT_CODE"]
 
 #: exit status of a script when the user's input is at fault
 USAGE_EXIT_CODE = 2
@@ -13,3 +18,33 @@ USAGE_EXIT_CODE = 2
 
 class DeeplabError(Exception):
     """A mistake the user can fix; the message says how."""
+
+
+class RunInterrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM. ``exit_code`` is 128 + the signal number (130, 143).
+
+    ``saved_step``/``checkpoint``: the step and file a resume continues from
+    (``None`` when nothing was saved, e.g. a second signal before the first
+    checkpoint).
+    """
+
+    def __init__(self, signum: int, saved_step: int | None = None, checkpoint: Path | None = None,
+                 immediate: bool = False):
+        self.signum = int(signum)
+        self.saved_step = saved_step
+        self.checkpoint = checkpoint
+        self.immediate = immediate  # a second signal: stopped at once, not at a step boundary
+        super().__init__(self.message())
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def message(self) -> str:
+        if self.checkpoint is None or self.saved_step is None:
+            return f"interrupted ({self.signal_name}) before the first checkpoint; nothing to resume"
+        return f"interrupted at step {self.saved_step}; resume with --ckpt-path {self.checkpoint}"

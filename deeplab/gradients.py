@@ -26,6 +26,8 @@ import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 
+from deeplab.module import EpochObserver
+
 __all__ = ["GradientNorms", "parameterized_layers", "gradient_norm_vector", "total_l1_norm"]
 
 FLUSH_EVERY_RECORDS = 50
@@ -69,7 +71,7 @@ def gradient_norm_vector(parameters: list[torch.Tensor], layer_weights: list[tor
     return torch.cat([total_l2.view(1), total_l1.view(1), per_layer])
 
 
-class GradientNorms(pl.Callback):
+class GradientNorms(EpochObserver):
     """Logs gradient norms every ``every_n_steps`` steps; see the module docstring.
 
     TensorBoard tags: ``grad/l2/<NN_layer>``, ``grad/l2_total``,
@@ -99,6 +101,7 @@ class GradientNorms(pl.Callback):
         self.per_epoch_layer_l2: list[list[float]] = []
         self.first_epoch_mean_l1: float | None = None
         self.figure_path: Path | None = None
+        self._current_epoch = 0  # the epoch in progress when fit ended (for the partial profile)
 
     # ------------------------------------------------------------ setup
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -160,24 +163,52 @@ class GradientNorms(pl.Callback):
                 for name, value in zip(self.layer_names, row[2:]):
                     experiment.add_scalar(f"grad/l2/{name}", value, step)
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Sums are reset when an epoch starts, not when one closes, so a checkpoint written at
+        # the close still holds them (a resume may reopen that epoch); an epoch a resume picks
+        # up part-way keeps the sums its checkpoint restored.
+        self._current_epoch = trainer.current_epoch
+        if getattr(pl_module, "continuing_epoch", False):
+            return
+        self._epoch_sum, self._epoch_count = None, 0
+        if trainer.current_epoch == 0:
+            self._first_epoch_l1_sum, self._first_epoch_steps = None, 0
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(trainer)
+
+    def on_epoch_closed(self, trainer: pl.Trainer, module: pl.LightningModule, entry: dict[str, float]) -> None:
+        """The epoch's per-layer means join ``per_epoch_layer_l2`` (a reopened epoch replaces its entry)."""
+        self._flush(trainer)
+        index = int(entry["epoch"]) - 1
+        del self.per_epoch_layer_l2[index:]
         if self._epoch_sum is not None and self._epoch_count:
             self.per_epoch_layer_l2.append((self._epoch_sum / self._epoch_count).cpu().tolist())
-        self._epoch_sum, self._epoch_count = None, 0
-        if trainer.current_epoch == 0 and self._first_epoch_l1_sum is not None:
+        if index == 0 and self._first_epoch_l1_sum is not None:
             self.first_epoch_mean_l1 = float(self._first_epoch_l1_sum) / self._first_epoch_steps
+
+    def _profiles(self) -> list[list[float]]:
+        """Each closed epoch's per-layer means, then the running means of an epoch stopped part-way."""
+        profiles = list(self.per_epoch_layer_l2)
+        partial = self._epoch_sum is not None and self._epoch_count and len(profiles) <= self._current_epoch
+        if partial:
+            profiles.append((self._epoch_sum / self._epoch_count).cpu().tolist())
+        return profiles
+
+    def _first_epoch_mean(self) -> float | None:
+        if self.first_epoch_mean_l1 is not None:
+            return self.first_epoch_mean_l1
+        if self._first_epoch_l1_sum is not None and self._first_epoch_steps:
+            return float(self._first_epoch_l1_sum) / self._first_epoch_steps  # first epoch stopped part-way
+        return None
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(trainer)
-        if self._epoch_sum is not None and self._epoch_count:  # stopped mid-epoch
-            self.per_epoch_layer_l2.append((self._epoch_sum / self._epoch_count).cpu().tolist())
-            self._epoch_sum, self._epoch_count = None, 0
-        if self.first_epoch_mean_l1 is None and self._first_epoch_l1_sum is not None:
-            self.first_epoch_mean_l1 = float(self._first_epoch_l1_sum) / self._first_epoch_steps
-        if trainer.is_global_zero and self.run_dir is not None and self.per_epoch_layer_l2:
+        self._current_epoch = int(getattr(pl_module, "epoch_in_progress", trainer.current_epoch))
+        profiles = self._profiles()
+        if trainer.is_global_zero and self.run_dir is not None and profiles:
             self.figure_path = self.run_dir / "grad_norms.png"
-            figure = plot_layer_profile(self.layer_names, self.per_epoch_layer_l2, self.figure_path)
+            figure = plot_layer_profile(self.layer_names, profiles, self.figure_path)
             experiment = _experiment(trainer)
             if experiment is not None:
                 experiment.add_figure("grad/layer_profile", figure, trainer.global_step)
@@ -203,12 +234,14 @@ class GradientNorms(pl.Callback):
         self._first_epoch_steps = state.get("first_epoch_steps", 0)
 
     def contribute_results(self, results: dict[str, Any]) -> None:
+        profiles = self._profiles()
         results["grad"] = {
             "every_n_steps": self.every_n_steps,
             "layers": self.layer_names,
             "first_layer": self.layer_names[0] if self.layer_names else None,
-            "first_epoch_mean_l1": self.first_epoch_mean_l1,
-            "per_epoch_layer_l2": self.per_epoch_layer_l2,
+            "first_epoch_mean_l1": self._first_epoch_mean(),
+            "per_epoch_layer_l2": profiles,
+            "last_epoch_partial": len(profiles) > len(self.per_epoch_layer_l2),
             "figure": str(self.figure_path) if self.figure_path else None,
         }
 

@@ -12,7 +12,8 @@ hand-written one, :class:`deeplab.optim.MomentumSGD`), ``sgd``
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Callable
 
 import lightning.pytorch as pl
 import torch
@@ -103,13 +104,20 @@ class Classifier(pl.LightningModule):
         self.register_buffer("train_loss_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.long))
         self.register_buffer("train_seen", torch.zeros((), dtype=torch.long))
-        #: one dict per finished epoch: epoch, train_loss, train_acc, val_loss, val_acc
+        #: one dict per closed epoch: epoch, train_loss, train_acc, val_loss, val_acc
         self.history: list[dict[str, float]] = []
         self._last_val: dict[str, float] = {}
         #: global step at which the loss first turned NaN/inf, else None
         self.diverged_at_step: int | None = None
         self._divergence_check_every = max(1, divergence_check_every)
-        self._epoch_closed = False
+        #: where the run is: the epoch in progress (0-based), how many of its batches are
+        #: trained, and whether it has been evaluated and recorded (see :attr:`position`)
+        self.epoch_in_progress = 0
+        self.epoch_batches_done = 0
+        self.epoch_closed = False
+        self._continue_at: tuple[int, int] | None = None  # (epoch, batches done) to continue, from a resume
+        #: steps between ``train/loss_step`` points (the Trainer's ``log_every_n_steps``)
+        self.log_every_n_steps = 50
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -119,11 +127,64 @@ class Classifier(pl.LightningModule):
             return HF.cross_entropy(logits, labels)
         return F.cross_entropy(logits, labels)
 
+    # ------------------------------------------------------------ position
+    @property
+    def position(self) -> dict[str, Any]:
+        """Where the run stands, as checkpoints record it (the resume contract, ``deeplab.resume``).
+
+        ``epoch``: the epoch in progress or last closed (0-based); ``batches_done``:
+        its batches trained; ``epoch_closed``: evaluated and in :attr:`history`;
+        ``global_step``: optimizer steps so far.
+        """
+        return {"epoch": self.epoch_in_progress, "batches_done": self.epoch_batches_done,
+                "epoch_closed": self.epoch_closed, "global_step": int(self.global_step)}
+
+    def continue_epoch_at(self, epoch: int, batches_done: int) -> None:
+        """Resume: epoch ``epoch`` already has ``batches_done`` batches trained (its running
+        sums come from the checkpoint), so its start must not reset them."""
+        self._continue_at = (int(epoch), int(batches_done))
+
+    @property
+    def continuing_epoch(self) -> bool:
+        """True during an epoch that a resume picked up part-way (callbacks keep their sums)."""
+        return self._continue_at is not None and self._continue_at[0] == self.current_epoch and self._continue_at[1] > 0
+
+    def epoch_length(self) -> int | None:
+        """Training batches in a whole epoch, when the loader says (``TensorBatches.epoch_batches``)."""
+        loader = self.trainer.train_dataloader if self._trainer is not None else None
+        return getattr(loader, "epoch_batches", None)
+
+    def epoch_complete(self) -> bool:
+        """Has every batch of the epoch in progress been trained?"""
+        length = self.epoch_length()
+        if length is None:  # a loader without a known length: complete unless max_steps cut it short
+            max_steps = self.trainer.max_steps
+            return not (max_steps is not None and max_steps >= 0 and self.global_step >= max_steps)
+        return self.epoch_batches_done >= length
+
     # --------------------------------------------------------------- train
     def on_train_epoch_start(self) -> None:
-        # Lightning skips this hook when it resumes mid-epoch, so the running metrics
-        # restored from the checkpoint survive then; at a fresh epoch they start empty.
-        self._reset_train_sums()
+        self.epoch_in_progress = self.current_epoch
+        self.epoch_closed = False
+        if self.continuing_epoch:
+            # The running sums restored from the checkpoint already hold this epoch's first batches.
+            self.epoch_batches_done = self._continue_at[1]
+        else:
+            self.epoch_batches_done = 0
+            self._reset_train_sums()
+        self._sync_schedulers()
+
+    def _sync_schedulers(self) -> None:
+        """Step each per-epoch scheduler until it has stepped once per finished epoch.
+
+        Stepping at the *start* of an epoch (not at the end, Lightning's habit)
+        leaves a closed epoch's state untouched, so a run stopped by
+        ``--limit-train-batches`` can reopen its last epoch on resume; the rate
+        each epoch trains at is the same either way.
+        """
+        for scheduler in _as_list(self.lr_schedulers()):
+            while scheduler.last_epoch < self.current_epoch:
+                scheduler.step()
 
     def _reset_train_sums(self) -> None:
         for buffer in (self.train_loss_sum, self.train_correct, self.train_seen):
@@ -137,18 +198,25 @@ class Classifier(pl.LightningModule):
         self.manual_backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        self.epoch_batches_done += 1
 
         loss = loss.detach()
         with torch.no_grad():  # no host sync: the sums stay on the device until the epoch closes
             self.train_loss_sum.add_(loss * labels.numel())
             self.train_correct.add_((logits.detach().argmax(dim=1) == labels).sum())
             self.train_seen.add_(labels.numel())
-        # Only on the steps the logger writes (every log_every_n_steps): logging a scalar
-        # through Lightning costs ~0.2 ms a call, as much as a whole batch-1 MLP step.
-        if self.trainer._logger_connector.should_update_logs:
-            self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False)
+        # Logging a scalar through Lightning costs ~0.2 ms a call, as much as a whole
+        # batch-1 MLP step: only every log_every_n_steps steps.
+        if self.global_step % self.log_every_n_steps == 0:
+            self._log_step_loss(loss)
         self._watch_divergence(loss)
         return loss
+
+    def _log_step_loss(self, loss: torch.Tensor) -> None:
+        value = float(loss)
+        if self.logger is not None:
+            self.logger.log_metrics({"train/loss_step": value}, step=int(self.global_step))
+        self.log("train/loss_step", value, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def _watch_divergence(self, loss: torch.Tensor) -> None:
         """Stop the run when the loss turns NaN/inf, with at most one sync every few steps.
@@ -164,24 +232,33 @@ class Classifier(pl.LightningModule):
             self.trainer.should_stop = True
 
     def on_train_epoch_end(self) -> None:
-        for scheduler in _as_list(self.lr_schedulers()):
-            scheduler.step()
-        if not self._epoch_closed:
+        if not self.epoch_closed and (self.epoch_complete() or self.diverged_at_step is not None):
             self._close_epoch()  # no validation ran this epoch
-        self._epoch_closed = False
+        self._continue_at = None
+
+    def partial_epoch(self) -> dict[str, Any] | None:
+        """The running metrics of an epoch stopped part-way (``--max-steps``, a signal), else None."""
+        if self.epoch_closed or self.epoch_batches_done == 0:
+            return None
+        loss_sum, correct, seen = (float(t) for t in (self.train_loss_sum, self.train_correct, self.train_seen))
+        return {"epoch": self.epoch_in_progress + 1, "batches_done": self.epoch_batches_done,
+                "batches_in_epoch": self.epoch_length(),
+                "train_loss": loss_sum / seen if seen else None, "train_acc": correct / seen if seen else None}
 
     def _close_epoch(self) -> None:
         """Record the epoch's metrics and tell every :class:`EpochObserver` callback.
 
         Called right after the epoch's evaluation (or at the epoch's end when
         there is none), so observers see train and evaluation metrics together.
+        The running sums are not reset here but when the next epoch starts: a
+        checkpoint written now still holds them, so a resume with a longer
+        ``--limit-train-batches`` can reopen this epoch and replace its row.
         """
-        self._epoch_closed = True
+        self.epoch_closed = True
         sums = torch.stack([self.train_loss_sum, self.train_correct.double(), self.train_seen.double()])
         loss_sum, correct, seen = self.trainer.strategy.reduce(sums, reduce_op="sum").tolist()  # DDP: all ranks
         train_loss = loss_sum / seen if seen else float("nan")
         train_acc = correct / seen if seen else float("nan")
-        self._reset_train_sums()
         self.log_dict({"train/loss": train_loss, "train/acc": train_acc, "epoch": float(self.current_epoch)})
         entry = {
             "epoch": self.current_epoch + 1,
@@ -190,6 +267,7 @@ class Classifier(pl.LightningModule):
             "val_loss": self._last_val.get("loss", float("nan")),
             "val_acc": self._last_val.get("acc", float("nan")),
         }
+        del self.history[self.current_epoch:]  # a reopened epoch replaces its earlier row
         self.history.append(entry)
         self._last_val = {}
         for callback in self.trainer.callbacks:
@@ -214,7 +292,7 @@ class Classifier(pl.LightningModule):
             return
         self.log_dict({"val/loss": loss, "val/acc": acc}, prog_bar=True)
         self._last_val = {"loss": loss, "acc": acc}
-        if self.trainer.state.fn == "fit":
+        if self.trainer.state.fn == "fit" and (self.epoch_complete() or self.diverged_at_step is not None):
             self._close_epoch()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -238,21 +316,17 @@ class Classifier(pl.LightningModule):
             optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.schedule == "none":
             return optimizer
-        if hp.schedule == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, hp.max_epochs))
-        else:
-            scheduler = torch.optim.lr_scheduler.StepLR(
-                optimizer, step_size=STEP_SCHEDULE_EVERY_EPOCHS, gamma=STEP_SCHEDULE_GAMMA
-            )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(hp.schedule, hp.max_epochs))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     # ------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["deeplab"] = {
+        checkpoint.setdefault("deeplab", {}).update({
             "history": self.history,
             "diverged_at_step": self.diverged_at_step,
+            "position": self.position,
             "rng": capture_rng_state(),  # dropout masks etc. continue exactly after a resume
-        }
+        })
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("deeplab", {})
@@ -260,6 +334,25 @@ class Classifier(pl.LightningModule):
         self.diverged_at_step = saved.get("diverged_at_step")
         if "rng" in saved:
             restore_rng_state(saved["rng"])
+
+
+def schedule_factor(schedule: str, max_epochs: int) -> Callable[[int], float]:
+    """The learning-rate multiplier of epoch ``e`` (0-based), a pure function of ``e``.
+
+    ``cosine``: seed 001's ``CosineAnnealingLR(T_max=epochs)``, in closed form
+    (1 + cos(π e / T)) / 2; ``step``: seed 004's ``StepLR(5, 0.1)``, 0.1^⌊e/5⌋.
+    Closed forms rather than torch's recursive schedulers so the rate of an
+    epoch does not depend on the run's history: a resumed run with a longer
+    ``--epochs`` trains its remaining epochs at the rates the longer run has
+    (the period of ``cosine`` follows the current ``--epochs``). They agree with
+    torch's schedulers to ~1e-16 relative.
+    """
+    if schedule == "cosine":
+        period = max(1, max_epochs)
+        return lambda epoch: (1.0 + math.cos(math.pi * epoch / period)) / 2.0
+    if schedule == "step":
+        return lambda epoch: STEP_SCHEDULE_GAMMA ** (epoch // STEP_SCHEDULE_EVERY_EPOCHS)
+    raise DeeplabError(f"--schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
 
 
 def _as_list(value: Any) -> list[Any]:

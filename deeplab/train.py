@@ -18,11 +18,12 @@ from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from deeplab.callbacks import EpochLine, PacedProgressBar, Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
+from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
+from deeplab.resume import compare_settings, plan_resume, read_checkpoint
 from deeplab.config import FitConfig, resolve_config
 from deeplab.data import create_datamodule
 from deeplab.errors import DeeplabError
@@ -70,6 +71,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*predefined.*`log_every_n_steps`.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # A resumed run steps its per-epoch schedule up to the current epoch before its first step.
+    warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`.*")
     # ImageDataModule resumes mid-epoch through its own checkpoint state (trainer progress
     # counters), which Lightning's check for a stateful dataloader cannot see.
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
@@ -84,22 +88,6 @@ def _resume_run_dir(ckpt_path: str | None) -> Path | None:
         return None
     run_dir = Path(ckpt_path).resolve().parent.parent
     return run_dir if (run_dir / CONFIG_FILE).is_file() else None
-
-
-def _check_checkpoint(ckpt_path: str, model_name: str) -> None:
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise DeeplabError(f"--ckpt-path {ckpt_path}: no such checkpoint file; give the path of a .ckpt to resume")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        saved_model = checkpoint["hyper_parameters"]["model_name"]
-    except Exception as error:  # noqa: BLE001
-        raise DeeplabError(f"--ckpt-path {ckpt_path} is not a readable deeplab checkpoint ({type(error).__name__})") from None
-    if saved_model != model_name:
-        raise DeeplabError(
-            f"--ckpt-path {ckpt_path} holds model {saved_model!r}, not {model_name!r}; "
-            f"resume it with --model {saved_model} or start {model_name} without --ckpt-path"
-        )
 
 
 def _check_devices(config: FitConfig) -> None:
@@ -137,7 +125,13 @@ def _prepare_log_dir(log_dir: str) -> None:
 
 
 def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = False) -> dict[str, Any]:
-    """Train one run and return what it wrote to ``results.json``."""
+    """Train one run and return what it wrote to ``results.json``.
+
+    Raises :class:`~deeplab.errors.DeeplabError` for a mistake the user can
+    fix (before anything is written), and :class:`~deeplab.lifecycle.RunInterrupted`
+    after SIGINT/SIGTERM, once the checkpoint and ``results.json`` (with
+    ``"interrupted": true``) are written.
+    """
     try:
         return _fit(config, callbacks, quiet)
     finally:
@@ -150,9 +144,14 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     config = resolve_config(config)
     _quiet_lightning()
     _check_devices(config)
+    saved = None
     if config.ckpt_path is not None:
-        _check_checkpoint(config.ckpt_path, config.model)
-    _prepare_log_dir(config.log_dir)
+        if config.fast_dev_run:
+            raise DeeplabError("--fast-dev-run starts a throwaway run; drop it to resume --ckpt-path")
+        saved, _ = read_checkpoint(config.ckpt_path)
+        compare_settings(saved, config.to_dict())  # a contradicting command fails before any data is read
+    resume_dir = _resume_run_dir(config.ckpt_path)
+    _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     model_kwargs = build_model_kwargs(config)  # a bad --depth/--dataset fails before any data is read
@@ -164,6 +163,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         seed=config.seed,
         augment=config.augment,
         input_noise_std=config.input_noise_std or 0.0,
+        limit_train_batches=config.limit_train_batches,
+        limit_val_batches=config.limit_val_batches,
     )
     datamodule.prepare_data()  # fails fast, with one clear line, when the files are missing
     datamodule.setup("fit")  # parse once, and check --val-split against the data, before any run dir exists
@@ -185,7 +186,6 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     if config.compile:
         module.model.compile()  # in place: checkpoint keys stay model.*, so load_from_checkpoint works
 
-    resume_dir = _resume_run_dir(config.ckpt_path)
     run_name = config.run_name or config.model
     if resume_dir is not None:
         logger = TensorBoardLogger(save_dir=str(resume_dir.parent.parent), name=resume_dir.parent.name,
@@ -196,21 +196,19 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         version = os.environ.get(RUN_VERSION_ENV)
         logger = TensorBoardLogger(save_dir=config.log_dir, name=run_name, default_hp_metric=False,
                                    version=int(version) if version is not None else None)
-        os.environ[RUN_VERSION_ENV] = str(logger.version)
-    run_dir = Path(logger.log_dir)
+    run_dir = Path(logger.log_dir)  # (a path only: the logger creates it when training starts)
 
+    log_every_n_steps = min(50, max(1, config.grad_every))
+    module.log_every_n_steps = log_every_n_steps
+    stop = StopSignals()
     throughput = Throughput()
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="epoch{epoch:03d}",
-        auto_insert_metric_name=False,
-        save_last=True,
-        save_top_k=0,
-        every_n_train_steps=config.checkpoint_every_n_steps,
-        save_on_train_epoch_end=True,
-        enable_version_counter=False,  # a resumed run keeps writing last.ckpt, not last-v1.ckpt
-    )
-    all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput, checkpoint]
+    training_images = len(datamodule.split("train")[1])
+    checkpoint = RunCheckpoint(run_dir / "checkpoints", every_n_steps=config.checkpoint_every_n_steps,
+                               every_minutes=config.checkpoint_every_minutes, stop=stop)
+    all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput,
+                                        WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict())]
+    if not config.fast_dev_run:
+        all_callbacks.append(checkpoint)
     if config.progress_bar and not quiet:
         all_callbacks.append(PacedProgressBar())
     if config.grad_norms:
@@ -224,8 +222,10 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         max_steps=config.max_steps,
-        limit_train_batches=config.limit_train_batches,
-        limit_val_batches=config.limit_val_batches,
+        # The DataModule applies --limit-train/val-batches itself (counted in real batches, the same
+        # images on one process or many); Lightning's limits stay at "all" unless evaluation is off.
+        limit_val_batches=0 if config.limit_val_batches == 0 else None,
+        reload_dataloaders_every_n_epochs=1,  # a resumed epoch's loader is shorter than the next one's
         fast_dev_run=config.fast_dev_run,
         devices=_devices_argument(config.devices),
         accelerator=config.accelerator,
@@ -234,29 +234,47 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         precision=config.precision,
         logger=logger,
         callbacks=all_callbacks,
+        enable_checkpointing=not config.fast_dev_run,
         enable_progress_bar=config.progress_bar and not quiet,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=min(50, max(1, config.grad_every)),
+        log_every_n_steps=log_every_n_steps,
         deterministic=False,
         use_distributed_sampler=False,  # TensorBatches shards by rank itself
         plugins=[AtomicCheckpointIO()],
     )
-    if trainer.is_global_zero:
-        atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+    resumes: list[dict[str, Any]] = []
+    if saved is not None:
+        plan = plan_resume(saved, config.to_dict(), datamodule.epoch_batches(trainer.world_size),
+                           trainer.world_size, training_images)
+        datamodule.resume_at(plan.start_epoch, plan.skip_batches)
+        module.continue_epoch_at(plan.start_epoch, plan.skip_batches)
+        checkpoint.restart_at = (plan.start_epoch, plan.global_step)
+        resumes = saved.resumes + [plan.record(saved.path)]
+    checkpoint.run_record = {"config": config.to_dict(), "training_images": training_images,
+                             "world_size": trainer.world_size, "resumes": resumes}
+    if not config.fast_dev_run:
+        os.environ[RUN_VERSION_ENV] = str(logger.version)
 
+    interrupted: RunInterrupted | None = None
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=config.ckpt_path)
-    fit_seconds = time.perf_counter() - started
+    with stop:
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=config.ckpt_path)
+        except RunInterrupted as error:
+            interrupted = error
+        fit_seconds = time.perf_counter() - started
 
-    test_acc = test_loss = None
-    if module.diverged_at_step is None and not config.fast_dev_run:
-        if config.val_split is not None:
-            metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-            test_acc, test_loss = metrics["test/acc"], metrics["test/loss"]
-        elif module.history:
-            test_acc, test_loss = module.history[-1]["val_acc"], module.history[-1]["val_loss"]
+        test_acc = test_loss = None
+        if interrupted is None and module.diverged_at_step is None and not config.fast_dev_run:
+            if config.val_split is not None:
+                metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+                test_acc, test_loss = metrics["test/acc"], metrics["test/loss"]
+            elif module.history:
+                test_acc, test_loss = module.history[-1]["val_acc"], module.history[-1]["val_loss"]
 
+    if interrupted is not None and interrupted.checkpoint is None and checkpoint.last_saved_step is not None:
+        interrupted = RunInterrupted(interrupted.signum, checkpoint.last_saved_step, checkpoint.path, immediate=True)
     results: dict[str, Any] = {
         "model": config.model,
         "dataset": config.dataset,
@@ -265,28 +283,47 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         "hparams": {k: v for k, v in config.to_dict().items() if k not in ("ckpt_path",)},
         "eval_split": datamodule.eval_split_name,
         "history": module.history,
+        "partial_epoch": module.partial_epoch(),
         "test_acc": test_acc,
         "test_loss": test_loss,
         "global_step": int(trainer.global_step),
         "epochs_run": len(module.history),
         "diverged": module.diverged_at_step is not None,
         "diverged_at_step": module.diverged_at_step,
+        "interrupted": interrupted is not None,
+        "interrupted_by": interrupted.signal_name if interrupted is not None else None,
+        "resumes": resumes,
         "wall_time_s": round(fit_seconds, 3),
         "train_time_s": round(throughput.train_seconds, 3),
         "images_per_s": round(throughput.images_per_second, 1),
         "device": device_description(trainer),
-        "run_dir": str(run_dir),
-        "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "run_dir": str(run_dir.resolve()),
+        "checkpoint": str(checkpoint.path.resolve()) if checkpoint.last_saved_step is not None else None,
     }
     for callback in all_callbacks:
         contribute = getattr(callback, "contribute_results", None)
         if contribute is not None:
             contribute(results)
-    if trainer.is_global_zero:
-        atomic_write_json(run_dir / RESULTS_FILE, results)
-    results["results_path"] = str(run_dir / RESULTS_FILE)
+    results_path = (run_dir / RESULTS_FILE).resolve()
+    if trainer.is_global_zero and not config.fast_dev_run:
+        atomic_write_json(results_path, results)
+    results["results_path"] = str(results_path)
     results["is_global_zero"] = trainer.is_global_zero
+    if interrupted is not None:
+        raise interrupted
     return results
+
+
+class WriteRunConfig(pl.Callback):
+    """Writes ``config.json`` when training starts: after a resume's checkpoint has loaded, so a
+    failed resume leaves the run's files as they were."""
+
+    def __init__(self, path: Path, config: dict[str, Any]):
+        self.path, self.config = path, config
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            atomic_write_json(self.path, self.config)
 
 
 def _devices_argument(devices: str) -> Any:

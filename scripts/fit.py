@@ -7,7 +7,9 @@ style, and last `results: <path to results.json>`. TensorBoard:
 `tensorboard --logdir lightning_logs`.
 
 Exit status: 0 trained; 2 bad input (one line on stderr says what to do);
-3 the loss became NaN/inf (training stopped, results.json has diverged: true).
+3 the loss became NaN/inf (training stopped, results.json has diverged: true);
+130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM: the checkpoint is saved at the
+current step and the last line says how to resume.
 """
 
 from __future__ import annotations
@@ -33,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument("--log-dir", default="lightning_logs", help="where runs go (default lightning_logs/)")
     output.add_argument("--run-name", help="TensorBoard run name (default: the model name)")
-    output.add_argument("--ckpt-path", help="resume from this checkpoint (e.g. <run>/checkpoints/last.ckpt)")
+    output.add_argument("--ckpt-path", help="resume the run of this checkpoint (<run>/checkpoints/last.ckpt): it "
+                                            "continues where it stopped and trains until this command's --epochs/"
+                                            "--max-steps/--limit-train-batches; other run settings must match")
     output.add_argument("--checkpoint-every-n-steps", type=int, help="also checkpoint every N optimizer steps")
+    output.add_argument("--checkpoint-every-minutes", type=float, default=5.0,
+                        help="also checkpoint when this many minutes passed since the last one (default 5; 0: "
+                             "only at epoch ends). last.ckpt is always written at each epoch's end, and on "
+                             "SIGINT/SIGTERM before exiting")
     output.add_argument("--fast-dev-run", action="store_true", help="one batch of train and eval, no outputs kept")
     output.add_argument("--no-progress-bar", dest="progress_bar", action="store_false", help="hide the progress bar")
     grads = parser.add_argument_group("gradient norms (on by default)")

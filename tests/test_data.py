@@ -367,29 +367,47 @@ def test_tensor_batches_resume_at_the_next_unseen_batch():
     assert [y.tolist() for _, y in resumed] == uninterrupted
 
 
-def fake_trainer(epoch: int, processed: int, training: bool = True) -> SimpleNamespace:
-    """What ImageDataModule reads from a Trainer: rank, epoch, progress counters."""
-    progress = SimpleNamespace(current=SimpleNamespace(processed=processed))
-    return SimpleNamespace(training=training, current_epoch=epoch, global_rank=0, world_size=1,
-                           fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+def fake_trainer(epoch: int) -> SimpleNamespace:
+    """What ImageDataModule reads from a Trainer: rank, world size, epoch."""
+    return SimpleNamespace(training=True, current_epoch=epoch, global_rank=0, world_size=1)
 
 
-def test_datamodule_state_dict_resumes_loader_and_augmentation(synthetic_data_dir):
+def test_datamodule_resume_at_skips_trained_batches_and_state_carries_augmentation(synthetic_data_dir):
     datamodule = CIFAR10DataModule(synthetic_data_dir, batch_size=32, seed=4, download=False)
-    datamodule.trainer = fake_trainer(epoch=1, processed=2)
+    datamodule.trainer = fake_trainer(epoch=1)
     expected = [y for _, y in datamodule.train_dataloader()]
     datamodule._random_crop_flip(datamodule.split("train")[0][:4])  # advance the augmentation generator
     state = datamodule.state_dict()
-    assert state["train_position"] == (1, 2)
+    assert set(state) == {"augment_generator"}  # the data order is a function of (seed, epoch)
     expected_draw = torch.rand(3, generator=datamodule.augment_generator)
 
     restored = CIFAR10DataModule(synthetic_data_dir, batch_size=32, seed=4, download=False)
-    restored.load_state_dict(state)  # before the loader exists, as Lightning does on resume
-    restored.trainer = fake_trainer(epoch=1, processed=0)
-    resumed = [y for _, y in restored.train_dataloader()]
-    assert len(resumed) == len(expected) - 2
-    assert all(torch.equal(a, b) for a, b in zip(resumed, expected[2:]))
+    restored.load_state_dict(state)
+    restored.resume_at(1, 2)  # fit() passes the checkpoint's position
+    restored.trainer = fake_trainer(epoch=1)
+    loader = restored.train_dataloader()
+    assert len(loader) == len(expected) - 2 and loader.epoch_batches == len(expected)
+    resumed = [y for _, y in loader]
+    assert all(torch.equal(a, b) for a, b in zip(resumed, expected[2:], strict=True))
     assert torch.equal(torch.rand(3, generator=restored.augment_generator), expected_draw)
-    # outside training (e.g. a checkpoint written after fit) no position is saved
-    restored.trainer = fake_trainer(epoch=1, processed=0, training=False)
-    assert "train_position" not in restored.state_dict()
+    # another epoch's loader is whole
+    restored.trainer = fake_trainer(epoch=2)
+    assert len(restored.train_dataloader()) == len(expected)
+
+
+def test_limits_count_real_batches_and_the_same_evaluation_images(synthetic_data_dir):
+    datamodule = MNISTDataModule(synthetic_data_dir, batch_size=16, download=False, limit_train_batches=5,
+                                 limit_val_batches=1)
+    datamodule.trainer = fake_trainer(epoch=0)
+    assert datamodule.epoch_batches() == 5 and len(list(datamodule.train_dataloader())) == 5
+    half = MNISTDataModule(synthetic_data_dir, batch_size=16, download=False, limit_train_batches=0.5)
+    assert half.epoch_batches() == 8  # 256 images / 16 = 16 batches, half of them
+    assert half.epoch_batches(world_size=2) == 4
+    (images, labels), = list(datamodule.val_dataloader())
+    assert len(labels) == min(1000, len(datamodule.split("val")[1]))
+    # under DDP the evaluation limit keeps the same images, split between the processes
+    shards = []
+    for rank in (0, 1):
+        datamodule.trainer = SimpleNamespace(training=False, current_epoch=0, global_rank=rank, world_size=2)
+        shards += [y for _, y in datamodule.val_dataloader()]
+    assert sorted(torch.cat(shards).tolist()) == sorted(labels.tolist())

@@ -123,9 +123,9 @@ def test_optimizer_and_schedule_reach_the_checkpoint(name, fit_runs):
         assert schedulers == []
     else:
         (scheduler,) = schedulers
-        assert scheduler["last_epoch"] == 2  # stepped once per epoch
-        if schedule == "cosine":  # T_max = 2 epochs: the rate has annealed to 0
-            assert scheduler["_last_lr"][0] == pytest.approx(0.0, abs=1e-12)
+        assert scheduler["last_epoch"] == 1  # stepped at each epoch's start: the rate epoch 2 trained at
+        if schedule == "cosine":  # period 2 epochs: epoch 2 trains at (1 + cos(π/2))/2 = half the rate
+            assert scheduler["_last_lr"][0] == pytest.approx(0.025, rel=1e-12)
         else:  # step: ×0.1 every 5 epochs, so still the initial rate
             assert scheduler["_last_lr"][0] == pytest.approx(0.001)
 
@@ -233,3 +233,21 @@ def test_a_failed_fit_releases_its_run_directory(synthetic_data_dir, tmp_path, m
     with pytest.raises(BaseException):
         fit(config, callbacks=[Interrupt()], quiet=True)
     assert RUN_VERSION_ENV not in __import__("os").environ
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_closed_form_schedules_match_torchs_schedulers(schedule):
+    """``schedule_factor`` is seed 001's CosineAnnealingLR / seed 004's StepLR as a pure function of
+    the epoch (so a resume with a longer --epochs needs no scheduler history)."""
+    from deeplab.module import schedule_factor
+
+    epochs = 20
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.1)
+    reference = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs) if schedule == "cosine"
+                 else torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.1))
+    factor = schedule_factor(schedule, epochs)
+    for epoch in range(epochs):
+        assert 0.1 * factor(epoch) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
+        optimizer.step()
+        reference.step()

@@ -107,11 +107,13 @@ def test_callback_records_exactly_the_hand_computed_norms(tmp_path):
     expected = {}
     for step, scale in scales.items():
         trainer.global_step, trainer.current_epoch = step, step // 3
+        if step % 3 == 0:
+            callback.on_train_epoch_start(trainer, module_at(step // 3))
         expected[step] = set_gradients(model, scale)
         callback.on_before_optimizer_step(trainer, None, optimizer=None)
         if step % 3 == 2:
-            callback.on_train_epoch_end(trainer, None)
-    callback.on_fit_end(trainer, None)
+            close_epoch(callback, trainer, step // 3)
+    callback.on_fit_end(trainer, module_at(1))
 
     recorded = [0, 2, 4]
     assert [record["step"] for record in callback.records] == recorded
@@ -144,17 +146,33 @@ def test_callback_records_exactly_the_hand_computed_norms(tmp_path):
     assert results["grad"]["figure"] == str(tmp_path / "grad_norms.png")
 
 
+def module_at(epoch: int, continuing: bool = False) -> SimpleNamespace:
+    """What the callback reads of the Classifier: the epoch in progress, and whether a resume
+    picked it up part-way."""
+    return SimpleNamespace(epoch_in_progress=epoch, continuing_epoch=continuing)
+
+
+def close_epoch(callback: GradientNorms, trainer: SimpleNamespace, epoch: int) -> None:
+    """What the Classifier does when an epoch's evaluation is done (``_close_epoch``)."""
+    callback.on_train_epoch_end(trainer, module_at(epoch))
+    callback.on_epoch_closed(trainer, module_at(epoch), {"epoch": epoch + 1})
+
+
 def run_callback(callback: GradientNorms, model: nn.Module, steps: range, steps_per_epoch: int = 4,
                  scales=(1.0, 5.0, -3.0, 4.0, 0.5, 6.0, 2.0, 7.0)) -> None:
     trainer = SimpleNamespace(global_step=0, current_epoch=0, is_global_zero=True, logger=None)
     callback.on_fit_start(trainer, SimpleNamespace(model=model))
     for step in steps:
         trainer.global_step, trainer.current_epoch = step, step // steps_per_epoch
+        epoch_start = step % steps_per_epoch == 0 or step == steps.start
+        if epoch_start:  # a resume part-way through an epoch continues its sums
+            callback.on_train_epoch_start(trainer, module_at(trainer.current_epoch,
+                                                             continuing=step % steps_per_epoch != 0))
         set_gradients(model, scales[step])
         callback.on_before_optimizer_step(trainer, None, optimizer=None)
         if step % steps_per_epoch == steps_per_epoch - 1:
-            callback.on_train_epoch_end(trainer, None)
-    callback.on_fit_end(trainer, None)
+            close_epoch(callback, trainer, trainer.current_epoch)
+    callback.on_fit_end(trainer, module_at(trainer.current_epoch))
 
 
 @pytest.mark.parametrize("stop_at", [2, 4, 6], ids=["mid-first-epoch", "epoch-boundary", "mid-second-epoch"])
@@ -169,10 +187,12 @@ def test_callback_state_resumes_mid_epoch_exactly(stop_at):
     first_half.on_fit_start(trainer, SimpleNamespace(model=model))
     for step in range(stop_at):  # the process dies after step stop_at − 1's checkpoint
         trainer.global_step, trainer.current_epoch = step, step // 4
+        if step % 4 == 0:
+            first_half.on_train_epoch_start(trainer, module_at(step // 4))
         set_gradients(model, (1.0, 5.0, -3.0, 4.0, 0.5, 6.0, 2.0, 7.0)[step])
         first_half.on_before_optimizer_step(trainer, None, optimizer=None)
         if step % 4 == 3:
-            first_half.on_train_epoch_end(trainer, None)
+            close_epoch(first_half, trainer, step // 4)
     state = first_half.state_dict()
 
     resumed = GradientNorms(every_n_steps=1)
