@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from deeplab.errors import DeeplabError
 from deeplab.models import model_spec
+from deeplab.preflight import PRECISION_ALIASES
 
-__all__ = ["FitConfig", "GENERAL_DEFAULTS", "add_training_arguments", "config_from_args", "resolve_config"]
+__all__ = ["FitConfig", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
+           "config_from_args", "int_or_fraction", "resolve_config"]
 
 
 @dataclass
@@ -95,23 +98,33 @@ def resolve_config(config: FitConfig) -> FitConfig:
         resolved.val_split = spec.protocol.get("val_split")
     if resolved.depth is None and spec.has_depth:
         resolved.depth = spec.default_depth
+    resolved.precision = PRECISION_ALIASES.get(str(resolved.precision), str(resolved.precision))
+    if isinstance(resolved.limit_train_batches, float) and resolved.limit_train_batches == 1.0:
+        resolved.limit_train_batches = None  # "all of it"
     _validate(resolved)
     return resolved
 
 
+#: seeds are 32-bit (torch, NumPy and Python's generators are all seeded from one)
+MAX_SEED = 2**32 - 1
+
+
 def _validate(config: FitConfig) -> None:
-    if not isinstance(config.epochs, int) or config.epochs < 1:
+    """Every number and name of a run, checked before anything is read or written (one line each)."""
+    if not _is_int(config.epochs) or config.epochs < 1:
         raise DeeplabError(f"--epochs must be a positive integer, got {config.epochs}")
-    if not isinstance(config.batch_size, int) or config.batch_size < 1:
+    if not _is_int(config.batch_size) or config.batch_size < 1:
         raise DeeplabError(f"--batch-size must be a positive integer, got {config.batch_size}")
-    if not config.lr > 0:
-        raise DeeplabError(f"--lr must be positive, got {config.lr}")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        raise DeeplabError(f"--lr must be a positive, finite number, got {config.lr}")
     if not 0.0 <= config.momentum < 1.0:
         raise DeeplabError(f"--momentum must be in [0, 1), got {config.momentum}")
-    if config.weight_decay < 0:
-        raise DeeplabError(f"--weight-decay must be ≥ 0, got {config.weight_decay}")
-    if config.grad_every < 1:
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise DeeplabError(f"--weight-decay must be a finite number ≥ 0, got {config.weight_decay}")
+    if not _is_int(config.grad_every) or config.grad_every < 1:
         raise DeeplabError(f"--grad-every must be ≥ 1, got {config.grad_every}")
+    if not _is_int(config.grad_histograms_every) or config.grad_histograms_every < 0:
+        raise DeeplabError(f"--grad-histograms-every must be ≥ 0 (0: off), got {config.grad_histograms_every}")
     for option, value, choices in (
         ("--optimizer", config.optimizer, ("momentum_sgd", "sgd", "adam")),
         ("--loss", config.loss, ("torch", "manual")),
@@ -119,21 +132,63 @@ def _validate(config: FitConfig) -> None:
     ):
         if value not in choices:
             raise DeeplabError(f"{option} {value!r} is not one of {', '.join(choices)}")
-    if config.num_nodes < 1:
+    if not _is_int(config.num_nodes) or config.num_nodes < 1:
         raise DeeplabError(f"--num-nodes must be ≥ 1, got {config.num_nodes}")
-    if config.input_noise_std is not None and config.input_noise_std < 0:
-        raise DeeplabError(f"input noise std must be ≥ 0, got {config.input_noise_std}")
+    if config.input_noise_std is not None and not (math.isfinite(config.input_noise_std) and config.input_noise_std >= 0):
+        raise DeeplabError(f"input noise std must be a finite number ≥ 0, got {config.input_noise_std}")
+    if not _is_int(config.seed) or not 0 <= config.seed <= MAX_SEED:
+        raise DeeplabError(f"--seed must be an integer in [0, {MAX_SEED}], got {config.seed}")
+    check_batch_limit("--limit-train-batches", config.limit_train_batches, zero_allowed=False)
+    check_batch_limit("--limit-val-batches", config.limit_val_batches, zero_allowed=True)
+    if not _is_int(config.max_steps) or not (config.max_steps == -1 or config.max_steps >= 1):
+        hint = " (0 trains nothing)" if config.max_steps == 0 else ""
+        raise DeeplabError(f"--max-steps must be a positive integer{hint}, got {config.max_steps}")
+    if config.checkpoint_every_n_steps is not None and (
+            not _is_int(config.checkpoint_every_n_steps) or config.checkpoint_every_n_steps < 1):
+        raise DeeplabError(f"--checkpoint-every-n-steps must be a positive integer, got {config.checkpoint_every_n_steps}")
+    minutes = config.checkpoint_every_minutes
+    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes >= 0):
+        raise DeeplabError(f"--checkpoint-every-minutes must be a number ≥ 0 (0: only at epoch ends), got {minutes}")
+    if config.run_name is not None:
+        name = config.run_name
+        if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
+            raise DeeplabError(f"--run-name {name!r} must be a plain folder name (no '/', no '..'); "
+                               f"runs go to --log-dir/<run name>/version_N")
 
 
-def _int_or_fraction(text: str) -> float | int:
-    """'0.1' → 0.1 (a fraction), '5000' → 5000 (a count), 'none' → no hold-out."""
-    if text.strip().lower() == "none":
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_batch_limit(option: str, value: Any, zero_allowed: bool) -> None:
+    """A limit is a count ≥ 1 (or 0 for evaluation: off) or a fraction in (0, 1]."""
+    if value is None:
+        return
+    if _is_int(value) and (value >= 1 or (zero_allowed and value == 0)):
+        return
+    if isinstance(value, float) and math.isfinite(value) and 0.0 < value <= 1.0:
+        return
+    if value == 0:
+        raise DeeplabError(f"{option} 0 trains nothing; give a count of batches ≥ 1 or a fraction in (0, 1]")
+    off = " (0: no evaluation)" if zero_allowed else ""
+    raise DeeplabError(f"{option} {value}: give a count of batches ≥ 1{off} or a fraction in (0, 1]")
+
+
+def int_or_fraction(text: str) -> float | int:
+    """'0.1' → 0.1 (a fraction), '5000' → 5000 (a count), '1.0' → 1.0 (all of it), 'none' → no hold-out.
+
+    Range checks come later (``_validate``), so a bad value gets the option's own message.
+    """
+    cleaned = text.strip().lower()
+    if cleaned == "none":
         return "none"  # type: ignore[return-value]
     try:
-        value = float(text)
+        if cleaned.lstrip("+-").isdigit():
+            return int(cleaned)
+        value = float(cleaned)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction or a count, got {text!r}") from None
-    return int(value) if value.is_integer() and value >= 1 else value
+    return int(value) if value.is_integer() and value > 1 else value
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bool = True) -> None:
@@ -153,7 +208,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--optimizer", help="momentum_sgd (seed 000's hand-written) | sgd | adam")
     group.add_argument("--loss", help="torch (F.cross_entropy) | manual (seed 000's hand-written)")
     group.add_argument("--schedule", help="none | cosine (seed 001) | step (seed 004: ×0.1 every 5 epochs)")
-    group.add_argument("--val-split", type=_int_or_fraction,
+    group.add_argument("--val-split", type=int_or_fraction,
                        help="hold out this fraction (0.1) or count (5000) of the training set for "
                             "per-epoch validation; the test split is then evaluated once at the end; "
                             "'none' evaluates the test split every epoch (default: the seed's choice)")
@@ -162,8 +217,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--no-augment", dest="augment", action="store_false", help="turn it off")
     group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     group.add_argument("--data-dir", help="dataset folder (default $DEEPLAB_DATA_DIR or ./data)")
-    group.add_argument("--limit-train-batches", type=_int_or_fraction, help="train on this many batches (or fraction) per epoch")
-    group.add_argument("--limit-val-batches", type=_int_or_fraction, help="evaluate this many batches (or fraction)")
+    group.add_argument("--limit-train-batches", type=int_or_fraction, help="train on this many batches (or fraction) per epoch")
+    group.add_argument("--limit-val-batches", type=int_or_fraction, help="evaluate this many batches (or fraction)")
     group.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps")
     hardware = parser.add_argument_group("hardware")
     hardware.add_argument("--devices", default="1", help="devices per node: a count, a list '0,1' or 'auto' (default 1)")

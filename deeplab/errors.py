@@ -25,16 +25,21 @@ class RunInterrupted(Exception):
 
     ``saved_step``/``checkpoint``: the step and file a resume continues from
     (``None`` when nothing was saved, e.g. a second signal before the first
-    checkpoint).
+    checkpoint). ``advice`` replaces the default message (the search says how
+    to resume a search, not a probe).
     """
 
     def __init__(self, signum: int, saved_step: int | None = None, checkpoint: Path | None = None,
-                 immediate: bool = False):
+                 immediate: bool = False, advice: str | None = None):
         self.signum = int(signum)
         self.saved_step = saved_step
         self.checkpoint = checkpoint
         self.immediate = immediate  # a second signal: stopped at once, not at a step boundary
+        self.advice = advice
         super().__init__(self.message())
+
+    def __reduce__(self):  # a probe interrupted in a worker process reaches the search intact
+        return (RunInterrupted, (self.signum, self.saved_step, self.checkpoint, self.immediate, self.advice))
 
     @property
     def signal_name(self) -> str:
@@ -45,6 +50,8 @@ class RunInterrupted(Exception):
         return 128 + self.signum
 
     def message(self) -> str:
+        if self.advice is not None:
+            return self.advice
         if self.checkpoint is None or self.saved_step is None:
             return f"interrupted ({self.signal_name}) before the first checkpoint; nothing to resume"
         return f"interrupted at step {self.saved_step}; resume with --ckpt-path {self.checkpoint}"

@@ -7,16 +7,31 @@ never half of one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
-__all__ = ["atomic_write", "atomic_write_json", "append_jsonl_line"]
+__all__ = ["atomic_write", "atomic_write_json", "append_jsonl_line", "finite_or_null", "FILE_MODE"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: the permissions a plain ``open(path, "w")`` would give (mkstemp's temporary files are 0600)
+FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    The file gets the usual permissions (0644 under the common umask 022), not
+    the temporary file's private 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -24,6 +39,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
+            os.fchmod(file.fileno(), FILE_MODE)
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
@@ -33,8 +49,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n"
+    """Strict JSON: NaN and ±inf (an epoch that diverged, a metric never measured) become ``null``."""
+    text = json.dumps(finite_or_null(data), indent=2, sort_keys=False, default=_jsonable, allow_nan=False) + "\n"
     atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float (also inside lists and dicts) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a 0-d tensor or NumPy scalar
+        return finite_or_null(value.item())
+    return value
 
 
 def append_jsonl_line(path: str | os.PathLike, record: Any) -> None:

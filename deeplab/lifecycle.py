@@ -25,11 +25,12 @@ done. A second signal stops at once (the last checkpoint stays valid).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning.pytorch as pl
 import torch
@@ -38,7 +39,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from deeplab import _compat
 from deeplab.errors import DeeplabError, RunInterrupted
 
-__all__ = ["RunInterrupted", "StopSignals", "RunCheckpoint", "CHECKPOINT_FILE", "DEFAULT_CHECKPOINT_MINUTES"]
+__all__ = ["RunInterrupted", "StopSignals", "interrupt_at_once", "RunCheckpoint", "CHECKPOINT_FILE", "DEFAULT_CHECKPOINT_MINUTES"]
 
 CHECKPOINT_FILE = "last.ckpt"
 #: wall-time interval between checkpoints unless --checkpoint-every-minutes says otherwise
@@ -86,6 +87,25 @@ class StopSignals:
             self.requested = signum
             return
         raise RunInterrupted(signum, immediate=True)
+
+
+@contextlib.contextmanager
+def interrupt_at_once() -> Iterator[None]:
+    """SIGINT/SIGTERM raise :class:`RunInterrupted` immediately (for loops of whole runs, e.g. a
+    search between probes; a run inside installs its own step-boundary handling)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signum, immediate=True)
+
+    previous = {signum: signal.signal(signum, handle) for signum in _HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class RunCheckpoint(Checkpoint):

@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from deeplab.callbacks import EpochLine, PacedProgressBar, Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
+from deeplab.preflight import check_hardware, check_memory
 from deeplab.resume import compare_settings, plan_resume, read_checkpoint
 from deeplab.config import FitConfig, resolve_config
 from deeplab.data import create_datamodule
@@ -50,6 +51,12 @@ def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
             raise DeeplabError(f"model {config.model!r} has a fixed depth; drop --depth")
         kwargs["depth"] = config.depth
     if config.init is not None and config.init != "seed":
+        if not spec.takes_init:
+            from deeplab.models import list_models
+
+            takers = [name for name in list_models() if model_spec(name).takes_init]
+            raise DeeplabError(f"model {config.model!r} has one initialization (its seed's); drop --init "
+                               f"(models taking --init: {', '.join(takers)})")
         kwargs["init"] = config.init
     kwargs.update(config.model_kwargs)
     return kwargs
@@ -72,6 +79,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*predefined.*`log_every_n_steps`.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # A diverged epoch's NaN losses: the run already says it diverged, in one line.
+    warnings.filterwarnings("ignore", message=".*Encountered `nan` values in tensor.*")
     # A resumed run steps its per-epoch schedule up to the current epoch before its first step.
     warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`.*")
     # ImageDataModule resumes mid-epoch through its own checkpoint state (trainer progress
@@ -88,29 +97,6 @@ def _resume_run_dir(ckpt_path: str | None) -> Path | None:
         return None
     run_dir = Path(ckpt_path).resolve().parent.parent
     return run_dir if (run_dir / CONFIG_FILE).is_file() else None
-
-
-def _check_devices(config: FitConfig) -> None:
-    requested = config.devices
-    if requested in ("auto", "-1"):
-        return
-    try:
-        count = len([d for d in requested.split(",") if d.strip()]) if "," in requested else int(requested)
-    except ValueError:
-        raise DeeplabError(f"--devices {requested!r}: give a count, a list like 0,1, or auto") from None
-    if count < 1:
-        raise DeeplabError(f"--devices must be ≥ 1, got {requested}")
-    wants_gpu = config.accelerator in ("gpu", "cuda") or (config.accelerator == "auto" and torch.cuda.is_available())
-    if wants_gpu:
-        available = torch.cuda.device_count()
-        if config.accelerator in ("gpu", "cuda") and available == 0:
-            raise DeeplabError("--accelerator gpu, but this machine has no CUDA GPU; use --accelerator cpu")
-        if count > available:
-            raise DeeplabError(f"--devices {requested} asks for more GPUs than the {available} this machine has")
-    elif count > (os.cpu_count() or 1):
-        raise DeeplabError(
-            f"--devices {requested} asks for more CPU processes than the {os.cpu_count()} cores this machine has"
-        )
 
 
 def _prepare_log_dir(log_dir: str) -> None:
@@ -143,7 +129,7 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
 def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> dict[str, Any]:
     config = resolve_config(config)
     _quiet_lightning()
-    _check_devices(config)
+    check_hardware(config)
     saved = None
     if config.ckpt_path is not None:
         if config.fast_dev_run:
@@ -155,6 +141,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     model_kwargs = build_model_kwargs(config)  # a bad --depth/--dataset fails before any data is read
+    check_memory(config.model, model_kwargs, config.batch_size, config.accelerator)
     datamodule = create_datamodule(
         config.dataset,
         data_dir=config.data_dir,
@@ -205,10 +192,9 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     training_images = len(datamodule.split("train")[1])
     checkpoint = RunCheckpoint(run_dir / "checkpoints", every_n_steps=config.checkpoint_every_n_steps,
                                every_minutes=config.checkpoint_every_minutes, stop=stop)
-    all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput,
-                                        WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict())]
-    if not config.fast_dev_run:
-        all_callbacks.append(checkpoint)
+    all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput]
+    if not config.fast_dev_run:  # a throwaway run: no files
+        all_callbacks += [checkpoint, WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict())]
     if config.progress_bar and not quiet:
         all_callbacks.append(PacedProgressBar())
     if config.grad_norms:
@@ -216,7 +202,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
 
         all_callbacks.append(GradientNorms(every_n_steps=config.grad_every,
                                            histograms_every_n_steps=config.grad_histograms_every,
-                                           run_dir=run_dir))
+                                           run_dir=None if config.fast_dev_run else run_dir))
     all_callbacks.extend(callbacks)
 
     trainer = pl.Trainer(

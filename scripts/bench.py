@@ -71,6 +71,20 @@ def _parse_override(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def _check_json_destination(path: Path) -> None:
+    from deeplab.errors import DeeplabError
+
+    if path.is_dir():
+        raise DeeplabError(f"--json {path} is a folder; give a file name such as {path / 'bench.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".deeplab-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise DeeplabError(f"--json {path}: cannot write there ({error.strerror}); give another path") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from deeplab.bench import CASES, DEFAULT_CASES
 
@@ -109,8 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         raise DeeplabError(f"--repeats must be ≥ 1, got {args.repeats}")
     if args.steps is not None and args.steps < 1:
         raise DeeplabError(f"--steps must be ≥ 1, got {args.steps}")
+    if not (args.device == "cpu" or args.device == "cuda" or
+            (args.device.startswith("cuda:") and args.device[5:].isdigit())):
+        raise DeeplabError(f"--device {args.device!r}: give cpu, cuda or cuda:N")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise DeeplabError("--device cuda, but this machine has no CUDA GPU; use --device cpu")
+    if args.json_path:
+        _check_json_destination(Path(args.json_path))  # before the benchmark runs, not after
     fields = {f.name for f in dataclasses.fields(FitConfig)}
     overrides = dict(args.deeplab_set)
     for key in overrides:
@@ -125,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=resolve_data_dir(args.data_dir), device=args.device, quick=args.quick, deeplab_overrides=overrides
     )
     names = list(iter_case_names(args.cases))
+    if not names:
+        raise DeeplabError(f"--cases {args.cases!r} names no case; give names like cnn5_bs32 (see --list-cases)")
     unknown = [name for name in names if name not in CASES]
     if unknown:
         raise DeeplabError(f"--cases: unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")

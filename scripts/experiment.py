@@ -14,7 +14,8 @@ Recipes run on the seed's data set unless ``--dataset`` says otherwise
 run on ``--dataset mnist``). ``--quick`` is a smoke test of about a minute on a
 laptop CPU: 1 epoch of a few batches, small depths.
 
-Exit status: 0 done; 2 bad input (one line on stderr says what to do).
+Exit status: 0 done; 2 bad input (one line on stderr says what to do); 130 / 143 stopped by
+SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -38,17 +39,9 @@ def _seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def _int_or_fraction(text: str) -> float | int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return int(value) if value.is_integer() and value >= 1 else value
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from deeplab.config import int_or_fraction
+
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", help="recipe to run (see --list)")
     parser.add_argument("--list", action="store_true", help="print every recipe with its seed and cost, then exit")
@@ -64,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accelerator", default="auto", help="cpu | gpu | auto (default auto)")
     budget = parser.add_argument_group("budget overrides (apply to every training of the recipe)")
     budget.add_argument("--epochs", type=int, help="epochs per training (xor_boundary: NumPy epochs)")
-    budget.add_argument("--limit-train-batches", type=_int_or_fraction, help="train on this many batches (or fraction) per epoch")
-    budget.add_argument("--limit-val-batches", type=_int_or_fraction, help="evaluate this many batches (or fraction)")
+    budget.add_argument("--limit-train-batches", type=int_or_fraction, help="train on this many batches (or fraction) per epoch")
+    budget.add_argument("--limit-val-batches", type=int_or_fraction, help="evaluate this many batches (or fraction)")
     return parser
 
 
@@ -99,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         raise DeeplabError("give a recipe NAME (see --list for the names)")
     if args.epochs is not None and args.epochs < 1:
         raise DeeplabError(f"--epochs must be a positive integer, got {args.epochs}")
+    from deeplab.config import MAX_SEED, check_batch_limit
+
+    check_batch_limit("--limit-train-batches", args.limit_train_batches, zero_allowed=False)
+    check_batch_limit("--limit-val-batches", args.limit_val_batches, zero_allowed=True)
+    for seed in args.seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise DeeplabError(f"--seeds: each seed must be an integer in [0, {MAX_SEED}], got {seed}")
     from deeplab.experiments import ExperimentOptions, get_recipe, run_experiment
     from deeplab.experiments.runner import command_line
 
@@ -109,7 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
         command=command_line(["python", "scripts/experiment.py", *(sys.argv[1:] if argv is None else argv)]),
     )
-    report = run_experiment(args.name, options)
+    from deeplab.errors import RunInterrupted
+
+    try:
+        report = run_experiment(args.name, options)
+    except RunInterrupted as stopped:
+        raise RunInterrupted(stopped.signum, advice=(
+            f"interrupted ({stopped.signal_name}): recipe {args.name} stopped before its report; "
+            f"run the same command again to run it")) from None
     print(f"report: {report}")
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deeplab.cli import run_main  # noqa: E402
+from deeplab.cli import ArgumentParser, run_main  # noqa: E402
 
 
 def _int_list(text: str) -> list[int]:
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deeplab.config import add_training_arguments
     from deeplab.search.judge import METRICS
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     search = parser.add_argument_group("search")
     search.add_argument("--model", help="depth family to search (e.g. cnn_tanh; see fit.py --list-models)")
     search.add_argument("--upper", type=int, help="deepest depth to consider (seed 002: 24 for cnn_tanh)")

@@ -99,11 +99,56 @@ BAD_INPUTS = [
      ["--threshold"]),
     ("search lower above upper", "search", ["--model", "cnn_tanh", "--lower", "12", "--upper", "6"],
      ["--lower", "--upper"]),
+    # issue 13: numbers out of range, unknown names, hardware this machine lacks — all before training
+    ("train-batch limit above 1 as a fraction", "fit", ["--model", "cnn5", "--limit-train-batches", "1.5"],
+     ["--limit-train-batches 1.5", "fraction in (0, 1]"]),
+    ("negative train-batch limit", "fit", ["--model", "cnn5", "--limit-train-batches", "-1"],
+     ["--limit-train-batches -1"]),
+    ("train-batch limit nan", "fit", ["--model", "cnn5", "--limit-train-batches", "nan"], ["--limit-train-batches nan"]),
+    ("train-batch limit of zero", "fit", ["--model", "cnn5", "--limit-train-batches", "0"], ["trains nothing"]),
+    ("negative max steps", "fit", ["--model", "cnn5", "--max-steps", "-5"], ["--max-steps", "-5"]),
+    ("max steps of zero", "fit", ["--model", "cnn5", "--max-steps", "0"], ["--max-steps", "trains nothing"]),
+    ("negative checkpoint interval", "fit", ["--model", "cnn5", "--checkpoint-every-n-steps", "-2"],
+     ["--checkpoint-every-n-steps"]),
+    ("negative checkpoint minutes", "fit", ["--model", "cnn5", "--checkpoint-every-minutes", "-1"],
+     ["--checkpoint-every-minutes"]),
+    ("unknown precision", "fit", ["--model", "cnn5", "--precision", "foo"], ["--precision 'foo'", "32-true"]),
+    ("float16 on the CPU", "fit", ["--model", "cnn5", "--accelerator", "cpu", "--precision", "16-mixed"],
+     ["16-mixed", "bf16-mixed"]),
+    ("unknown strategy", "fit", ["--model", "cnn5", "--strategy", "foo"], ["--strategy 'foo'", "ddp"]),
+    ("unknown accelerator", "fit", ["--model", "cnn5", "--accelerator", "tpu"], ["--accelerator 'tpu'", "cpu"]),
+    ("a device listed twice", "fit", ["--model", "cnn5", "--devices", "1,1"], ["--devices 1,1", "twice"]),
+    ("negative seed", "fit", ["--model", "cnn5", "--seed", "-1"], ["--seed", "4294967295"]),
+    ("seed beyond 32 bits", "fit", ["--model", "cnn5", "--seed", "99999999999"], ["--seed", "4294967295"]),
+    ("init for a model with one init", "fit", ["--model", "cnn5", "--init", "xavier"], ["cnn5", "drop --init"]),
+    ("infinite learning rate", "fit", ["--model", "cnn5", "--lr", "inf"], ["--lr", "finite"]),
+    ("weight decay nan", "fit", ["--model", "cnn5", "--weight-decay", "nan"], ["--weight-decay", "finite"]),
+    ("run name escaping the log dir", "fit", ["--model", "cnn5", "--run-name", "../../escaped"],
+     ["--run-name", "plain folder name"]),
+    ("several nodes without a launcher", "fit", ["--model", "cnn5", "--num-nodes", "2"], ["--num-nodes 2", "SLURM"]),
+    ("a depth that cannot fit in memory", "fit", ["--model", "cnn_tanh", "--depth", "3000000"],
+     ["--depth 3000000", "needs about", "lower --depth"]),
+    ("resume from a folder", "fit", ["--model", "cnn5", "--ckpt-path", "{tmp}"], ["--ckpt-path", "is a folder"]),
+    ("search seed negative", "search", ["--model", "cnn_tanh", "--upper", "9", "--seeds", "-1"], ["--seeds", "-1"]),
+    ("search out is a file", "search", ["--model", "cnn_tanh", "--upper", "9", "--out", "{tmp}/a_file"],
+     ["--out", "is a file"]),
+    ("search ledger is a folder", "search", ["--model", "cnn_tanh", "--upper", "9", "--out", "{tmp}/ledger_dir"],
+     ["probes.jsonl", "is a folder"]),
+    ("search upper that cannot fit", "search", ["--model", "cnn_tanh", "--upper", "3000000000"],
+     ["--upper 3000000000", "needs about"]),
+    ("search unknown option", "search", ["--model", "cnn_tanh", "--upper", "9", "--bogus"], ["--bogus"]),
+    ("experiment train-batch limit 1.5", "experiment", ["batch_size", "--limit-train-batches", "1.5"],
+     ["--limit-train-batches 1.5"]),
+    ("experiment seed negative", "experiment", ["batch_size", "--seeds", "-1"], ["--seeds", "-1"]),
+    ("bench unknown device", "bench", ["--device", "tpu"], ["--device 'tpu'", "cpu"]),
+    ("bench json is a folder", "bench", ["--json", "{tmp}"], ["--json", "is a folder"]),
+    ("bench no cases", "bench", ["--cases", ","], ["--cases", "no case"]),
 ]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
-def test_bad_input_gets_one_line_and_status_2(case, workspace, capsys: pytest.CaptureFixture) -> None:
+def test_bad_input_gets_one_line_and_status_2(case, workspace, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     _, script, argv, words = case
     tmp = workspace["tmp"]
     (tmp / "empty").mkdir(exist_ok=True)
@@ -120,13 +165,22 @@ def test_bad_input_gets_one_line_and_status_2(case, workspace, capsys: pytest.Ca
         else:
             (tmp / "readonly").mkdir()
             (tmp / "readonly").chmod(0o500)
+    if "{tmp}/a_file" in " ".join(argv):
+        (tmp / "a_file").write_text("not a folder")
+    if "{tmp}/ledger_dir" in " ".join(argv):
+        (tmp / "ledger_dir" / "probes.jsonl").mkdir(parents=True)
     other_ckpt = _real_checkpoint_of("two_layer_mlp", workspace["data"], tmp) if "{other_ckpt}" in argv else ""
     argv = [a.format(tmp=tmp, other_ckpt=other_ckpt) for a in argv]
     if script == "fit":
         argv += [] if "--data-dir" in argv else ["--data-dir", str(workspace["data"])]
         argv += ["--log-dir", str(workspace["logs"])] if "--log-dir" not in argv else []
+    elif script in ("search", "experiment"):
+        argv += ["--data-dir", str(workspace["data"])]
+        argv += [] if "--out" in argv else ["--out", str(tmp / "out")]
     else:
-        argv += ["--data-dir", str(workspace["data"]), "--out", str(tmp / "search")]
+        argv += ["--data-dir", str(workspace["data"])]
+    for variable in ("SLURM_NTASKS", "SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", "NODE_RANK"):
+        monkeypatch.delenv(variable, raising=False)
     capsys.readouterr()
 
     status = run_script(script, argv)
@@ -142,6 +196,8 @@ def test_bad_input_gets_one_line_and_status_2(case, workspace, capsys: pytest.Ca
     assert (earlier / "results.json").read_text() == '{"test_acc": 0.9}\n'
     assert (earlier / "checkpoints" / "last.ckpt").read_bytes() == b"not a real checkpoint, but precious"
     assert sorted(p.name for p in (workspace["logs"] / "cnn5").iterdir()) == ["version_0"]
+    assert sorted(p.name for p in workspace["logs"].iterdir()) == ["cnn5"]  # no run directory was started
+    assert not (tmp / "out" / "runs").exists()  # no search probe or recipe training started
 
 
 @pytest.mark.parametrize("argv", [["--model", "cnn15_skp2"], ["--model", "cnn5", "--data-dir", "/nonexistent/deeplab"]])

@@ -290,3 +290,71 @@ def test_run_interrupted_says_how_to_resume(tmp_path):
     assert stopped.exit_code == 143 and stopped.signal_name == "SIGTERM"
     assert str(stopped) == f"interrupted at step 12; resume with --ckpt-path {tmp_path / 'last.ckpt'}"
     assert RunInterrupted(signal.SIGINT).exit_code == 130
+
+
+# ------------------------------------------------------------ disk and files
+def test_a_full_disk_is_one_line_and_the_previous_checkpoint_survives(data_dir, tmp_path, monkeypatch, capsys,
+                                                                      single_thread):
+    import errno
+
+    from deeplab import checkpointing
+    from test_bad_input import run_script
+
+    real_save, calls = torch.save, []
+
+    def save_until_the_disk_fills(obj, file, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:  # the second checkpoint (epoch 2's end) finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(checkpointing.torch, "save", save_until_the_disk_fills)
+    argv = ["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(data_dir), "--batch-size", "64",
+            "--epochs", "2", "--limit-train-batches", "3", "--limit-val-batches", "1", "--no-progress-bar",
+            "--log-dir", str(tmp_path / "logs")]
+    status = run_script("fit", argv)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1, lines
+    assert "No space left on device" in lines[0] and "previous checkpoint (step 3) is intact" in lines[0]
+    checkpoint = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints" / "last.ckpt"
+    assert checkpoint_state(checkpoint)["global_step"] == 3  # the epoch-1 checkpoint, whole
+    assert [p.name for p in checkpoint.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind
+
+
+def test_a_read_only_run_folder_is_refused_before_training(data_dir, tmp_path, monkeypatch, capsys, single_thread):
+    """Resuming into a run folder on a read-only file system: one line, nothing trains."""
+    import errno
+    import pathlib
+
+    from test_bad_input import run_script
+
+    argv = ["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(data_dir), "--batch-size", "64",
+            "--epochs", "1", "--limit-train-batches", "2", "--limit-val-batches", "1", "--no-progress-bar",
+            "--log-dir", str(tmp_path / "logs")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_script("fit", argv) == 0
+    checkpoint = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints" / "last.ckpt"
+    real_write_bytes = pathlib.Path.write_bytes
+
+    def read_only(self, data):
+        if self.name.startswith(".deeplab-write-test"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_write_bytes(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", read_only)
+    capsys.readouterr()
+    status = run_script("fit", argv + ["--epochs", "2", "--ckpt-path", str(checkpoint)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1 and "Read-only file system" in lines[0], lines
+
+
+def test_results_are_strict_json_with_the_usual_file_mode(tmp_path):
+    from deeplab.io import atomic_write_json
+
+    target = tmp_path / "results.json"
+    atomic_write_json(target, {"loss": float("nan"), "history": [{"val_acc": float("inf")}], "ok": 1.5})
+    assert json.loads(target.read_text()) == {"loss": None, "history": [{"val_acc": None}], "ok": 1.5}
+    assert "NaN" not in target.read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600

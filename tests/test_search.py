@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -426,3 +427,39 @@ def test_mean_field_line_next_to_the_boundary(search_script: Any) -> None:
     assert "~3 layers" in line and "χ₁ = 0.18" in line
     assert "any depth" in search_script._mean_field_line("cnn_tanh", "delta_orthogonal")
     assert search_script._mean_field_line("cnn5", "seed").startswith("mean-field prediction: none")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_search_and_keeps_its_finished_probes(tmp_path: Path, signum: int) -> None:
+    """SIGINT/SIGTERM between probes: the search stops at once, says how to resume, keeps the ledger;
+    the same command then trains only the missing probes."""
+    from deeplab.errors import RunInterrupted
+
+    calls: list[tuple[int, int]] = []
+    inner = fake_runner(lambda k, s: k <= 12, calls)
+
+    def signalled_on_the_third_probe(requests):
+        for record in inner(requests):
+            yield record
+            if len(calls) == 2:
+                os.kill(os.getpid(), signum)  # delivered before the next probe starts
+
+    plan = plan_for(tmp_path, upper=24)
+    with pytest.raises(RunInterrupted) as stopped:
+        run_search(plan, runner=signalled_on_the_third_probe, echo=quiet)
+    assert stopped.value.exit_code == 128 + signum
+    assert str(stopped.value) == (f"interrupted ({signal.Signals(signum).name}): 2 finished probe(s) are kept in "
+                                  f"{tmp_path / LEDGER_FILE}; run the same command again to resume")
+    assert signal.getsignal(signum) is not None and len(ProbeLedger(tmp_path / LEDGER_FILE)) == 2
+    again = run_search(plan, runner=fake_runner(lambda k, s: k <= 12, calls := []), echo=quiet)
+    assert again["probes_reused"] == 2 and again["max_trainable"] == 12
+
+
+def test_ledger_lines_with_wrong_types_are_retrained_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / LEDGER_FILE
+    good = {"settings": {"lr": 0.01}, "depth": 3, "seed": 0, "test_error": 0.1, "train_error": 0.1}
+    bad = [dict(good, depth=6, test_error="high"), dict(good, depth="nine"), dict(good, depth=12, diverged="no"),
+           dict(good, depth=15, epoch_errors=[{"epoch": 1, "test_error": "x"}]), ["not", "a", "record"]]
+    path.write_text("".join(json.dumps(record) + "\n" for record in [good, *bad]))
+    ledger = ProbeLedger(path)
+    assert len(ledger) == 1 and ledger.skipped_lines == len(bad)

@@ -49,6 +49,7 @@ class ModelSpec:
     protocol: dict[str, Any] = field(default_factory=dict)  # fit.py defaults: epochs, batch_size, lr, ...
     has_depth: bool = False  # takes a `depth` keyword (seed 002/004 families)
     default_depth: int | None = None
+    takes_init: bool = False  # takes an `init` keyword (--init: seed 002 families, cnn15)
 
 
 _MODELS: dict[str, tuple[Callable[..., nn.Module], ModelSpec]] = {}
@@ -72,7 +73,8 @@ def register_model(
     def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        has_depth = "depth" in inspect.signature(factory).parameters
+        parameters = inspect.signature(factory).parameters
+        has_depth = "depth" in parameters
         spec = ModelSpec(
             name=name,
             family=family,
@@ -82,6 +84,7 @@ def register_model(
             protocol=dict(protocol or {}),
             has_depth=has_depth,
             default_depth=default_depth,
+            takes_init="init" in parameters,
         )
         _MODELS[name] = (factory, spec)
         return factory

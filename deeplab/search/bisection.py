@@ -63,8 +63,11 @@ __all__ = [
 ]
 
 
-def candidate_depths(lower: int, upper: int, step: int) -> list[int]:
-    """``lower, lower + step, …, upper`` (DeeplabError unless ``upper`` is on that grid)."""
+def candidate_depths(lower: int, upper: int, step: int) -> range:
+    """``lower, lower + step, …, upper`` (DeeplabError unless ``upper`` is on that grid).
+
+    A ``range``, not a list: an absurd ``--upper`` must reach the memory check, not fill memory.
+    """
     if step <= 0:
         raise DeeplabError(f"--step must be positive, got {step}")
     if lower <= 0:
@@ -77,7 +80,7 @@ def candidate_depths(lower: int, upper: int, step: int) -> list[int]:
             f"--upper {upper} is not --lower {lower} plus a multiple of --step {step}; "
             f"use --upper {below} or {below + step}"
         )
-    return list(range(lower, upper + 1, step))
+    return range(lower, upper + 1, step)
 
 
 def non_monotone_pairs(outcomes: dict[int, bool]) -> list[tuple[int, int]]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deeplab.config import FitConfig
+from deeplab.errors import DeeplabError
 from deeplab.io import append_jsonl_line, atomic_write
 
 __all__ = ["LEDGER_FILE", "KEY_SETTINGS", "ProbeLedger", "probe_settings", "probe_key"]
@@ -51,11 +52,38 @@ def probe_key(settings: dict[str, Any], depth: int, seed: int) -> str:
     return json.dumps({"settings": settings, "depth": int(depth), "seed": int(seed)}, sort_keys=True)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_record(record: Any) -> None:
+    """TypeError unless ``record`` has the fields a search reads, with their types."""
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise TypeError("not a probe record")
+    for name in ("depth", "seed"):
+        if not isinstance(record.get(name), int) or isinstance(record.get(name), bool):
+            raise TypeError(f"{name} is not an integer")
+    for name in ("train_error", "test_error", "diverged_at_step", "wall_time_s"):
+        if record.get(name) is not None and not _is_number(record[name]):
+            raise TypeError(f"{name} is not a number")
+    if not isinstance(record.get("diverged", False), bool):
+        raise TypeError("diverged is not true/false")
+    epochs = record.get("epoch_errors", [])
+    if not isinstance(epochs, list) or not all(isinstance(entry, dict) for entry in epochs):
+        raise TypeError("epoch_errors is not a list of epochs")
+    for entry in epochs:
+        for name in ("train_error", "test_error"):
+            if entry.get(name) is not None and not _is_number(entry[name]):
+                raise TypeError(f"epoch {name} is not a number")
+
+
 class ProbeLedger:
     """Finished probes of one ``--out`` folder, read once and appended to as probes finish."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise DeeplabError(f"the ledger {self.path} is a folder; move it away or give another --out")
         self._records: dict[str, dict[str, Any]] = {}
         #: lines that could not be read (a crash's partial line, hand edits)
         self.skipped_lines = 0
@@ -76,9 +104,10 @@ class ProbeLedger:
                 continue
             try:
                 record = json.loads(line)
+                _check_record(record)
                 key = probe_key(record["settings"], record["depth"], record["seed"])
             except (ValueError, KeyError, TypeError):
-                self.skipped_lines += 1
+                self.skipped_lines += 1  # unreadable or hand-edited: that probe is trained again
                 continue
             self._records[key] = record  # a later line for the same probe wins
 

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from deeplab.config import FitConfig, resolve_config
-from deeplab.errors import DeeplabError
+from deeplab.config import MAX_SEED, FitConfig, resolve_config
+from deeplab.errors import DeeplabError, RunInterrupted
+from deeplab.lifecycle import interrupt_at_once
+from deeplab.preflight import check_hardware, check_memory
 from deeplab.search.bisection import BoundarySearch, candidate_depths
 from deeplab.search.judge import check_metric, check_threshold, judge_errors
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
@@ -139,7 +141,15 @@ def prepare_search(plan: SearchPlan) -> FitConfig:
         raise DeeplabError("--seeds is empty; give seeds like 0,1,2")
     if len(set(plan.seeds)) != len(plan.seeds):
         raise DeeplabError(f"--seeds repeats a seed: {','.join(map(str, plan.seeds))}")
+    for seed in plan.seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise DeeplabError(f"--seeds: each seed must be an integer in [0, {MAX_SEED}], got {seed}")
     _check_range(plan.model, plan.lower, plan.upper, plan.step)
+    out = Path(plan.out)
+    if out.exists() and not out.is_dir():
+        raise DeeplabError(f"--out {out} is a file; give a folder for the ledger, report and runs")
+    if (out / LEDGER_FILE).exists() and not (out / LEDGER_FILE).is_file():
+        raise DeeplabError(f"the ledger {out / LEDGER_FILE} is a folder; move it away or give another --out")
     base = plan.training or FitConfig(model=plan.model)
     if base.devices not in ("1", 1):
         raise DeeplabError(
@@ -159,12 +169,23 @@ def prepare_search(plan: SearchPlan) -> FitConfig:
         log_dir=str(Path(plan.out) / "runs"),
     )
     resolved = resolve_config(base)
+    check_hardware(resolved)
     # Build the shallowest network once, here, so a bad --init or depth fails in one line
     # before any worker starts, not inside the first probe.
     from deeplab.models import create_model
     from deeplab.train import build_model_kwargs
 
     create_model(resolved.model, **build_model_kwargs(resolved))
+    # The deepest probe must fit in memory: found now, not after the shallow probes trained.
+    check_memory(resolved.model, build_model_kwargs(dataclasses.replace(resolved, depth=plan.upper)),
+                 resolved.batch_size, resolved.accelerator, option="--upper")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".deeplab-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise DeeplabError(f"--out {out} is not writable ({error.strerror}); give a folder you can write to") from None
     return resolved
 
 
@@ -250,6 +271,7 @@ class ProcessPoolRunner:
         import torch
 
         context = multiprocessing.get_context("spawn")
+        self.workers = workers
         self.gpu_count = torch.cuda.device_count() if use_gpus else 0
         self.threads = max(1, _usable_cores() // workers)
         slots = context.Queue()
@@ -263,8 +285,8 @@ class ProcessPoolRunner:
 
     def describe(self) -> str:
         if self.gpu_count:
-            return f"{self._executor._max_workers} worker processes on {self.gpu_count} GPU(s)"
-        return f"{self._executor._max_workers} CPU worker processes × {self.threads} threads"
+            return f"{self.workers} worker processes on {self.gpu_count} GPU(s)"
+        return f"{self.workers} CPU worker processes × {self.threads} threads"
 
     def __call__(self, requests: Sequence[ProbeRequest]) -> Iterator[dict[str, Any]]:
         futures = [self._executor.submit(run_probe, request) for request in requests]
@@ -412,45 +434,50 @@ def run_search(
     trained = 0
     failed = True
     try:
-        for seed in plan.seeds:
-            search = BoundarySearch(plan.lower, plan.upper, plan.step, plan.parallel)
-            seed_entries: dict[int, dict[str, Any]] = {}
-            while depths := search.next_round():
-                round_number = len(search.rounds)
-                todo = []
-                for depth in depths:
-                    record = ledger.get(settings, depth, seed)
-                    if record is None:
-                        todo.append(request(depth, seed))
-                    else:
-                        seed_entries[depth] = _probe_entry(record, plan, round_number, reused=True)
-                        echo(_probe_line(seed_entries[depth], plan.metric))
-                for record in runner(todo):
-                    record.setdefault("settings", settings)
-                    ledger.add(record)
-                    trained += 1
-                    entry = _probe_entry(record, plan, round_number, reused=False)
-                    seed_entries[entry["depth"]] = entry
-                    echo(_probe_line(entry, plan.metric))
-                for depth in depths:
-                    search.record(depth, seed_entries[depth]["trainable"])
-            result = search.result()
-            seed_probes = [seed_entries[depth] for depth in result.outcomes]
-            probes.extend(seed_probes)
-            per_seed.append({
-                "seed": seed,
-                "max_trainable": result.max_trainable,
-                "min_untrainable": result.min_untrainable,
-                "rounds": len(result.rounds),
-                "probes": result.probes,
-                "probes_trained": sum(not p["reused"] for p in seed_probes),
-                "non_monotone": [{"untrainable_depth": bad, "trainable_depth": good}
-                                 for bad, good in result.non_monotone],
-            })
-            echo(f"seed {seed}: max trainable depth {_depth_text(result.max_trainable)}, "
-                 f"min untrainable depth {_depth_text(result.min_untrainable)} "
-                 f"({result.probes} probes in {len(result.rounds)} rounds)")
-        failed = False
+        with interrupt_at_once():  # between probes a signal stops at once; a probe stops at its next step
+            for seed in plan.seeds:
+                search = BoundarySearch(plan.lower, plan.upper, plan.step, plan.parallel)
+                seed_entries: dict[int, dict[str, Any]] = {}
+                while depths := search.next_round():
+                    round_number = len(search.rounds)
+                    todo = []
+                    for depth in depths:
+                        record = ledger.get(settings, depth, seed)
+                        if record is None:
+                            todo.append(request(depth, seed))
+                        else:
+                            seed_entries[depth] = _probe_entry(record, plan, round_number, reused=True)
+                            echo(_probe_line(seed_entries[depth], plan.metric))
+                    for record in runner(todo):
+                        record.setdefault("settings", settings)
+                        ledger.add(record)
+                        trained += 1
+                        entry = _probe_entry(record, plan, round_number, reused=False)
+                        seed_entries[entry["depth"]] = entry
+                        echo(_probe_line(entry, plan.metric))
+                    for depth in depths:
+                        search.record(depth, seed_entries[depth]["trainable"])
+                result = search.result()
+                seed_probes = [seed_entries[depth] for depth in result.outcomes]
+                probes.extend(seed_probes)
+                per_seed.append({
+                    "seed": seed,
+                    "max_trainable": result.max_trainable,
+                    "min_untrainable": result.min_untrainable,
+                    "rounds": len(result.rounds),
+                    "probes": result.probes,
+                    "probes_trained": sum(not p["reused"] for p in seed_probes),
+                    "non_monotone": [{"untrainable_depth": bad, "trainable_depth": good}
+                                     for bad, good in result.non_monotone],
+                })
+                echo(f"seed {seed}: max trainable depth {_depth_text(result.max_trainable)}, "
+                     f"min untrainable depth {_depth_text(result.min_untrainable)} "
+                     f"({result.probes} probes in {len(result.rounds)} rounds)")
+            failed = False
+    except RunInterrupted as stopped:
+        raise RunInterrupted(stopped.signum, advice=(
+            f"interrupted ({stopped.signal_name}): {len(ledger)} finished probe(s) are kept in {ledger.path}; "
+            f"run the same command again to resume")) from None
     finally:
         if pool is not None:
             pool.close(cancel=failed)
