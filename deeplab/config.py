@@ -99,6 +99,13 @@ def resolve_config(config: FitConfig) -> FitConfig:
     if resolved.depth is None and spec.has_depth:
         resolved.depth = spec.default_depth
     resolved.precision = PRECISION_ALIASES.get(str(resolved.precision), str(resolved.precision))
+    # Record what runs, not "unset": results.json and a resume's comparison see the same values.
+    if resolved.init is None and spec.takes_init:
+        resolved.init = "seed"
+    from deeplab.data import DATAMODULES
+
+    if resolved.augment is None and resolved.dataset in DATAMODULES:
+        resolved.augment = DATAMODULES[resolved.dataset].augment_by_default  # CIFAR-10: crop + flip
     if isinstance(resolved.limit_train_batches, float) and resolved.limit_train_batches == 1.0:
         resolved.limit_train_batches = None  # "all of it"
     _validate(resolved)
