@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning
 
-__all__ = ["LIGHTNING_TESTED_MINOR", "lightning_minor", "restart_at_epoch_start"]
+__all__ = ["LIGHTNING_TESTED_MINOR", "lightning_minor", "restart_at_epoch_start", "count_optimizer_steps"]
 
 #: the Lightning minor release whose private loop state ``restart_at_epoch_start`` writes
 LIGHTNING_TESTED_MINOR = (2, 6)
@@ -68,3 +68,19 @@ def restart_at_epoch_start(loops: dict[str, Any], epoch: int, global_step: int) 
             for key in _PROGRESS_KEYS:
                 validation[scope][key] = 0
         validation["is_last_batch"] = False
+
+
+def count_optimizer_steps(trainer: Any, count: int) -> None:
+    """Advance ``trainer.global_step`` by ``count`` optimizer steps taken outside Lightning.
+
+    Why: under manual optimization Lightning counts a step each time
+    ``LightningOptimizer.step`` runs; deeplab's compiled step
+    (``deeplab.compiled_step``) updates the parameters inside its graph
+    instead, so it reports its steps here. The counter is
+    ``fit_loop.epoch_loop.manual_optimization.optim_step_progress``, a
+    ``_Progress`` whose ``total.completed`` is ``Trainer.global_step``.
+    """
+    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    for scope in (progress.total, progress.current):
+        scope.ready += count
+        scope.completed += count

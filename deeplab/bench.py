@@ -380,7 +380,7 @@ class SegmentTimer(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self.images += len(batch[1]) * trainer.world_size
+        self.images += batch[1].numel() * trainer.world_size  # (a chunk's labels are (K, B))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.started is not None:

@@ -5,15 +5,16 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 
 from deeplab.module import EpochObserver
 
-__all__ = ["EpochLine", "Throughput", "PacedProgressBar", "format_epoch_line"]
+__all__ = ["EpochLine", "Throughput", "BatchProgressBar", "format_epoch_line"]
 
 
 def format_epoch_line(entry: dict[str, float], total_epochs: int, eval_split: str) -> str:
@@ -37,21 +38,26 @@ class EpochLine(EpochObserver):
 
 class Throughput(pl.Callback):
     """Training images per second, counting only time spent in training batches' loop
-    (the epoch's wall time minus its evaluation)."""
+    (the epoch's wall time minus its evaluation). Images come from the module's running
+    count (``Classifier.train_seen``), which a chunk cut short by ``--max-steps`` counts right."""
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
         self.train_images = 0
         self._epoch_start: float | None = None
+        self._seen_at_start = 0
         self._eval_seconds = 0.0
         self._eval_start: float | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
         self._eval_seconds = 0.0
+        self._seen_at_start = self._seen(pl_module)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.train_images += len(batch[1]) * trainer.world_size
+    @staticmethod
+    def _seen(pl_module: pl.LightningModule) -> int:
+        seen = getattr(pl_module, "train_seen", None)
+        return int(seen) if seen is not None else 0
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._eval_start = time.perf_counter()
@@ -64,6 +70,7 @@ class Throughput(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._epoch_start is not None:
             self.train_seconds += time.perf_counter() - self._epoch_start - self._eval_seconds
+            self.train_images += (self._seen(pl_module) - self._seen_at_start) * trainer.world_size
             self._epoch_start = None
 
     @property
@@ -79,25 +86,72 @@ class Throughput(pl.Callback):
         self.train_images = int(state.get("train_images", 0))
 
 
-class PacedProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar, redrawn at most every ``min_interval_s`` seconds (and at each end).
+class BatchProgressBar(ProgressBar):
+    """One tqdm bar per training epoch that counts real batches, however many a ``training_step`` takes.
 
-    The stock bar redraws and re-reads the logged metrics after every batch:
-    ~0.5 ms a step, as long as a whole batch-1 MLP step on the CPU. Pacing by
-    time rather than by a batch count keeps slow steps (a ResNet-50 batch on
-    the CPU) drawn at once and fast ones (seed 000's batch 1) nearly free.
+    Lightning's bar counts ``training_step`` calls, which with chunks
+    (``--steps-per-call``) are K batches each, and redraws after each one. This
+    bar reads the module's position (``Classifier.epoch_batches_done``: a
+    resumed epoch starts where it stopped), lets tqdm pace the redraws
+    (``mininterval``, so a batch-1 step costs ~1 µs for it), and shows the last
+    logged step loss. Off when stderr is not a terminal: a log file gets the
+    epoch lines, not 40 KB of carriage returns.
     """
 
-    def __init__(self, min_interval_s: float = 0.25, **kwargs: Any):
-        super().__init__(refresh_rate=1, **kwargs)
+    def __init__(self, min_interval_s: float = 0.25):
+        super().__init__()
         self.min_interval_s = min_interval_s
-        self._last_drawn = float("-inf")
+        self._enabled = sys.stderr.isatty()
+        self._bar: Any = None
+        self._postfix_at = 0.0
 
-    def _should_update(self, current: int, total: int) -> bool:
-        if not self.is_enabled:
-            return False
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = sys.stderr.isatty()
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if self._bar is not None:
+            self._bar.write(" ".join(map(str, args)), file=sys.stdout)
+        else:
+            print(*args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._enabled:
+            return
+        from tqdm import tqdm
+
+        length = getattr(pl_module, "epoch_length", lambda: None)()
+        done = getattr(pl_module, "epoch_batches_done", 0)
+        self._bar = tqdm(total=length, initial=done, desc=f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+                         unit="batch", leave=False, dynamic_ncols=True, mininterval=self.min_interval_s,
+                         file=sys.stderr)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._bar is None:
+            return
+        done = getattr(pl_module, "epoch_batches_done", self._bar.n + 1)
         now = time.monotonic()
-        if current == total or current == 1 or now - self._last_drawn >= self.min_interval_s:
-            self._last_drawn = now
-            return True
-        return False
+        if now - self._postfix_at >= 1.0:  # formatting the postfix costs more than a small step
+            loss = trainer.progress_bar_metrics.get("train/loss_step")
+            if loss is not None:
+                self._bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+            self._postfix_at = now
+        self._bar.update(done - self._bar.n)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -74,7 +74,14 @@ class TensorBatches:
     Resuming: ``epoch_source`` (the trainer's epoch counter) picks the
     permutation, and :meth:`resume_at` makes the next pass over that epoch
     start after the batches a checkpoint had already trained on; ``len()``
-    then counts only the batches left.
+    then counts only the items left.
+
+    ``steps_per_call`` K > 1 yields *chunks*: up to K consecutive batches of
+    the same size stacked as (images (K, B, C, H, W), labels (K, B)), one
+    ``training_step`` each (``Classifier`` runs K complete updates on them, the
+    same updates in the same order as K separate batches). One index gather
+    per chunk instead of per batch; the epoch's last, shorter batch comes as a
+    chunk of its own.
     """
 
     def __init__(
@@ -89,9 +96,12 @@ class TensorBatches:
         epoch_source: Callable[[], int] | None = None,
         max_batches: int | None = None,
         max_samples: int | None = None,
+        steps_per_call: int = 1,
     ):
         if batch_size < 1:
             raise DeeplabError(f"batch size must be a positive integer, got {batch_size}")
+        if steps_per_call < 1:
+            raise DeeplabError(f"--steps-per-call must be a positive integer, got {steps_per_call}")
         if max_samples is not None:
             images, labels = images[:max_samples], labels[:max_samples]
         self.images, self.labels = images, labels
@@ -99,6 +109,7 @@ class TensorBatches:
         self.rank, self.world_size = rank, world_size
         self.epoch_source = epoch_source
         self.max_batches = max_batches
+        self.steps_per_call = steps_per_call
         self._passes = 0  # passes started, the epoch when there is no epoch_source
         self._resume = (-1, 0)  # (epoch, batches to skip) for the next pass of that epoch
 
@@ -140,9 +151,24 @@ class TensorBatches:
         resume_epoch, skip = self._resume
         return skip if resume_epoch == epoch else 0
 
+    def _chunks(self, first_batch: int) -> list[tuple[int, int]]:
+        """(first batch, batches) of each item a pass from ``first_batch`` yields."""
+        full_batches = self._num_samples() // self.batch_size  # batches of exactly batch_size
+        chunks, batch = [], first_batch
+        while batch < self.epoch_batches:
+            size = 1 if batch >= full_batches else min(self.steps_per_call, self.epoch_batches - batch,
+                                                        full_batches - batch)
+            chunks.append((batch, size))
+            batch += size
+        return chunks
+
     def __len__(self) -> int:
-        """Batches the next pass yields (fewer than an epoch when it resumes mid-epoch)."""
-        return max(0, self.epoch_batches - self._skip_for(self._next_epoch()))
+        """Items (batches, or chunks of batches) the next pass yields; fewer than an epoch when it
+        resumes mid-epoch."""
+        first = self._skip_for(self._next_epoch())
+        if self.steps_per_call == 1:
+            return max(0, self.epoch_batches - first)
+        return len(self._chunks(first))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self._next_epoch()
@@ -151,13 +177,24 @@ class TensorBatches:
         self._resume = (-1, 0)
         order = self.indices(epoch)
         total = min(self._num_samples(), self.epoch_batches * self.batch_size)
-        for start in range(start_batch * self.batch_size, total, self.batch_size):
-            stop = min(start + self.batch_size, total)
-            if order is None:
-                yield self.images[start:stop], self.labels[start:stop]
+        if self.steps_per_call == 1:
+            for start in range(start_batch * self.batch_size, total, self.batch_size):
+                yield self._take(order, start, min(start + self.batch_size, total))
+            return
+        for first, size in self._chunks(start_batch):
+            start = first * self.batch_size
+            stop = min(start + size * self.batch_size, total)
+            images, labels = self._take(order, start, stop)
+            if size == 1 and stop - start != self.batch_size:  # the short last batch
+                yield images.unsqueeze(0), labels.unsqueeze(0)
             else:
-                index = order[start:stop]
-                yield self.images[index], self.labels[index]
+                yield images.view(size, self.batch_size, *images.shape[1:]), labels.view(size, self.batch_size)
+
+    def _take(self, order: torch.Tensor | None, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if order is None:
+            return self.images[start:stop], self.labels[start:stop]
+        index = order[start:stop]
+        return self.images[index], self.labels[index]
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -179,6 +216,8 @@ class ImageDataModule(pl.LightningDataModule):
             ≥ 1) or this fraction of them (in (0, 1]); ``None``: all.
         limit_val_batches: evaluate each epoch on this many evaluation
             batches (or fraction), always the same first images of the split.
+        steps_per_call: training batches per ``training_step`` (chunks, see
+            :class:`TensorBatches`); evaluation batches are never chunked.
     """
 
     name: str = ""
@@ -203,6 +242,7 @@ class ImageDataModule(pl.LightningDataModule):
         download: bool = True,
         limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None,
+        steps_per_call: int = 1,
     ):
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -218,6 +258,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.download = download
         self.limit_train_batches = limit_train_batches
         self.limit_val_batches = limit_val_batches
+        self.steps_per_call = steps_per_call
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._train_batches: TensorBatches | None = None
         self._resume_position: tuple[int, int] | None = None  # (epoch, batches done): see resume_at
@@ -353,7 +394,7 @@ class ImageDataModule(pl.LightningDataModule):
         epoch_source = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
         self._train_batches = TensorBatches(
             images, labels, self.batch_size, True, self.seed, rank, world, epoch_source=epoch_source,
-            max_batches=self._train_batch_limit(world),
+            max_batches=self._train_batch_limit(world), steps_per_call=self.steps_per_call,
         )
         if self._resume_position is not None:
             self._train_batches.resume_at(*self._resume_position)
@@ -430,7 +471,21 @@ class ImageDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
+        if labels.dim() == 2:  # a chunk of batches (K, B, C, H, W)
+            return self.chunk_transform(images, training), labels
         return self.device_transform(images, training), labels
+
+    def chunk_transform(self, images: torch.Tensor, training: bool) -> torch.Tensor:
+        """:meth:`device_transform` of each batch of a chunk, as if they had come one by one.
+
+        Without random augmentation that is one batched op over the whole chunk;
+        with it, the batches draw from the augmentation generator in order, so a
+        chunked run sees exactly the crops, flips and noise of an unchunked one.
+        """
+        if training and (self.augment or self.input_noise_std > 0):
+            return torch.stack([self.device_transform(batch, training) for batch in images])
+        steps, batch = images.shape[:2]
+        return self.device_transform(images.flatten(0, 1), training).view(steps, batch, *images.shape[2:])
 
     # ------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:

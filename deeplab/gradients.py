@@ -26,7 +26,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 
-from deeplab.module import EpochObserver
+from deeplab.module import EpochObserver, GradientObserver
 
 __all__ = ["GradientNorms", "parameterized_layers", "gradient_norm_vector", "total_l1_norm"]
 
@@ -71,7 +71,7 @@ def gradient_norm_vector(parameters: list[torch.Tensor], layer_weights: list[tor
     return torch.cat([total_l2.view(1), total_l1.view(1), per_layer])
 
 
-class GradientNorms(EpochObserver):
+class GradientNorms(EpochObserver, GradientObserver):
     """Logs gradient norms every ``every_n_steps`` steps; see the module docstring.
 
     TensorBoard tags: ``grad/l2/<NN_layer>``, ``grad/l2_total``,
@@ -120,22 +120,42 @@ class GradientNorms(EpochObserver):
             return
         if record:
             vector = gradient_norm_vector(self._parameters, self._layer_weights).detach()
-            self._pending.append((step, vector))
-            per_layer = vector[2:]
-            # (.to: a sum restored from a checkpoint lives on the CPU)
-            self._epoch_sum = per_layer.clone() if self._epoch_sum is None else self._epoch_sum.to(per_layer.device) + per_layer
-            self._epoch_count += 1
+            self._record(trainer, step, vector)
             l1 = vector[1]
-            if len(self._pending) >= FLUSH_EVERY_RECORDS:
-                self._flush(trainer)
         else:
             grads = [p.grad for p in self._parameters if p.grad is not None]
             l1 = total_l1_norm(grads) if grads else torch.zeros(())
         if first_epoch:
-            self._first_epoch_l1_sum = l1 if self._first_epoch_l1_sum is None else self._first_epoch_l1_sum.to(l1.device) + l1
-            self._first_epoch_steps += 1
+            self._add_first_epoch_l1(l1, 1)
         if self.histograms_every_n_steps and step % self.histograms_every_n_steps == 0:
             self._log_histograms(trainer, step)
+
+    def _record(self, trainer: pl.Trainer, step: int, vector: torch.Tensor) -> None:
+        """One full record (total L2, total L1, per-layer L2) at ``step``: TensorBoard and the epoch profile."""
+        self._pending.append((step, vector))
+        per_layer = vector[2:]
+        # (.to: a sum restored from a checkpoint lives on the CPU)
+        self._epoch_sum = per_layer.clone() if self._epoch_sum is None else self._epoch_sum.to(per_layer.device) + per_layer
+        self._epoch_count += 1
+        if len(self._pending) >= FLUSH_EVERY_RECORDS:
+            self._flush(trainer)
+
+    def _add_first_epoch_l1(self, l1_sum: torch.Tensor, steps: int) -> None:
+        self._first_epoch_l1_sum = (l1_sum if self._first_epoch_l1_sum is None
+                                    else self._first_epoch_l1_sum.to(l1_sum.device) + l1_sum)
+        self._first_epoch_steps += steps
+
+    def on_compiled_norms(self, trainer: pl.Trainer, module: Any, steps: list[int], epoch: int,
+                          norms: torch.Tensor) -> None:
+        """A compiled step's norms (``deeplab.compiled_step``): full rows are records, and in the
+        first epoch every row carries its step's total L1. One host read per training_step."""
+        full = torch.isfinite(norms[:, 0]).tolist()
+        for row, (step, is_full) in enumerate(zip(steps, full)):
+            if is_full:
+                self._record(trainer, step, norms[row])
+        if epoch == 0:
+            l1 = norms[:, 1]
+            self._add_first_epoch_l1(l1.double().sum().float(), len(steps))
 
     def _log_histograms(self, trainer: pl.Trainer, step: int) -> None:
         experiment = _experiment(trainer)

@@ -21,17 +21,20 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from deeplab import _compat
 from deeplab import functional as HF
 from deeplab.checkpointing import capture_rng_state, restore_rng_state
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
 from deeplab.optim import MomentumSGD
 
-__all__ = ["Classifier", "EpochObserver", "OPTIMIZERS", "SCHEDULES", "LOSSES"]
+__all__ = ["Classifier", "EpochObserver", "GradientObserver", "OPTIMIZERS", "SCHEDULES", "LOSSES", "COMPILE_MODES"]
 
 OPTIMIZERS = ("momentum_sgd", "sgd", "adam")
 SCHEDULES = ("none", "cosine", "step")
 LOSSES = ("torch", "manual")
+#: how training steps run: eager; the model compiled (forward/backward); the whole step compiled
+COMPILE_MODES = ("off", "model", "step")
 STEP_SCHEDULE_EVERY_EPOCHS = 5  # seed 004: StepLR(step_size=5, gamma=0.1)
 STEP_SCHEDULE_GAMMA = 0.1
 
@@ -46,6 +49,25 @@ class EpochObserver(pl.Callback):
 
     def on_epoch_closed(self, trainer: pl.Trainer, module: "Classifier", entry: dict[str, float]) -> None:
         """``entry``: epoch (1-based), train_loss, train_acc, val_loss, val_acc."""
+
+
+class GradientObserver(pl.Callback):
+    """A callback that records gradient norms (``deeplab.gradients.GradientNorms``).
+
+    Eager steps fire ``on_before_optimizer_step`` with the gradients in
+    ``.grad``. A compiled step (``deeplab.compiled_step``) never materializes
+    them: it computes the norms inside its graph and hands them over in
+    :meth:`on_compiled_norms`, once per ``training_step``.
+    """
+
+    #: steps between full records (the compiled step rounds it up to a multiple of its unroll)
+    every_n_steps: int = 10
+    #: also the total L1 norm of every step of the first epoch (seed 000's measure)
+    first_epoch_l1: bool = True
+
+    def on_compiled_norms(self, trainer: pl.Trainer, module: "Classifier", steps: list[int], epoch: int,
+                          norms: torch.Tensor) -> None:
+        """``norms[i]`` = [total L2, total L1, layer L2s…] of global step ``steps[i]``; NaN where not computed."""
 
 
 class Classifier(pl.LightningModule):
@@ -118,6 +140,12 @@ class Classifier(pl.LightningModule):
         self._continue_at: tuple[int, int] | None = None  # (epoch, batches done) to continue, from a resume
         #: steps between ``train/loss_step`` points (the Trainer's ``log_every_n_steps``)
         self.log_every_n_steps = 50
+        # The training engine (configure_engine): eager or compiled steps, memory format.
+        self.compile_mode = "off"
+        self.channels_last = False
+        self.unroll = 1
+        self.compiled_step: Any = None  # deeplab.compiled_step.CompiledStep, built when training starts
+        self._gradient_observers: list[GradientObserver] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -190,10 +218,71 @@ class Classifier(pl.LightningModule):
         for buffer in (self.train_loss_sum, self.train_correct, self.train_seen):
             buffer.zero_()
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    # -------------------------------------------------------------- engine
+    def configure_engine(self, compile: str = "off", channels_last: bool = False, unroll: int = 1) -> None:
+        """How training steps run (issue 14); ``fit`` resolves ``--compile``/``--channels-last`` to these.
+
+        ``compile``: ``off`` (eager), ``model`` (``torch.compile`` of the model:
+        forward and backward graphs, the optimizer eager) or ``step`` (the whole
+        step, :class:`deeplab.compiled_step.CompiledStep`). ``channels_last``:
+        NHWC activations (oneDNN's fast layout on CPUs, tensor cores on GPUs).
+        ``unroll``: consecutive steps per compiled graph.
+        """
+        _check_choice("--compile", compile, COMPILE_MODES)
+        self.compile_mode, self.channels_last, self.unroll = compile, channels_last, max(1, int(unroll))
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if compile == "model":
+            self.model.compile()  # in place: checkpoint keys stay model.*, so load_from_checkpoint works
+
+    def on_train_start(self) -> None:
+        self._gradient_observers = [c for c in self.trainer.callbacks if isinstance(c, GradientObserver)]
+        if self.compile_mode == "step" and self.compiled_step is None:
+            # Built now, after a resume has restored the optimizer's state tensors it updates.
+            from deeplab.compiled_step import CompiledStep
+            from deeplab.gradients import parameterized_layers
+
+            layers = [weight for _, _, weight in parameterized_layers(self.model)] if self._gradient_observers else None
+            self.compiled_step = CompiledStep(self.model, _torch_optimizer(self.optimizers()), self.hparams.optimizer,
+                                              self.compute_loss, layers, unroll=self.unroll,
+                                              channels_last=self.channels_last)
+
+    def _as_input(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    # --------------------------------------------------------------- steps
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        """One batch, or a chunk of K batches (``TensorBatches(steps_per_call=K)``): K complete updates.
+
+        Manual optimization is what makes a chunk possible: each of its batches
+        gets its own forward, loss, ``manual_backward``, optimizer step and
+        zero-grad, in order, so the run is exactly the batch-by-batch run (same
+        updates, same ``global_step`` count, same gradient-norm records) while
+        Lightning's per-batch machinery runs once per chunk.
+        """
         images, labels = batch
+        if labels.dim() == 1:  # one batch
+            images, labels = images.unsqueeze(0), labels.unsqueeze(0)
+        count = len(labels)
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and max_steps >= 0:
+            count = min(count, max_steps - int(self.global_step))  # --max-steps may end a chunk early
+        if count <= 0:
+            return None
+        if self.compiled_step is not None:
+            return self._compiled_steps(images[:count], labels[:count])
+        loss = None
+        for index in range(count):
+            loss = self._eager_step(images[index], labels[index])
+            if self.diverged_at_step is not None:
+                break
+        return loss
+
+    def _eager_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         optimizer = self.optimizers()
-        logits = self.model(images)
+        logits = self.model(self._as_input(images))
         loss = self.compute_loss(logits, labels)
         self.manual_backward(loss)
         optimizer.step()
@@ -212,10 +301,54 @@ class Classifier(pl.LightningModule):
         self._watch_divergence(loss)
         return loss
 
-    def _log_step_loss(self, loss: torch.Tensor) -> None:
+    def _compiled_steps(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``len(labels)`` steps through the compiled graph; bookkeeping once for all of them."""
+        first_step, first_position = int(self.global_step), self.epoch_batches_done
+        epoch = self.current_epoch
+        observers = self._gradient_observers
+        unroll = self.compiled_step.unroll
+        every = max((o.every_n_steps for o in observers), default=0)
+        record_groups = max(1, math.ceil(every / unroll)) if every else 0
+        l1 = epoch == 0 and any(o.first_epoch_l1 for o in observers)
+
+        def stats_of(position: int) -> str:
+            # A group's first step is recorded in full every `every` steps: by global step when
+            # each group is one step (as the eager path does), else every ⌈every/U⌉-th group of
+            # the epoch (groups are aligned to the epoch, see deeplab.compiled_step).
+            if not observers:
+                return "none"
+            if unroll == 1:
+                record = (first_step + position - first_position) % every == 0
+            else:
+                record = (position // unroll) % record_groups == 0
+            return ("l1+first" if l1 else "first") if record else ("l1" if l1 else "none")
+
+        out = self.compiled_step(images, labels, first_position=first_position, stats=stats_of)
+        count = len(labels)
+        _compat.count_optimizer_steps(self.trainer, count)
+        self.epoch_batches_done += count
+        batch = labels.shape[1]
+        with torch.no_grad():
+            self.train_loss_sum.add_(out.losses.double().sum() * batch)
+            self.train_correct.add_(out.correct.sum())
+            self.train_seen.add_(count * batch)
+        steps = list(range(first_step + 1, first_step + count + 1))  # global step after each update
+        for index, step in enumerate(steps):
+            if step % self.log_every_n_steps == 0:
+                self._log_step_loss(out.losses[index], step)
+        if out.norms is not None:
+            for observer in observers:
+                observer.on_compiled_norms(self.trainer, self, [s - 1 for s in steps], epoch, out.norms)
+        finite = torch.isfinite(out.losses)
+        if self.diverged_at_step is None and not bool(finite.all()):
+            self.diverged_at_step = first_step + int((~finite).nonzero()[0]) + 1
+            self.trainer.should_stop = True
+        return out.losses[-1]
+
+    def _log_step_loss(self, loss: torch.Tensor, step: int | None = None) -> None:
         value = float(loss)
         if self.logger is not None:
-            self.logger.log_metrics({"train/loss_step": value}, step=int(self.global_step))
+            self.logger.log_metrics({"train/loss_step": value}, step=int(self.global_step if step is None else step))
         self.log("train/loss_step", value, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def _watch_divergence(self, loss: torch.Tensor) -> None:
@@ -277,7 +410,7 @@ class Classifier(pl.LightningModule):
     # ---------------------------------------------------------- evaluate
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], loss_mean: MeanMetric, accuracy: Any) -> None:
         images, labels = batch
-        logits = self.model(images)
+        logits = self.model(self._as_input(images))
         loss_mean.update(self.compute_loss(logits, labels), weight=labels.numel())
         accuracy.update(logits, labels)
 
@@ -353,6 +486,11 @@ def schedule_factor(schedule: str, max_epochs: int) -> Callable[[int], float]:
     if schedule == "step":
         return lambda epoch: STEP_SCHEDULE_GAMMA ** (epoch // STEP_SCHEDULE_EVERY_EPOCHS)
     raise DeeplabError(f"--schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
+
+
+def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside Lightning's ``LightningOptimizer`` wrapper (its public ``optimizer``)."""
+    return getattr(optimizer, "optimizer", optimizer)
 
 
 def _as_list(value: Any) -> list[Any]:

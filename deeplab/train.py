@@ -9,6 +9,7 @@ TensorBoard events, ``checkpoints/``, ``config.json`` and ``results.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -20,13 +21,15 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from deeplab.callbacks import EpochLine, PacedProgressBar, Throughput
+from deeplab.callbacks import BatchProgressBar, EpochLine, Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
 from deeplab.preflight import check_hardware, check_memory
 from deeplab.resume import compare_settings, plan_resume, read_checkpoint
 from deeplab.config import FitConfig, resolve_config
 from deeplab.data import create_datamodule
+from deeplab.engine import describe as describe_engine
+from deeplab.engine import resolve_engine
 from deeplab.errors import DeeplabError
 from deeplab.io import atomic_write_json
 from deeplab.models import DATASET_SHAPES, count_parameters, model_spec
@@ -135,6 +138,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         if config.fast_dev_run:
             raise DeeplabError("--fast-dev-run starts a throwaway run; drop it to resume --ckpt-path")
         saved, _ = read_checkpoint(config.ckpt_path)
+        config = _inherit_engine(config, saved.config)
         compare_settings(saved, config.to_dict())  # a contradicting command fails before any data is read
     resume_dir = _resume_run_dir(config.ckpt_path)
     _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
@@ -168,10 +172,6 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         loss=config.loss,
         divergence_check_every=1 if config.accelerator == "cpu" or not torch.cuda.is_available() else 25,
     )
-    if config.channels_last:
-        module.model = module.model.to(memory_format=torch.channels_last)
-    if config.compile:
-        module.model.compile()  # in place: checkpoint keys stay model.*, so load_from_checkpoint works
 
     run_name = config.run_name or config.model
     if resume_dir is not None:
@@ -192,11 +192,12 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     training_images = len(datamodule.split("train")[1])
     checkpoint = RunCheckpoint(run_dir / "checkpoints", every_n_steps=config.checkpoint_every_n_steps,
                                every_minutes=config.checkpoint_every_minutes, stop=stop)
+    write_config = WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict())
     all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput]
     if not config.fast_dev_run:  # a throwaway run: no files
-        all_callbacks += [checkpoint, WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict())]
+        all_callbacks += [checkpoint, write_config]
     if config.progress_bar and not quiet:
-        all_callbacks.append(PacedProgressBar())
+        all_callbacks.append(BatchProgressBar())
     if config.grad_norms:
         from deeplab.gradients import GradientNorms  # imported lazily: matplotlib
 
@@ -229,14 +230,26 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         use_distributed_sampler=False,  # TensorBatches shards by rank itself
         plugins=[AtomicCheckpointIO()],
     )
+    epoch_batches = datamodule.epoch_batches(trainer.world_size)
+    planned_steps = config.epochs * epoch_batches
+    if config.max_steps >= 0:
+        planned_steps = min(planned_steps, config.max_steps)
+    engine = resolve_engine(config, module.model, planned_steps, trainer.world_size,
+                            on_gpu=trainer.strategy.root_device.type == "cuda", callbacks=all_callbacks)
+    module.configure_engine(engine.compile, engine.channels_last, engine.unroll)
+    datamodule.steps_per_call = engine.steps_per_call
+    config = dataclasses.replace(config, compile=engine.compile, channels_last=engine.channels_last,
+                                 steps_per_call=engine.steps_per_call)  # recorded as resolved
+    if not quiet and trainer.is_global_zero:
+        print(f"engine: {describe_engine(engine)}", flush=True)
     resumes: list[dict[str, Any]] = []
     if saved is not None:
-        plan = plan_resume(saved, config.to_dict(), datamodule.epoch_batches(trainer.world_size),
-                           trainer.world_size, training_images)
+        plan = plan_resume(saved, config.to_dict(), epoch_batches, trainer.world_size, training_images)
         datamodule.resume_at(plan.start_epoch, plan.skip_batches)
         module.continue_epoch_at(plan.start_epoch, plan.skip_batches)
         checkpoint.restart_at = (plan.start_epoch, plan.global_step)
         resumes = saved.resumes + [plan.record(saved.path)]
+    write_config.config = config.to_dict()
     checkpoint.run_record = {"config": config.to_dict(), "training_images": training_images,
                              "world_size": trainer.world_size, "resumes": resumes}
     if not config.fast_dev_run:
@@ -279,6 +292,10 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         "interrupted": interrupted is not None,
         "interrupted_by": interrupted.signal_name if interrupted is not None else None,
         "resumes": resumes,
+        "engine": {"compile": engine.compile, "channels_last": engine.channels_last,
+                   "steps_per_call": engine.steps_per_call, "unroll": engine.unroll},
+        "compile_time_s": (round(module.compiled_step.compile_seconds, 3)
+                           if module.compiled_step is not None else None),
         "wall_time_s": round(fit_seconds, 3),
         "train_time_s": round(throughput.train_seconds, 3),
         "images_per_s": round(throughput.images_per_second, 1),
@@ -298,6 +315,19 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     if interrupted is not None:
         raise interrupted
     return results
+
+
+def _inherit_engine(config: FitConfig, saved: dict[str, Any]) -> FitConfig:
+    """A resume left at ``auto`` keeps the engine its run chose (the step kind is part of the
+    numerics; the chunk size is not, but keeping it keeps the run as it was)."""
+    changes: dict[str, Any] = {}
+    if config.compile == "auto" and saved.get("compile") is not None:
+        changes["compile"] = saved["compile"]
+    if config.channels_last is None and saved.get("channels_last") is not None:
+        changes["channels_last"] = saved["channels_last"]
+    if config.steps_per_call is None and saved.get("steps_per_call") is not None:
+        changes["steps_per_call"] = saved["steps_per_call"]
+    return dataclasses.replace(config, **changes)
 
 
 class WriteRunConfig(pl.Callback):

@@ -196,14 +196,28 @@ def test_real_mnist_reaches_a_real_accuracy(tmp_path):
     assert results["test_acc"] >= 0.92, results["history"]
 
 
-def test_paced_progress_bar_draws_the_ends_and_at_most_every_interval(monkeypatch):
+def test_progress_bar_counts_batches_not_chunks_and_starts_where_a_resume_does(monkeypatch, capsys):
+    """With chunks of 8 batches a training_step, the bar still counts batches; a resumed epoch's
+    bar starts at the batches already done; the bar is off when stderr is not a terminal."""
+    from types import SimpleNamespace
+
     from deeplab import callbacks as cb
 
-    clock = iter([0.0, 0.01, 0.02, 0.30, 0.31, 0.32])
-    monkeypatch.setattr(cb.time, "monotonic", lambda: next(clock))
-    bar = cb.PacedProgressBar(min_interval_s=0.25)
-    drawn = [n for n in range(1, 7) if bar._should_update(n, total=6)]
-    assert drawn == [1, 4, 6]  # the first batch, the first after 0.25 s, the last
+    monkeypatch.setattr(cb.sys.stderr, "isatty", lambda: True, raising=False)
+    bar = cb.BatchProgressBar()
+    assert bar.is_enabled
+    module = SimpleNamespace(epoch_batches_done=5, epoch_length=lambda: 40)
+    trainer = SimpleNamespace(current_epoch=1, max_epochs=3, progress_bar_metrics={"train/loss_step": 0.5})
+    bar.on_train_epoch_start(trainer, module)
+    assert (bar._bar.n, bar._bar.total, bar._bar.desc) == (5, 40, "Epoch 2/3")
+    for done in (13, 21, 29, 37, 40):  # chunks of 8, the last one short
+        module.epoch_batches_done = done
+        bar.on_train_batch_end(trainer, module, None, None, 0)
+        assert bar._bar.n == done
+    bar.on_train_epoch_end(trainer, module)
+    assert bar._bar is None
+    monkeypatch.setattr(cb.sys.stderr, "isatty", lambda: False, raising=False)
+    assert not cb.BatchProgressBar().is_enabled
 
 
 def test_batches_already_on_the_device_pass_through(synthetic_data_dir):

@@ -1,0 +1,129 @@
+"""How a run's training steps execute: ``--compile``, ``--channels-last``, ``--steps-per-call`` and their ``auto``.
+
+Three levers, measured on this project's 2-core CPU at one thread (CPU time,
+alternating sides; ``scripts/bench.py`` reproduces them, the README has the
+table):
+
+- **Chunks** (``--steps-per-call K``): the DataModule hands ``training_step``
+  K consecutive batches and the module runs K complete updates, so
+  Lightning's per-batch machinery (fetch, hooks, progress, logging: ~59 % of a
+  batch-1 step, cProfile) runs once per chunk. Same updates, same order.
+- **A compiled whole step** (``--compile step``, ``deeplab.compiled_step``):
+  forward, loss, backward and update as one Inductor graph.
+  ``two_layer_mlp`` batch 1: 466 → 71 µs a step (8 steps unrolled per graph);
+  ``cnn5`` batch 32 channels-last: 18 → 6.8 ms; ``cnn5_sigmoid`` batch 1:
+  1.37 → 0.66 ms. Seed 002's 30-layer stacks at batch 256 gain nothing or
+  lose (``cnn_elu_bn``: 654 → 389 img/s) and compile for up to a minute.
+- **Channels-last** (NHWC): oneDNN's preferred layout. Seed 002's families at
+  k = 30, batch 256, eager: ``cnn_tanh`` 2.3×, ``cnn_tanh_newinit`` 2.1×,
+  ``cnn_elu`` 1.7×, ``cnn_elu_bn`` 1.4×, ``resnet_elu`` 1.4×,
+  ``cnn_tanh_bn_oldinit`` 1.7×, ``resnet_elu_nobn`` 1.8×; ``cnn5`` batch 32
+  1.5×; batch-1 convolutions: no difference.
+
+``auto`` (the default of each) picks from what the run is, deterministically,
+so a resumed run makes the same choice (and a resume inherits the run's
+choices: ``deeplab.train``):
+
+- chunks of K = min(64, 256 // batch) batches (1 from batch 256 on), 1 when a
+  callback needs every batch (``needs_every_batch``) or for ``--fast-dev-run``;
+- the compiled step when the run is long enough to repay its compile time
+  (≥ :data:`COMPILE_MIN_STEPS` optimizer steps planned), the batch is small
+  (≤ :data:`COMPILE_MAX_BATCH`), one process trains in 32-bit, the model has
+  no dropout and no callback needs gradients in ``.grad``; else eager;
+- channels-last on the CPU for convolutional models from batch 8 on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch.nn as nn
+
+from deeplab.errors import DeeplabError
+
+__all__ = ["Engine", "resolve_engine", "describe", "COMPILE_CHOICES", "COMPILE_MIN_STEPS", "COMPILE_MAX_BATCH",
+           "MAX_STEPS_PER_CALL"]
+
+COMPILE_CHOICES = ("off", "model", "step", "auto")
+#: --compile auto compiles the step for runs planned this long (optimizer steps) ...
+COMPILE_MIN_STEPS = 10_000
+#: ... with batches up to this size (larger ones spend their time in convolutions already)
+COMPILE_MAX_BATCH = 64
+#: the largest chunk --steps-per-call auto makes
+MAX_STEPS_PER_CALL = 64
+#: batch-1 MLPs unroll this many steps per compiled graph (each call costs ~40 µs of dispatch)
+SMALL_BATCH_UNROLL = 8
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The resolved engine of one run."""
+
+    compile: str  # off | model | step
+    channels_last: bool
+    steps_per_call: int
+    unroll: int  # steps per compiled graph (compile == "step")
+
+
+def _has_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def resolve_engine(config: Any, model: nn.Module, planned_steps: int, world_size: int, on_gpu: bool,
+                   callbacks: Sequence[Any] = ()) -> Engine:
+    """``config``'s ``compile``/``channels_last``/``steps_per_call`` with every ``auto`` decided."""
+    from deeplab.compiled_step import compiled_step_blocker
+
+    needs_every_batch = any(getattr(c, "needs_every_batch", False) for c in callbacks)
+    batch = config.batch_size
+    if config.compile not in COMPILE_CHOICES:
+        raise DeeplabError(f"--compile {config.compile!r} is not one of {', '.join(COMPILE_CHOICES)}")
+    compile_mode = config.compile
+    blocker = compiled_step_blocker(model)
+    if compile_mode == "step":
+        if blocker is not None:
+            raise DeeplabError(f"--compile step: {config.model} cannot use it: {blocker}; use --compile model or off")
+        if world_size > 1:
+            raise DeeplabError("--compile step trains one process (its update bypasses DDP's gradient "
+                               "all-reduce); with several devices use --compile model or off")
+        if config.precision != "32-true":
+            raise DeeplabError(f"--compile step runs in 32-bit; drop --precision {config.precision} "
+                               f"or use --compile model")
+        if needs_every_batch:
+            raise DeeplabError("--compile step: a callback of this run reads gradients after every batch; "
+                               "use --compile model or off")
+    if compile_mode == "auto":
+        eligible = (blocker is None and world_size == 1 and config.precision == "32-true" and not needs_every_batch
+                    and not config.fast_dev_run)
+        long_enough = planned_steps >= COMPILE_MIN_STEPS and batch <= COMPILE_MAX_BATCH
+        compile_mode = "step" if eligible and long_enough else "off"
+
+    convolutional = _has_convolutions(model)
+    channels_last = config.channels_last
+    if channels_last is None:
+        channels_last = convolutional and batch >= 8 and not on_gpu
+
+    steps_per_call = config.steps_per_call
+    if steps_per_call is None:
+        if needs_every_batch or config.fast_dev_run:
+            steps_per_call = 1
+        else:
+            steps_per_call = max(1, min(MAX_STEPS_PER_CALL, 256 // batch))
+    elif needs_every_batch and steps_per_call > 1:
+        raise DeeplabError(f"--steps-per-call {steps_per_call}: a callback of this run needs every batch "
+                           f"separately; drop --steps-per-call")
+
+    unroll = SMALL_BATCH_UNROLL if compile_mode == "step" and batch <= 2 and not convolutional else 1
+    return Engine(compile=compile_mode, channels_last=bool(channels_last), steps_per_call=int(steps_per_call),
+                  unroll=unroll)
+
+
+def describe(engine: Engine) -> str:
+    """One line for the console: what the run's steps are."""
+    step = {"off": "eager steps", "model": "compiled model", "step": "compiled whole step"}[engine.compile]
+    if engine.compile == "step" and engine.unroll > 1:
+        step += f" ({engine.unroll} unrolled)"
+    layout = ", channels-last" if engine.channels_last else ""
+    return f"{step}{layout}, {engine.steps_per_call} batch(es) per training_step"
+
