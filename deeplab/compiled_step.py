@@ -144,6 +144,11 @@ class CompiledStep:
         self.names = [name for name, _ in named]
         # Detached views of the same storage: the graph updates them in place, the model sees it.
         self.params = [p.detach() for _, p in named]
+        self._trained = [p for _, p in named]  # the Parameters themselves: the optimizer's state keys
+        in_group = {id(p) for p in optimizer.param_groups[0]["params"]}
+        if any(id(p) not in in_group for p in self._trained):
+            raise DeeplabError("the compiled step trains every parameter that requires a gradient; "
+                               "the optimizer must hold them all")
         self.buffer_names = [name for name, _ in model.named_buffers()]
         self.buffers = [b for _, b in model.named_buffers()]
         group = optimizer.param_groups[0]
@@ -168,7 +173,7 @@ class CompiledStep:
         if self.rule != "adam" and self.momentum == 0:
             return []
         columns: list[list[torch.Tensor]] = [[] for _ in keys]
-        for p in self.optimizer.param_groups[0]["params"]:
+        for p in self._trained:
             state = self.optimizer.state[p]
             for column, key in zip(columns, keys):
                 if key not in state:
@@ -184,13 +189,14 @@ class CompiledStep:
         names, buffer_names = self.names, self.buffer_names
         new_buffers = [b.clone() for b in buffers]  # batch-norm statistics, committed below if active
 
-        def loss_of(p: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            logits = functional_call(self.model, (dict(zip(names, p)), dict(zip(buffer_names, new_buffers))), (x,))
+        def loss_of(p: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            # b is an argument (not differentiated), so batch norm may update it in place
+            logits = functional_call(self.model, (dict(zip(names, p)), dict(zip(buffer_names, b))), (x,))
             return self.loss(logits, y), logits
 
-        grads, (loss, logits) = grad_and_value(loss_of, has_aux=True)(params)
+        grads, (loss, logits) = grad_and_value(loss_of, argnums=0, has_aux=True)(params, new_buffers)
         for buffer, new in zip(buffers, new_buffers):
-            buffer.copy_(torch.where(active, new, buffer))
+            buffer.copy_(torch.where(active > 0, new, buffer))
         norms = self._norms(grads, stats) if stats != "none" else None
         if self.weight_decay:
             grads = [g + self.weight_decay * p for g, p in zip(grads, params)]
