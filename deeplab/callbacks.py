@@ -94,7 +94,7 @@ class BatchProgressBar(ProgressBar):
     bar reads the module's position (``Classifier.epoch_batches_done``: a
     resumed epoch starts where it stopped), lets tqdm pace the redraws
     (``mininterval``, so a batch-1 step costs ~1 µs for it), and shows the last
-    logged step loss. Off when stderr is not a terminal: a log file gets the
+    logged step loss (``Classifier.last_step_loss``). Off when stderr is not a terminal: a log file gets the
     epoch lines, not 40 KB of carriage returns.
     """
 
@@ -139,7 +139,7 @@ class BatchProgressBar(ProgressBar):
         done = getattr(pl_module, "epoch_batches_done", self._bar.n + 1)
         now = time.monotonic()
         if now - self._postfix_at >= 1.0:  # formatting the postfix costs more than a small step
-            loss = trainer.progress_bar_metrics.get("train/loss_step")
+            loss = getattr(pl_module, "last_step_loss", None)
             if loss is not None:
                 self._bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
             self._postfix_at = now

@@ -12,7 +12,7 @@ table):
   forward, loss, backward and update as one Inductor graph.
   ``two_layer_mlp`` batch 1: 466 → 71 µs a step (8 steps unrolled per graph);
   ``cnn5`` batch 32 channels-last: 18 → 6.8 ms; ``cnn5_sigmoid`` batch 1:
-  1.37 → 0.66 ms. Seed 002's 30-layer stacks at batch 256 gain nothing or
+  1.37 → 0.52 ms (4 unrolled). Seed 002's 30-layer stacks at batch 256 gain nothing or
   lose (``cnn_elu_bn``: 654 → 389 img/s) and compile for up to a minute.
 - **Channels-last** (NHWC): oneDNN's preferred layout. Seed 002's families at
   k = 30, batch 256, eager: ``cnn_tanh`` 2.3×, ``cnn_tanh_newinit`` 2.1×,
@@ -24,7 +24,7 @@ table):
 so a resumed run makes the same choice (and a resume inherits the run's
 choices: ``deeplab.train``):
 
-- chunks of K = min(64, 256 // batch) batches (1 from batch 256 on), 1 when a
+- chunks of K = 256 // batch batches (1 from batch 256 on), 1 when a
   callback needs every batch (``needs_every_batch``) or for ``--fast-dev-run``;
 - the compiled step when the run is long enough to repay its compile time
   (≥ :data:`COMPILE_MIN_STEPS` optimizer steps planned), the batch is small
@@ -50,10 +50,14 @@ COMPILE_CHOICES = ("off", "model", "step", "auto")
 COMPILE_MIN_STEPS = 10_000
 #: ... with batches up to this size (larger ones spend their time in convolutions already)
 COMPILE_MAX_BATCH = 64
-#: the largest chunk --steps-per-call auto makes
-MAX_STEPS_PER_CALL = 64
-#: batch-1 MLPs unroll this many steps per compiled graph (each call costs ~40 µs of dispatch)
+#: the largest chunk --steps-per-call auto makes (at batch 1: Lightning's ~0.9 ms per training_step
+#: is 1/20 of a 256-step chunk)
+MAX_STEPS_PER_CALL = 256
+#: batch-1 MLPs unroll this many steps per compiled graph (each call costs ~40 µs of dispatch):
+#: two_layer_mlp 120 → 71 µs a step (1 → 8 unrolled, CPU time, alternating)
 SMALL_BATCH_UNROLL = 8
+#: batch-1 CNNs unroll fewer (their graphs take ~25 s each to compile at 4): cnn5_sigmoid 569 → 515 µs
+SMALL_BATCH_UNROLL_CONV = 4
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,9 @@ def resolve_engine(config: Any, model: nn.Module, planned_steps: int, world_size
         raise DeeplabError(f"--steps-per-call {steps_per_call}: a callback of this run needs every batch "
                            f"separately; drop --steps-per-call")
 
-    unroll = SMALL_BATCH_UNROLL if compile_mode == "step" and batch <= 2 and not convolutional else 1
+    unroll = 1
+    if compile_mode == "step" and batch <= 2:
+        unroll = SMALL_BATCH_UNROLL_CONV if convolutional else SMALL_BATCH_UNROLL
     return Engine(compile=compile_mode, channels_last=bool(channels_last), steps_per_call=int(steps_per_call),
                   unroll=unroll)
 

@@ -1,41 +1,25 @@
 #!/usr/bin/env python
-"""Training throughput of deeplab against the seeds' own loops, side by side (issue 7).
+"""Training throughput of deeplab against the seeds' own loops, side by side (issue 14).
 
-    python scripts/bench.py --data-dir ../shared/datasets            # every case
+    python scripts/bench.py --data-dir ../shared/datasets            # every case (~25 min on 2 CPU cores)
     python scripts/bench.py --quick --cases cnn5_bs32,lightning_overhead --json bench.json
 
 Each case alternates deeplab's ``fit`` with a faithful re-creation of the
 seed's loop (torchvision dataset + per-sample PIL transforms + DataLoader, the
 seed's update rule and per-step ``.item()``s) on the same model, batch size and
 device, in one process: one warm-up segment each, then ``--repeats`` pairs of
-``steps`` training batches; it prints each side's median images/s and the
-median per-pair ratio. What is and is not timed: see ``deeplab/bench.py``.
-``lightning_overhead`` compares ``fit`` with a plain loop over deeplab's own
-DataModule, model and optimizer: ratio 0.9 = 10 % framework overhead.
+``steps`` training batches. It prints each side's median images/s and the
+median per-pair ratios in wall time and in CPU time, and the machine's load.
+``_ceiling`` cases put the best loop one can write (the compiled whole step on
+batches already in memory) against the seed's loop; ``lightning_overhead``
+puts ``fit`` against a plain loop with the same step and data: 0.9 = 10 %
+framework overhead. What is and is not timed: ``deeplab/bench/harness.py``.
 
-On a shared CPU, run when the machine is quiet (the table records the load
-average): with more runnable threads than cores, every multi-threaded PyTorch
-op waits for a descheduled worker thread (a 200k-element ``_foreach_add_``
-went from 13 µs to 3.2 ms at load 2 on 2 cores), which swamps everything
-measured here; ``--threads 1`` makes the comparison robust to that.
-
-Measured (2-core shared CPU, no GPU, real MNIST, 2 threads, load 1.3-2.1, 3 alternating
-pairs, medians; see the README's Performance section):
-
-    case                          deeplab img/s  reference img/s  ratio  target
-    cnn5_bs32                           3,578.4          3,279.6  1.09×  ≥ 5× missed
-    cnn5_bs32_ceiling                   3,603.4          3,284.2  1.10×
-    two_layer_mlp_bs1                   1,139.8          1,987.5  0.57×  ≥ 8× missed
-    two_layer_mlp_bs1_ceiling           4,094.2          2,016.2  2.02×
-    cnn_elu_bn_k30_bs256                1,420.2          1,445.7  1.02×  ≥ 1× ok
-    cnn_elu_bn_k30_bs256_compile        1,592.3          1,661.7  0.96×  ≥ 1× missed
-    resnet18_bs128                         70.3             56.6  1.16×  ≥ 1× ok
-    lightning_overhead                  3,279.7          3,859.5  0.86×  ≥ 0.9× missed
-    lightning_overhead_bs1                995.6          3,124.4  0.32×
-    grad_norms_overhead                 1,236.9          1,337.3  0.91×  ≥ 0.87× ok
-
-The ``_ceiling`` cases (the model's bare steps on one in-memory batch) show the most
-any loop could gain over the seed's here: 1.10× and 2.02×.
+On a shared CPU with few cores the benchmark runs one torch thread by default
+(``--threads``): with more runnable threads than cores a multi-threaded op
+waits for a descheduled worker (a 200k-element ``_foreach_add_`` went from
+13 µs to 3.2 ms at load 2 on 2 cores), which swamps everything measured here.
+Measured tables: README, Performance.
 """
 
 from __future__ import annotations
@@ -49,6 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deeplab.cli import ArgumentParser, run_main  # noqa: E402
+
+#: machines with at most this many cores benchmark at one torch thread
+FEW_CORES = 4
 
 
 def _parse_override(text: str) -> tuple[str, object]:
@@ -89,12 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     from deeplab.bench import CASES, DEFAULT_CASES
 
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", help=f"comma-separated cases (default: {','.join(DEFAULT_CASES)}); known: {', '.join(CASES)}")
-    parser.add_argument("--quick", action="store_true", help="short segments (a smoke run, not a measurement)")
+    parser.add_argument("--cases", help="comma-separated cases (default: all of them; see --list-cases)")
+    parser.add_argument("--quick", action="store_true",
+                        help="short segments, one pair, no warm-up: a smoke run of every case (< 3 min), "
+                             "not a measurement")
     parser.add_argument("--repeats", type=int, default=3, help="measured pairs per case after the warm-up (default 3, ≥ 3 for a report)")
     parser.add_argument("--steps", type=int, help="training batches per segment (default: the case's)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads for both sides (default: PyTorch's)")
+    parser.add_argument("--threads", type=int,
+                        help=f"torch.set_num_threads for both sides (default: 1 on machines with ≤ {FEW_CORES} cores, "
+                             f"else PyTorch's)")
     parser.add_argument("--data-dir", help="folder holding MNIST/raw/ (default $DEEPLAB_DATA_DIR or ./data)")
     parser.add_argument("--json", dest="json_path", help="also write the table (a list of rows) to this JSON file")
     parser.add_argument("--deeplab-set", action="append", type=_parse_override, default=[], metavar="KEY=VALUE",
@@ -109,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from deeplab.bench import CASES, BenchContext, format_table, iter_case_names, run_benchmark
+    from deeplab.bench import CASES, DEFAULT_CASES, GROUP_TARGETS, BenchContext, format_table, iter_case_names
+    from deeplab.bench import run_case, summary_rows
     from deeplab.config import FitConfig
     from deeplab.data import resolve_data_dir
     from deeplab.errors import DeeplabError
@@ -118,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         for case in CASES.values():
             target = "report" if case.target is None else f"≥ {case.target:g}×"
             print(f"{case.name:32s} {target:8s} {case.description}")
+        for group, target in GROUP_TARGETS.items():
+            print(f"{group:32s} ≥ {target:g}×  geometric mean of its cases")
         return 0
     if args.repeats < 1:
         raise DeeplabError(f"--repeats must be ≥ 1, got {args.repeats}")
@@ -135,36 +129,53 @@ def main(argv: list[str] | None = None) -> int:
     for key in overrides:
         if key not in fields:
             raise DeeplabError(f"--deeplab-set {key}: not a FitConfig field; known: {', '.join(sorted(fields))}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise DeeplabError(f"--threads must be ≥ 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    threads = args.threads
+    if threads is None and (os.cpu_count() or 1) <= FEW_CORES:
+        threads = 1
+    if threads is not None:
+        if threads < 1:
+            raise DeeplabError(f"--threads must be ≥ 1, got {threads}")
+        torch.set_num_threads(threads)
 
-    context = BenchContext(
-        data_dir=resolve_data_dir(args.data_dir), device=args.device, quick=args.quick, deeplab_overrides=overrides
-    )
-    names = list(iter_case_names(args.cases))
+    names = list(iter_case_names(args.cases, DEFAULT_CASES))
     if not names:
         raise DeeplabError(f"--cases {args.cases!r} names no case; give names like cnn5_bs32 (see --list-cases)")
     unknown = [name for name in names if name not in CASES]
     if unknown:
         raise DeeplabError(f"--cases: unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    context = BenchContext(
+        data_dir=resolve_data_dir(args.data_dir), device=args.device, quick=args.quick, deeplab_overrides=overrides
+    )
+    cores = os.cpu_count() or 1
     load = os.getloadavg()
-    print(f"deeplab bench: {', '.join(names)} | device {args.device}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    print(f"deeplab bench: {len(names)} case(s) | device {args.device}, {torch.get_num_threads()} torch thread(s), "
+          f"{cores} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          + (" | --quick: a smoke run, not a measurement" if args.quick else "")
           + (f" | deeplab overrides {overrides}" if overrides else ""), flush=True)
-    rows = run_benchmark(names, context, repeats=args.repeats, steps=args.steps,
-                         log=lambda line: print(line, flush=True))
+    _warn_if_loaded(cores)
+    rows = []
+    for name in names:
+        rows.append(run_case(CASES[name], context, repeats=1 if args.quick else args.repeats, steps=args.steps,
+                             log=lambda line: print(line, flush=True)))
+        _warn_if_loaded(cores)
+    rows += summary_rows(rows, GROUP_TARGETS)
     print()
     print(format_table(rows))
     load = os.getloadavg()
-    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({cores} cores, "
+          f"{torch.get_num_threads()} torch thread(s)); ratios are deeplab / reference, in wall time and in CPU time")
     if args.json_path:
         path = Path(args.json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rows, indent=2) + "\n")
         print(f"json: {path}")
     return 0
+
+
+def _warn_if_loaded(cores: int) -> None:
+    load = os.getloadavg()[0]
+    if load > cores:
+        print(f"warning: load average {load:.2f} exceeds the {cores} cores: other work is competing; wall-time "
+              f"ratios are unreliable now, CPU-time ratios less so", flush=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--no-progress-bar", dest="progress_bar", action="store_false", help="hide the progress bar")
     grads = parser.add_argument_group("gradient norms (on by default)")
     grads.add_argument("--no-grad-norms", dest="grad_norms", action="store_false", help="turn gradient-norm logging off")
-    grads.add_argument("--grad-every", type=int, default=10, help="record gradient norms every N steps (default 10)")
+    grads.add_argument("--grad-every", type=int,
+                       help="record gradient norms every N steps (default: every 320 images: 10 steps at batch 32, "
+                            "320 at batch 1); the first epoch's mean L1 always uses every step")
     grads.add_argument("--grad-histograms-every", type=int, default=0, help="also log gradient histograms every M steps (0: off)")
     return parser
 

@@ -147,7 +147,8 @@ def test_script_quick_writes_json(tiny_mnist: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     completed = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--quick", "--cases", "two_layer_mlp_bs1",
-         "--steps", "8", "--threads", "1", "--data-dir", str(tiny_mnist), "--json", str(out)],
+         "--steps", "8", "--data-dir", str(tiny_mnist), "--json", str(out),
+         "--deeplab-set", "compile=off"],  # the compiled step has its own tests; this one is the script's
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -156,8 +157,13 @@ def test_script_quick_writes_json(tiny_mnist: Path, tmp_path: Path) -> None:
     row = rows[0]
     assert set(RESULT_KEYS) <= set(row)
     assert row["deeplab_images_per_s"] > 0 and row["seed_loop_images_per_s"] > 0 and row["ratio"] > 0
-    assert row["repeats"] >= 3 and len(row["pair_ratios"]) == row["repeats"]
-    assert "two_layer_mlp_bs1" in completed.stdout and "ratio" in completed.stdout
+    assert row["cpu_ratio"] > 0 and row["deeplab_images_per_cpu_s"] > 0
+    assert row["repeats"] == 1 and len(row["pair_ratios"]) == 1  # --quick: one pair, no warm-up
+    assert row["torch_threads"] == 1  # ≤ 4 cores: one thread by default
+    assert row["deeplab_engine"]["compile"] == "off"
+    first = completed.stdout.splitlines()[0]
+    assert "1 torch thread(s)" in first and "load average" in first and "not a measurement" in first
+    assert "CPU ratio" in completed.stdout
 
 
 def test_script_rejects_unknown_case(tiny_mnist: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,25 +175,50 @@ def test_script_rejects_unknown_case(tiny_mnist: Path, capsys: pytest.CaptureFix
     assert "unknown case 'no_such_case'" in capsys.readouterr().err
 
 
-def test_ceiling_case_steps_the_real_model(tiny_mnist: Path) -> None:
-    """The compute ceiling trains deeplab's own model (its loss falls on the one batch it repeats)."""
-    from deeplab.bench import CASES, BareStepSide, BenchContext, run_case
+def test_ceiling_case_is_the_compiled_step_on_in_memory_batches(tiny_mnist: Path) -> None:
+    """The ceiling trains deeplab's own model with the same compiled step fit uses, data already in memory."""
+    from deeplab.bench import CASES, BenchContext, CeilingSide, run_case
 
-    context = BenchContext(data_dir=tiny_mnist, work_dir=tiny_mnist / "work")
+    context = BenchContext(data_dir=tiny_mnist, work_dir=tiny_mnist / "work", quick=True)
     ceiling, seed = CASES["two_layer_mlp_bs1_ceiling"].build(context, 4)
-    assert isinstance(ceiling, BareStepSide) and seed.label.startswith("seed 000")
-    segment = ceiling.segment(5)
-    assert segment.images == 5 and segment.images_per_s > 0
-    row = run_case(CASES["cnn5_bs32_ceiling"], context, repeats=3, steps=1)
-    assert row["case"] == "cnn5_bs32_ceiling" and row["ratio"] > 0 and row["target"] is None
+    assert isinstance(ceiling, CeilingSide) and seed.label.startswith("seed 000")
+    segment = ceiling.segment(70)  # more than one chunk of 64
+    assert segment.images == 70 and segment.images_per_s > 0 and segment.cpu > 0
+    row = run_case(CASES["two_layer_mlp_bs1_ceiling"], context, repeats=1, steps=8)
+    assert row["case"] == "two_layer_mlp_bs1_ceiling" and row["ratio"] > 0 and row["target"] is None
 
 
-def test_grad_norms_overhead_case_compares_fit_with_and_without(tiny_mnist: Path) -> None:
-    from deeplab.bench import CASES, BenchContext
+def test_overhead_and_grad_norm_cases_compare_like_with_like(tiny_mnist: Path) -> None:
+    from deeplab.bench import CASES, BenchContext, DeeplabFitSide, PlainLoopSide
 
     context = BenchContext(data_dir=tiny_mnist, work_dir=tiny_mnist / "work")
-    on, off = CASES["grad_norms_overhead"].build(context, 2)
-    assert on.config.model == off.config.model == "cnn15_plain" and on.config.batch_size == 32
-    assert on.config.grad_norms and on.config.grad_every == 1
-    assert not off.config.grad_norms
-    assert CASES["grad_norms_overhead"].target == pytest.approx(0.87)  # ≤ 15 % overhead
+    on, off = CASES["grad_norms_overhead_bs1"].build(context, 2)
+    assert on.config.model == off.config.model == "two_layer_mlp" and on.config.batch_size == 1
+    assert on.config.grad_norms and not off.config.grad_norms and on.epoch == off.epoch == 2  # steady state
+    assert on.config.compile == off.config.compile == "step"
+    assert CASES["grad_norms_overhead_bs1"].target == pytest.approx(0.9)  # ≤ 10 % of a batch-1 step
+    fit_side, plain = CASES["lightning_overhead_bs1"].build(context, 2)
+    assert isinstance(fit_side, DeeplabFitSide) and isinstance(plain, PlainLoopSide)
+    assert not fit_side.config.grad_norms and fit_side.config.compile == "step"
+
+
+def test_seed002_family_cases_and_their_geometric_mean(tiny_mnist: Path) -> None:
+    from deeplab.bench import CASES, GROUP_TARGETS, SEED002_FAMILIES, BenchContext, format_table, summary_rows
+
+    context = BenchContext(data_dir=tiny_mnist, work_dir=tiny_mnist / "work")
+    for family in SEED002_FAMILIES:
+        case = CASES[f"{family}_k30_bs256"]
+        deeplab_side, seed_side = case.build(context, 1)
+        assert deeplab_side.config.model == family and deeplab_side.config.depth == 30
+        assert deeplab_side.config.batch_size == 256 and seed_side.label.startswith("seed 002")
+        assert case.group == "seed002_families_k30_bs256"
+    rows = [{"case": "a", "ratio": 2.0, "cpu_ratio": 1.0, "group": "seed002_families_k30_bs256"},
+            {"case": "b", "ratio": 0.5, "cpu_ratio": 4.0, "group": "seed002_families_k30_bs256"},
+            {"case": "c", "ratio": 9.0, "cpu_ratio": 9.0, "group": None}]
+    (summary,) = summary_rows(rows, GROUP_TARGETS)
+    assert summary["ratio"] == pytest.approx(1.0) and summary["cpu_ratio"] == pytest.approx(2.0)
+    assert summary["target"] == 1.5 and summary["members"] == ["a", "b"]
+    assert summary["met"] is False  # a target holds only when both the wall and the CPU ratio reach it
+    assert "geometric mean of 2" in format_table([summary]) and "MISSED" in format_table([summary])
+    rows[1]["ratio"] = 2.0
+    assert summary_rows(rows, GROUP_TARGETS)[0]["met"] is True

@@ -235,7 +235,7 @@ def test_compiled_fit_resumes_bit_exactly_mid_group(synthetic_data_dir, tmp_path
                   epochs=1, limit_train_batches=100, limit_val_batches=1, compile="step", grad_norms=False,
                   progress_bar=False)
     straight = fit_quietly(FitConfig(**common, log_dir=str(tmp_path / "straight")))
-    assert straight["engine"] == {"compile": "step", "channels_last": False, "steps_per_call": 64, "unroll": 8}
+    assert straight["engine"] == {"compile": "step", "channels_last": False, "steps_per_call": 256, "unroll": 8}
     assert straight["compile_time_s"] > 0
     stopped = fit_quietly(FitConfig(**common, max_steps=45, log_dir=str(tmp_path / "split")))
     resumed = fit_quietly(FitConfig(**common, ckpt_path=stopped["checkpoint"], log_dir=str(tmp_path / "split")))
@@ -267,12 +267,15 @@ def test_auto_engine_choices():
     mlp = create_model("two_layer_mlp", in_channels=1, num_classes=10, image_size=28)
     cnn = create_model("cnn5", in_channels=1, num_classes=10, image_size=28)
     long = COMPILE_MIN_STEPS
-    # seed 000 batch 1, 10 epochs of 60,000 steps: the compiled step, 8 unrolled, chunks of 64
+    # seed 000 batch 1, 10 epochs of 60,000 steps: the compiled step, 8 unrolled, chunks of 256
     engine = resolve_engine(_config(model="two_layer_mlp", batch_size=1), mlp, 600_000, 1, False)
-    assert (engine.compile, engine.unroll, engine.steps_per_call, engine.channels_last) == ("step", 8, 64, False)
+    assert (engine.compile, engine.unroll, engine.steps_per_call, engine.channels_last) == ("step", 8, 256, False)
     # cnn5 batch 32 for 18,750 steps: compiled, channels-last, chunks of 8
     engine = resolve_engine(_config(), cnn, 18_750, 1, False)
     assert (engine.compile, engine.unroll, engine.steps_per_call, engine.channels_last) == ("step", 1, 8, True)
+    # cnn5_sigmoid batch 1: 4 unrolled (convolutions compile slower)
+    engine = resolve_engine(_config(model="cnn5_sigmoid", batch_size=1), cnn, 600_000, 1, False)
+    assert (engine.compile, engine.unroll, engine.channels_last) == ("step", 4, False)
     # a short run, or batch 256, or two processes, or bf16: eager
     assert resolve_engine(_config(), cnn, long - 1, 1, False).compile == "off"
     assert resolve_engine(_config(batch_size=256), cnn, 10 * long, 1, False).compile == "off"

@@ -206,8 +206,8 @@ def test_progress_bar_counts_batches_not_chunks_and_starts_where_a_resume_does(m
     monkeypatch.setattr(cb.sys.stderr, "isatty", lambda: True, raising=False)
     bar = cb.BatchProgressBar()
     assert bar.is_enabled
-    module = SimpleNamespace(epoch_batches_done=5, epoch_length=lambda: 40)
-    trainer = SimpleNamespace(current_epoch=1, max_epochs=3, progress_bar_metrics={"train/loss_step": 0.5})
+    module = SimpleNamespace(epoch_batches_done=5, epoch_length=lambda: 40, last_step_loss=0.5)
+    trainer = SimpleNamespace(current_epoch=1, max_epochs=3)
     bar.on_train_epoch_start(trainer, module)
     assert (bar._bar.n, bar._bar.total, bar._bar.desc) == (5, 40, "Epoch 2/3")
     for done in (13, 21, 29, 37, 40):  # chunks of 8, the last one short

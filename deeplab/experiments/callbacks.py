@@ -91,6 +91,9 @@ class SeedCurves(pl.Callback):
     gradient norm; Σ‖∇p‖ over all parameters).
     """
 
+    #: it reads each batch's loss and ``.grad`` (deeplab.engine: no chunks, no compiled step)
+    needs_every_batch = True
+
     def __init__(self, every: int = 10):
         if every < 1:
             raise ValueError("every must be ≥ 1")
