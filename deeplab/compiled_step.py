@@ -163,8 +163,10 @@ class CompiledStep:
         self._graphs: dict[tuple[int, str], Callable] = {}
         self._compiled_sizes: set[tuple[int, str]] = set()
         self._masks: dict[tuple[int, int, int], torch.Tensor] = {}
-        #: seconds spent compiling (the first call of each graph), for results.json
+        #: seconds spent compiling (the first call of each graph), for results.json; and this
+        #: process's CPU seconds in them
         self.compile_seconds = 0.0
+        self.compile_cpu_seconds = 0.0
 
     # ------------------------------------------------------------------ state
     def _optimizer_state(self) -> list[list[torch.Tensor]]:
@@ -337,9 +339,10 @@ class CompiledStep:
         if (size, stats) in self._compiled_sizes:
             losses, correct, norms = graph(self.params, self.buffers, self.state, images, labels, self._lr, active)
         else:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             losses, correct, norms = graph(self.params, self.buffers, self.state, images, labels, self._lr, active)
             self.compile_seconds += time.perf_counter() - started
+            self.compile_cpu_seconds += time.process_time() - started_cpu  # (C++ compilers run in children)
             self._compiled_sizes.add((size, stats))
         if size == count:
             return StepOutputs(losses, correct, norms)

@@ -136,7 +136,7 @@ class SegmentTimer(pl.Callback):
         if trainer.current_epoch + 1 != self.epoch:
             return
         compiled = getattr(pl_module, "compiled_step", None)
-        self._compiled_before = compiled.compile_seconds if compiled is not None else 0.0
+        self._compiled_before = (compiled.compile_seconds, compiled.compile_cpu_seconds) if compiled else (0.0, 0.0)
         self.started = (time.perf_counter(), cpu_seconds())
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
@@ -148,12 +148,13 @@ class SegmentTimer(pl.Callback):
         if self.started is None:
             return
         compiled = getattr(pl_module, "compiled_step", None)
-        total = compiled.compile_seconds if compiled is not None else 0.0
-        self.compile_seconds = total
-        compiling = total - self._compiled_before  # compiled inside this window
-        # Compiling is single-threaded CPU work: it costs its wall time in CPU time too.
-        self.seconds += time.perf_counter() - self.started[0] - compiling
-        self.cpu += cpu_seconds() - self.started[1] - compiling
+        total = (compiled.compile_seconds, compiled.compile_cpu_seconds) if compiled else (0.0, 0.0)
+        self.compile_seconds = total[0]
+        # What compiling cost inside this window, in wall time and in this process's CPU time
+        # (Inductor runs the C++ compiler in child processes, which cpu_seconds() leaves out).
+        compiling_wall, compiling_cpu = total[0] - self._compiled_before[0], total[1] - self._compiled_before[1]
+        self.seconds += time.perf_counter() - self.started[0] - compiling_wall
+        self.cpu += cpu_seconds() - self.started[1] - compiling_cpu
         self.started = None
 
 
@@ -247,6 +248,7 @@ def run_case(
     deeplab_side, reference_side = case.build(context, wanted)
     steps = max(1, min(wanted, deeplab_side.batches_available, reference_side.batches_available))
     load_before = os.getloadavg()[0]
+    case_started = time.perf_counter()
 
     if not context.quick:
         log(f"[{case.name}] warm-up ({steps} steps per segment)")
@@ -258,9 +260,10 @@ def run_case(
         order = [(deeplab_side, deeplab_runs), (reference_side, reference_runs)]
         for side, runs in order if repeat % 2 == 0 else reversed(order):
             runs.append(side.segment(steps))
-        log(f"[{case.name}] pair {repeat + 1}/{repeats}: deeplab {deeplab_runs[-1].images_per_s:,.1f} img/s "
-            f"({deeplab_runs[-1].images_per_cpu_s:,.1f} per CPU s), {case.reference} "
-            f"{reference_runs[-1].images_per_s:,.1f} img/s ({reference_runs[-1].images_per_cpu_s:,.1f} per CPU s)")
+        deeplab, reference = deeplab_runs[-1], reference_runs[-1]
+        log(f"[{case.name}] pair {repeat + 1}/{repeats} ({time.perf_counter() - case_started:.0f} s): "
+            f"deeplab {deeplab.images_per_s:,.1f} img/s ({deeplab.images_per_cpu_s:,.1f} per CPU s), "
+            f"{case.reference} {reference.images_per_s:,.1f} img/s ({reference.images_per_cpu_s:,.1f} per CPU s)")
 
     pairs = list(zip(deeplab_runs, reference_runs))
     ratios = [d.images_per_s / r.images_per_s for d, r in pairs if r.images_per_s > 0]
