@@ -222,19 +222,25 @@ class Classifier(pl.LightningModule):
             buffer.zero_()
 
     # -------------------------------------------------------------- engine
-    def configure_engine(self, compile: str = "off", channels_last: bool = False, unroll: int = 1) -> None:
+    def configure_engine(self, compile: str = "off", channels_last: bool = False, unroll: int = 1,
+                         fast_kernels: bool = False) -> None:
         """How training steps run (issue 14); ``fit`` resolves ``--compile``/``--channels-last`` to these.
 
         ``compile``: ``off`` (eager), ``model`` (``torch.compile`` of the model:
         forward and backward graphs, the optimizer eager) or ``step`` (the whole
         step, :class:`deeplab.compiled_step.CompiledStep`). ``channels_last``:
         NHWC activations (oneDNN's fast layout on CPUs, tensor cores on GPUs).
-        ``unroll``: consecutive steps per compiled graph.
+        ``unroll``: consecutive steps per compiled graph. ``fast_kernels``: swap in
+        :mod:`deeplab.cpu_kernels`' ELU and batch norm (same parameters and buffers).
         """
         _check_choice("--compile", compile, COMPILE_MODES)
         self.compile_mode, self.channels_last, self.unroll = compile, channels_last, max(1, int(unroll))
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if fast_kernels:
+            from deeplab.cpu_kernels import swap_in_fast_kernels
+
+            swap_in_fast_kernels(self.model)
         if compile == "model":
             self.model.compile()  # in place: checkpoint keys stay model.*, so load_from_checkpoint works
 

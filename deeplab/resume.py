@@ -30,6 +30,7 @@ from deeplab.errors import DeeplabError
 
 __all__ = [
     "RUN_SETTINGS",
+    "LEGACY_SETTINGS",
     "CHANGEABLE_SETTINGS",
     "SavedRun",
     "ResumePlan",
@@ -42,8 +43,10 @@ __all__ = [
 RUN_SETTINGS = (
     "model", "dataset", "depth", "init", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "loss",
     "schedule", "val_split", "augment", "input_noise_std", "seed", "model_kwargs", "precision", "channels_last",
-    "compile",
+    "compile", "fast_kernels",
 )
+#: run settings added after runs were recorded without them, with the value those runs had
+LEGACY_SETTINGS = {"fast_kernels": False}
 #: settings a resume may change; they are applied and recorded
 CHANGEABLE_SETTINGS = (
     "epochs", "max_steps", "limit_train_batches", "limit_val_batches", "devices", "accelerator", "strategy",
@@ -129,9 +132,12 @@ def compare_settings(saved: SavedRun, config: dict[str, Any]) -> dict[str, list[
             f"--ckpt-path {saved.path} holds model {saved.config.get('model')!r}, not {config.get('model')!r}; "
             f"resume it with --model {saved.config.get('model')} or start {config.get('model')} without --ckpt-path"
         )
-    conflicts = [name for name in RUN_SETTINGS if saved.config.get(name) != config.get(name)]
+    def saved_value(name: str) -> Any:
+        return saved.config.get(name, LEGACY_SETTINGS.get(name))
+
+    conflicts = [name for name in RUN_SETTINGS if saved_value(name) != config.get(name)]
     if conflicts:
-        described = ", ".join(f"{_option(name)} {_text(config.get(name))} (the run has {_text(saved.config.get(name))})"
+        described = ", ".join(f"{_option(name)} {_text(config.get(name))} (the run has {_text(saved_value(name))})"
                               for name in conflicts)
         raise DeeplabError(
             f"cannot resume {saved.path} with different run settings: {described}; a resume continues the same run: "

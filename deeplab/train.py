@@ -25,7 +25,7 @@ from deeplab.callbacks import BatchProgressBar, EpochLine, Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
 from deeplab.preflight import check_hardware, check_memory
-from deeplab.resume import compare_settings, plan_resume, read_checkpoint
+from deeplab.resume import LEGACY_SETTINGS, compare_settings, plan_resume, read_checkpoint
 from deeplab.config import FitConfig, resolve_config
 from deeplab.data import create_datamodule
 from deeplab.engine import describe as describe_engine
@@ -239,9 +239,10 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         planned_steps = min(planned_steps, config.max_steps)
     engine = resolve_engine(config, module.model, planned_steps, trainer.world_size,
                             on_gpu=trainer.strategy.root_device.type == "cuda", callbacks=all_callbacks)
-    module.configure_engine(engine.compile, engine.channels_last, engine.unroll)
+    module.configure_engine(engine.compile, engine.channels_last, engine.unroll, engine.fast_kernels)
     datamodule.steps_per_call = engine.steps_per_call
     config = dataclasses.replace(config, compile=engine.compile, channels_last=engine.channels_last,
+                                 fast_kernels=engine.fast_kernels,
                                  steps_per_call=engine.steps_per_call)  # recorded as resolved
     if not quiet and trainer.is_global_zero:
         print(f"engine: {describe_engine(engine)}", flush=True)
@@ -296,6 +297,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         "interrupted_by": interrupted.signal_name if interrupted is not None else None,
         "resumes": resumes,
         "engine": {"compile": engine.compile, "channels_last": engine.channels_last,
+                   "fast_kernels": engine.fast_kernels,
                    "steps_per_call": engine.steps_per_call, "unroll": engine.unroll},
         "compile_time_s": (round(module.compiled_step.compile_seconds, 3)
                            if module.compiled_step is not None else None),
@@ -328,6 +330,8 @@ def _inherit_engine(config: FitConfig, saved: dict[str, Any]) -> FitConfig:
         changes["compile"] = saved["compile"]
     if config.channels_last is None and saved.get("channels_last") is not None:
         changes["channels_last"] = saved["channels_last"]
+    if config.fast_kernels is None:
+        changes["fast_kernels"] = saved.get("fast_kernels", LEGACY_SETTINGS["fast_kernels"])
     if config.steps_per_call is None and saved.get("steps_per_call") is not None:
         changes["steps_per_call"] = saved["steps_per_call"]
     return dataclasses.replace(config, **changes)

@@ -235,7 +235,8 @@ def test_compiled_fit_resumes_bit_exactly_mid_group(synthetic_data_dir, tmp_path
                   epochs=1, limit_train_batches=100, limit_val_batches=1, compile="step", grad_norms=False,
                   progress_bar=False)
     straight = fit_quietly(FitConfig(**common, log_dir=str(tmp_path / "straight")))
-    assert straight["engine"] == {"compile": "step", "channels_last": False, "steps_per_call": 256, "unroll": 8}
+    assert straight["engine"] == {"compile": "step", "channels_last": False, "steps_per_call": 256, "unroll": 8,
+                                  "fast_kernels": False}
     assert straight["compile_time_s"] > 0
     stopped = fit_quietly(FitConfig(**common, max_steps=45, log_dir=str(tmp_path / "split")))
     resumed = fit_quietly(FitConfig(**common, ckpt_path=stopped["checkpoint"], log_dir=str(tmp_path / "split")))
@@ -290,7 +291,7 @@ def test_auto_engine_choices():
     assert not resolve_engine(_config(), cnn, 10, 1, True).channels_last
     # explicit choices win, impossible ones are one clear error
     assert resolve_engine(_config(compile="model", channels_last=False, steps_per_call=3), cnn, 10, 1, False) \
-        .__dict__ == {"compile": "model", "channels_last": False, "steps_per_call": 3, "unroll": 1}
+        .__dict__ == {"compile": "model", "channels_last": False, "steps_per_call": 3, "unroll": 1, "fast_kernels": False}
     with pytest.raises(DeeplabError, match="one process"):
         resolve_engine(_config(compile="step"), cnn, 10, 2, False)
     dropout_model = create_model("vgg", in_channels=3, num_classes=10, image_size=32)  # seed 001: dropout 0.5
