@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", help="comma-separated cases (default: all of them; see --list-cases)")
     parser.add_argument("--quick", action="store_true",
-                        help="short segments, one pair, no warm-up: a smoke run of every case (< 3 min), "
-                             "not a measurement")
+                        help="short segments, one pair, no warm-up: a smoke run of every code path (< 3 min; "
+                             "two cases whose path another case runs are left out), not a measurement")
     parser.add_argument("--repeats", type=int, default=3, help="measured pairs per case after the warm-up (default 3, ≥ 3 for a report)")
     parser.add_argument("--steps", type=int, help="training batches per segment (default: the case's)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from deeplab.bench import CASES, DEFAULT_CASES, GROUP_TARGETS, BenchContext, format_table, iter_case_names
-    from deeplab.bench import run_case, summary_rows
+    from deeplab.bench import quick_selection, run_case, summary_rows
     from deeplab.config import FitConfig
     from deeplab.data import resolve_data_dir
     from deeplab.errors import DeeplabError
@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
 
     names = list(iter_case_names(args.cases, DEFAULT_CASES))
+    skipped = []
+    if args.quick and args.cases is None:
+        names, skipped = quick_selection(names)
     if not names:
         raise DeeplabError(f"--cases {args.cases!r} names no case; give names like cnn5_bs32 (see --list-cases)")
     unknown = [name for name in names if name not in CASES]
@@ -152,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{cores} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
           + (" | --quick: a smoke run, not a measurement" if args.quick else "")
           + (f" | deeplab overrides {overrides}" if overrides else ""), flush=True)
+    if skipped:
+        print("--quick leaves out " + ", ".join(f"{name} (its code path runs in {CASES[name].quick_covered_by})"
+                                                for name in skipped) + "; name them with --cases to run them",
+              flush=True)
     _warn_if_loaded(cores)
     rows = []
     for name in names:
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         _warn_if_loaded(cores)
     rows += summary_rows(rows, GROUP_TARGETS)
     print()
-    print(format_table(rows))
+    print(format_table(rows, judged=not args.quick))
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({cores} cores, "
           f"{torch.get_num_threads()} torch thread(s)); ratios are deeplab / reference, in wall time and in CPU time")

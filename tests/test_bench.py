@@ -222,3 +222,14 @@ def test_seed002_family_cases_and_their_geometric_mean(tiny_mnist: Path) -> None
     assert "geometric mean of 2" in format_table([summary]) and "MISSED" in format_table([summary])
     rows[1]["ratio"] = 2.0
     assert summary_rows(rows, GROUP_TARGETS)[0]["met"] is True
+
+
+def test_quick_leaves_out_only_cases_whose_code_path_a_kept_case_runs() -> None:
+    from deeplab.bench import CASES, DEFAULT_CASES, quick_selection
+
+    kept, skipped = quick_selection(list(DEFAULT_CASES))
+    assert skipped == ["cnn5_sigmoid_bs1_ceiling", "grad_norms_overhead_bs1_epoch1"]
+    assert all(CASES[name].quick_covered_by in kept for name in skipped)
+    assert set(kept) | set(skipped) == set(DEFAULT_CASES)
+    # a case whose covering case is not selected is kept
+    assert quick_selection(["cnn5_sigmoid_bs1_ceiling"]) == (["cnn5_sigmoid_bs1_ceiling"], [])

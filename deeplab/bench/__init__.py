@@ -21,6 +21,7 @@ from deeplab.bench.harness import (
     cpu_seconds,
     format_table,
     iter_case_names,
+    quick_selection,
     run_case,
     summary_rows,
 )
@@ -39,7 +40,7 @@ from deeplab.bench.seeds import (
 __all__ = [
     "CASES", "DEFAULT_CASES", "GROUP_TARGETS", "SEED002_FAMILIES", "RESULT_KEYS", "BenchCase", "BenchContext",
     "CeilingSide", "DeeplabFitSide", "PlainLoopSide", "SeedSide", "Segment", "SegmentTimer", "cpu_seconds",
-    "format_table", "iter_case_names", "run_case", "summary_rows", "SeedFiveLayerCNN", "SeedFiveLayerCNNSigmoid",
+    "format_table", "iter_case_names", "quick_selection", "run_case", "summary_rows", "SeedFiveLayerCNN", "SeedFiveLayerCNNSigmoid",
     "SeedTwoLayerNet", "seed000_train_steps", "seed001_train_steps", "seed002_train_steps", "seed_cifar10_loader",
     "seed_mnist_loader", "write_synthetic_cifar10",
 ]

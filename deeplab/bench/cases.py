@@ -285,7 +285,8 @@ CASES: dict[str, BenchCase] = {
         BenchCase("cnn5_sigmoid_bs1", "seed 000 FiveLayerCNN_Sigmoid, batch 1, hand-written SGD and loss (MNIST)",
                   "seed 000 loop", 2.5, 1, 1000, 100, _seed000_case("cnn5_sigmoid", 1)),
         BenchCase("cnn5_sigmoid_bs1_ceiling", "the best loop for cnn5_sigmoid_bs1",
-                  "seed 000 loop", None, 1, 1000, 100, _ceiling_case("cnn5_sigmoid", 1)),
+                  "seed 000 loop", None, 1, 1000, 100, _ceiling_case("cnn5_sigmoid", 1),
+                  quick_covered_by="two_layer_mlp_bs1_ceiling"),
         BenchCase("cnn5_bs32", "seed 000 FiveLayerCNN, batch 32, hand-written momentum SGD α=0.9 (MNIST)",
                   "seed 000 loop", 2.0, 32, 200, 30, _seed000_case("cnn5", 32)),
         BenchCase("cnn5_bs32_ceiling", "the best loop for cnn5_bs32",
@@ -303,7 +304,7 @@ CASES: dict[str, BenchCase] = {
                   "without", "grad norms off", 0.9, 1, 3000, 300, _grad_norms_case("two_layer_mlp", 1, epoch=2)),
         BenchCase("grad_norms_overhead_bs1_epoch1", "the same in epoch 1, where every step's L1 is also taken "
                   "(seed 000's first-epoch measure)", "grad norms off", None, 1, 3000, 300,
-                  _grad_norms_case("two_layer_mlp", 1, epoch=1)),
+                  _grad_norms_case("two_layer_mlp", 1, epoch=1), quick_covered_by="grad_norms_overhead_bs1"),
     ]
 }
 

@@ -228,6 +228,17 @@ class BenchCase:
     quick_steps: int  # the same under --quick
     build: Callable[["BenchContext", int], tuple[Any, Any]]
     group: str | None = None  # cases whose ratios a summary row takes the geometric mean of
+    #: under --quick (without --cases), a case whose code path another quick case already runs
+    #: is left out when it names that case here (its compile would only lengthen the smoke run)
+    quick_covered_by: str | None = None
+
+
+def quick_selection(names: Sequence[str], cases: dict[str, BenchCase] | None = None) -> tuple[list[str], list[str]]:
+    """(cases ``--quick`` runs, cases it leaves out because a kept case runs their code path)."""
+    if cases is None:
+        from deeplab.bench.cases import CASES as cases
+    skipped = [name for name in names if cases[name].quick_covered_by in names]
+    return [name for name in names if name not in skipped], skipped
 
 
 def _median(values: Sequence[float]) -> float:
@@ -315,14 +326,15 @@ def summary_rows(rows: Sequence[dict[str, Any]], group_targets: dict[str, float]
     return summaries
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table: case, both throughputs, the wall and CPU ratios, target."""
+def format_table(rows: Sequence[dict[str, Any]], judged: bool = True) -> str:
+    """A plain-text table: case, both throughputs, the wall and CPU ratios, target (met or missed
+    when ``judged``; a ``--quick`` smoke run's segments are too short to judge)."""
     header = ("case", "deeplab img/s", "reference img/s", "ratio", "CPU ratio", "target", "steps×pairs")
     lines = [header]
     for row in rows:
         target = "—" if row.get("target") is None else f"≥ {row['target']:g}×"
-        if row.get("met") is not None:
-            target += " ok" if row["met"] else " MISSED"
+        if row.get("met") is not None and row.get("target") is not None:
+            target += (" ok" if row["met"] else " MISSED") if judged else " (not judged)"
         deeplab, reference = row.get("deeplab_images_per_s"), row.get("seed_loop_images_per_s")
         lines.append((
             row["case"],
