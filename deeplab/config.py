@@ -41,6 +41,9 @@ class FitConfig:
     val_split: float | int | str | None = None  # hold-out fraction or count; "none": test each epoch; None: the seed's
     augment: bool | None = None  # dataset's training augmentation (CIFAR-10: crop + flip)
     input_noise_std: float | None = None  # seed 003's Gaussian input noise on training batches
+    #: seed 002's quirk: its train_epoch never calls model.train() and its test() calls model.eval(),
+    #: so epochs 2+ train with batch norm's running statistics frozen (off: deeplab trains in train mode)
+    eval_mode_after_first_epoch: bool = False
     seed: int = 0
     data_dir: str | None = None
     log_dir: str = "lightning_logs"
@@ -59,6 +62,7 @@ class FitConfig:
     checkpoint_every_minutes: float = 5.0  # also checkpoint when this much wall time passed (0: never)
     grad_norms: bool = True  # gradient-norm logging callback
     grad_every: int | None = None  # steps between gradient-norm records (None: every 320 images' worth)
+    grad_l1_epoch: int = 1  # the epoch whose every step's total L1 is averaged (seed 000: the first)
     grad_histograms_every: int = 0  # steps between gradient histograms (0: off)
     compile: str = "auto"  # off | model | step | auto (deeplab.engine)
     channels_last: bool | None = None  # NHWC activations; None: auto (deeplab.engine)
@@ -147,6 +151,8 @@ def _validate(config: FitConfig) -> None:
         raise DeeplabError(f"--weight-decay must be a finite number ≥ 0, got {config.weight_decay}")
     if not _is_int(config.grad_every) or config.grad_every < 1:
         raise DeeplabError(f"--grad-every must be ≥ 1, got {config.grad_every}")
+    if not _is_int(config.grad_l1_epoch) or config.grad_l1_epoch < 1:
+        raise DeeplabError(f"--grad-l1-epoch must be an epoch number ≥ 1, got {config.grad_l1_epoch}")
     if not _is_int(config.grad_histograms_every) or config.grad_histograms_every < 0:
         raise DeeplabError(f"--grad-histograms-every must be ≥ 0 (0: off), got {config.grad_histograms_every}")
     for option, value, choices in (
@@ -244,6 +250,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
                        help="turn training augmentation on (CIFAR-10's crop + flip is on by default)")
     group.add_argument("--no-augment", dest="augment", action="store_false", help="turn it off")
     group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--eval-mode-after-first-epoch", action="store_true", default=False,
+                       help="seed 002's quirk: train epochs 2+ in eval mode (batch norm's running statistics "
+                            "frozen), as its train_epoch never calls model.train() after test() called "
+                            "model.eval(); off by default (deeplab trains in train mode)")
     group.add_argument("--data-dir", help="dataset folder (default $DEEPLAB_DATA_DIR or ./data)")
     group.add_argument("--limit-train-batches", type=int_or_fraction, help="train on this many batches (or fraction) per epoch")
     group.add_argument("--limit-val-batches", type=int_or_fraction, help="evaluate this many batches (or fraction)")

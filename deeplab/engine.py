@@ -14,12 +14,12 @@ table):
   ``cnn5`` batch 32 channels-last: 18 → 6.8 ms; ``cnn5_sigmoid`` batch 1:
   1.37 → 0.52 ms (4 unrolled). Seed 002's 30-layer stacks at batch 256 gain nothing or
   lose (``cnn_elu_bn``: 654 → 389 img/s) and compile for up to a minute.
-- **Fast CPU kernels** (``--fast-kernels``, :mod:`deeplab.cpu_kernels`): PyTorch's CPU ELU
-  computes expm1 one element at a time (31 % of a ``cnn_elu_bn`` k = 30 step) and its NHWC
-  batch norm loops over 4 channels innermost (10.3 ms where NCHW takes 3.9). Vectorized
-  stand-ins, equal to a few float ulps, whole steps at k = 30, batch 256, eager channels-last:
-  ``cnn_elu_bn`` 1.58×, ``resnet_elu`` 1.55×, ``cnn_tanh_bn_oldinit`` 1.31×, ``cnn_elu`` 1.33×,
-  ``resnet_elu_nobn`` 1.21×.
+- **Fast CPU kernels** (``--fast-kernels``, :mod:`deeplab.cpu_kernels`): PyTorch's NHWC batch
+  norm loops over 4 channels innermost (10.3 ms where NCHW takes 3.9; stand-in 2.0), its ELU
+  computes expm1 one element at a time (7.1 ms; one Inductor loop 1.25) and its tanh takes
+  2.1 ms (1.26). Equal to a few float ulps. Whole step, ``cnn_elu_bn`` k = 30, batch 256,
+  eager channels-last, allocator fixed: 1.32× (``cnn_tanh`` 1.03×; ``cnn_elu`` 1.00×: its
+  activations are tiny, where glibc's expm1 is quick).
 - **Channels-last** (NHWC): oneDNN's preferred layout. Seed 002's families at
   k = 30, batch 256, eager: ``cnn_tanh`` 2.3×, ``cnn_tanh_newinit`` 2.1×,
   ``cnn_elu`` 1.7×, ``cnn_elu_bn`` 1.4×, ``resnet_elu`` 1.4×,
@@ -37,8 +37,8 @@ choices: ``deeplab.train``):
   (≤ :data:`COMPILE_MAX_BATCH`), one process trains in 32-bit, the model has
   no dropout and no callback needs gradients in ``.grad``; else eager;
 - channels-last on the CPU for convolutional models from batch 8 on;
-- fast CPU kernels (:mod:`deeplab.cpu_kernels`) for eager CPU runs of models with an ELU
-  or a batch norm of ≤ 8 channels.
+- fast CPU kernels (:mod:`deeplab.cpu_kernels`) for eager CPU runs of ≥ 100,000 images of
+  models with an ELU, a tanh or a batch norm of ≤ 8 channels.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ MAX_STEPS_PER_CALL = 256
 #: batch-1 MLPs unroll this many steps per compiled graph (each call costs ~40 µs of dispatch):
 #: two_layer_mlp 120 → 71 µs a step (1 → 8 unrolled, CPU time, alternating)
 SMALL_BATCH_UNROLL = 8
+#: --fast-kernels auto needs a run of at least this many training images (a seed 002 probe has 180,000)
+FAST_KERNELS_MIN_IMAGES = 100_000
 #: batch-1 CNNs unroll fewer (their graphs take ~25 s each to compile at 4): cnn5_sigmoid 569 → 515 µs
 SMALL_BATCH_UNROLL_CONV = 4
 
@@ -107,9 +109,12 @@ def resolve_engine(config: Any, model: nn.Module, planned_steps: int, world_size
         if needs_every_batch:
             raise DeeplabError("--compile step: a callback of this run reads gradients after every batch; "
                                "use --compile model or off")
+        if getattr(config, "eval_mode_after_first_epoch", False):
+            raise DeeplabError("--compile step traces the train-mode step; with --eval-mode-after-first-epoch "
+                               "use --compile model or off")
     if compile_mode == "auto":
         eligible = (blocker is None and world_size == 1 and config.precision == "32-true" and not needs_every_batch
-                    and not config.fast_dev_run)
+                    and not config.fast_dev_run and not getattr(config, "eval_mode_after_first_epoch", False))
         long_enough = planned_steps >= COMPILE_MIN_STEPS and batch <= COMPILE_MAX_BATCH
         compile_mode = "step" if eligible and long_enough else "off"
 
@@ -134,8 +139,10 @@ def resolve_engine(config: Any, model: nn.Module, planned_steps: int, world_size
 
     fast_kernels = getattr(config, "fast_kernels", None)
     if fast_kernels is None:
-        # Inductor writes its own kernels for compiled runs; the replaced kernels are CPU ones
-        fast_kernels = compile_mode == "off" and not on_gpu and has_slow_kernels(model)
+        # Inductor writes its own kernels for compiled runs; the replaced kernels are CPU ones; and
+        # the fused activations compile once per process (≈ 3 s, 0.5 s from Inductor's disk cache)
+        fast_kernels = (compile_mode == "off" and not on_gpu and has_slow_kernels(model)
+                        and planned_steps * batch >= FAST_KERNELS_MIN_IMAGES)
     return Engine(compile=compile_mode, channels_last=bool(channels_last), steps_per_call=int(steps_per_call),
                   unroll=unroll, fast_kernels=bool(fast_kernels))
 

@@ -8,8 +8,10 @@ records all of them from the complete gradients of a step
   weight gradient — seed 001's gradient-flow bars;
 - the total L2 norm over all parameters — seed 003's ``grad_curve``;
 - the total L1 norm Σ|g| — seed 000's "gradient L1-norm", and its mean over
-  the first epoch (seed 000 Part 3 tabulates it per model: 10.62 / 18.59 /
-  696.42 for cnn15 plain / skip1 / skip2 on Fashion-MNIST);
+  every step of the first epoch (seed 000, fresh networks on Fashion-MNIST:
+  18.19 / 18.59 / 696.42 for cnn15 plain (cell [14]) / skip1 / skip2; its
+  Part 3 table's 10.62 for the plain net is epoch 11 of that same object
+  trained again, ``--grad-l1-epoch 11`` on a continued run);
 - the first layer's gradient norm — seed 004's ``conv1.weight`` measure.
 
 Cost: norms come from two ``torch._foreach_norm`` calls over all gradients
@@ -77,14 +79,21 @@ class GradientNorms(EpochObserver, GradientObserver):
     TensorBoard tags: ``grad/l2/<NN_layer>``, ``grad/l2_total``,
     ``grad/l1_total``, ``grad/first_layer`` (+ ``grad_hist/<layer>`` when
     ``histograms_every_n_steps`` > 0). ``results.json`` gets ``grad``:
-    ``layers``, ``first_epoch_mean_l1`` (over every step of the first epoch),
+    ``layers``, ``first_epoch_mean_l1`` (over every step of the first epoch;
+    with ``l1_epoch`` = N > 1 it is None and ``epoch_mean_l1`` holds epoch N's),
     ``per_epoch_layer_l2`` (per epoch, each layer's mean L2 in network order),
     and a PNG ``grad_norms.png`` shows the per-layer profile against depth.
     """
 
-    def __init__(self, every_n_steps: int = 10, histograms_every_n_steps: int = 0, run_dir: str | Path | None = None):
+    def __init__(self, every_n_steps: int = 10, histograms_every_n_steps: int = 0, run_dir: str | Path | None = None,
+                 l1_epoch: int = 1):
         if every_n_steps < 1:
             raise ValueError("every_n_steps must be ≥ 1")
+        if l1_epoch < 1:
+            raise ValueError("l1_epoch must be ≥ 1")
+        #: the epoch (0-based) whose every step's total L1 is averaged: seed 000 takes epoch 1 of a
+        #: fresh network; its Part 3 plain net's 10.62 is epoch 11 of a continued one (--grad-l1-epoch 11)
+        self.l1_epoch = l1_epoch - 1
         self.every_n_steps = every_n_steps
         self.histograms_every_n_steps = histograms_every_n_steps
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -114,7 +123,7 @@ class GradientNorms(EpochObserver, GradientObserver):
     # ------------------------------------------------------------ record
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         step = trainer.global_step
-        first_epoch = trainer.current_epoch == 0
+        first_epoch = trainer.current_epoch == self.l1_epoch  # (the L1 epoch: the first by default)
         record = step % self.every_n_steps == 0
         if not (record or first_epoch):
             return
@@ -153,7 +162,7 @@ class GradientNorms(EpochObserver, GradientObserver):
         for row, (step, is_full) in enumerate(zip(steps, full)):
             if is_full:
                 self._record(trainer, step, norms[row])
-        if epoch == 0:
+        if epoch == self.l1_epoch:
             l1 = norms[:, 1]
             self._add_first_epoch_l1(l1.double().sum().float(), len(steps))
 
@@ -190,7 +199,7 @@ class GradientNorms(EpochObserver, GradientObserver):
         if getattr(pl_module, "continuing_epoch", False):
             return
         self._epoch_sum, self._epoch_count = None, 0
-        if trainer.current_epoch == 0:
+        if trainer.current_epoch == self.l1_epoch:
             self._first_epoch_l1_sum, self._first_epoch_steps = None, 0
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -203,7 +212,7 @@ class GradientNorms(EpochObserver, GradientObserver):
         del self.per_epoch_layer_l2[index:]
         if self._epoch_sum is not None and self._epoch_count:
             self.per_epoch_layer_l2.append((self._epoch_sum / self._epoch_count).cpu().tolist())
-        if index == 0 and self._first_epoch_l1_sum is not None:
+        if index == self.l1_epoch and self._first_epoch_l1_sum is not None:
             self.first_epoch_mean_l1 = float(self._first_epoch_l1_sum) / self._first_epoch_steps
 
     def _profiles(self) -> list[list[float]]:
@@ -258,7 +267,9 @@ class GradientNorms(EpochObserver, GradientObserver):
             "every_n_steps": self.every_n_steps,
             "layers": self.layer_names,
             "first_layer": self.layer_names[0] if self.layer_names else None,
-            "first_epoch_mean_l1": self._first_epoch_mean(),
+            "first_epoch_mean_l1": self._first_epoch_mean() if self.l1_epoch == 0 else None,
+            "l1_epoch": self.l1_epoch + 1,
+            "epoch_mean_l1": self._first_epoch_mean(),
             "per_epoch_layer_l2": profiles,
             "last_epoch_partial": len(profiles) > len(self.per_epoch_layer_l2),
             "figure": str(self.figure_path) if self.figure_path else None,

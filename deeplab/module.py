@@ -62,8 +62,10 @@ class GradientObserver(pl.Callback):
 
     #: steps between full records (the compiled step rounds it up to a multiple of its unroll)
     every_n_steps: int = 10
-    #: also the total L1 norm of every step of the first epoch (seed 000's measure)
+    #: also the total L1 norm of every step of one epoch (seed 000's measure) ...
     first_epoch_l1: bool = True
+    #: ... this one (0-based; seed 000 takes the first)
+    l1_epoch: int = 0
 
     def on_compiled_norms(self, trainer: pl.Trainer, module: "Classifier", steps: list[int], epoch: int,
                           norms: torch.Tensor) -> None:
@@ -100,6 +102,7 @@ class Classifier(pl.LightningModule):
         max_epochs: int = 10,
         loss: str = "torch",
         divergence_check_every: int = 1,
+        eval_mode_after_first_epoch: bool = False,
     ):
         super().__init__()
         _check_choice("--optimizer", optimizer, OPTIMIZERS)
@@ -280,6 +283,10 @@ class Classifier(pl.LightningModule):
             count = min(count, max_steps - int(self.global_step))  # --max-steps may end a chunk early
         if count <= 0:
             return None
+        if self.hparams.get("eval_mode_after_first_epoch") and self.current_epoch >= 1 and self.model.training:
+            # seed 002's quirk (--eval-mode-after-first-epoch): after its first test() the model stays
+            # in eval mode, so batch norm normalizes with, and no longer updates, its running statistics
+            self.model.eval()
         if self.compiled_step is not None:
             return self._compiled_steps(images[:count], labels[:count])
         loss = None
@@ -316,7 +323,7 @@ class Classifier(pl.LightningModule):
         unroll = self.compiled_step.unroll
         every = max((o.every_n_steps for o in observers), default=0)
         record_groups = max(1, math.ceil(every / unroll)) if every else 0
-        l1 = epoch == 0 and any(o.first_epoch_l1 for o in observers)
+        l1 = any(o.first_epoch_l1 and epoch == o.l1_epoch for o in observers)
 
         def stats_of(position: int) -> str:
             # A group's first step is recorded in full every `every` steps: by global step when

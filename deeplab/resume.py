@@ -43,10 +43,10 @@ __all__ = [
 RUN_SETTINGS = (
     "model", "dataset", "depth", "init", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "loss",
     "schedule", "val_split", "augment", "input_noise_std", "seed", "model_kwargs", "precision", "channels_last",
-    "compile", "fast_kernels",
+    "compile", "fast_kernels", "eval_mode_after_first_epoch",
 )
 #: run settings added after runs were recorded without them, with the value those runs had
-LEGACY_SETTINGS = {"fast_kernels": False}
+LEGACY_SETTINGS = {"fast_kernels": False, "eval_mode_after_first_epoch": False}
 #: settings a resume may change; they are applied and recorded
 CHANGEABLE_SETTINGS = (
     "epochs", "max_steps", "limit_train_batches", "limit_val_batches", "devices", "accelerator", "strategy",

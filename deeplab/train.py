@@ -21,6 +21,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from deeplab.allocator import keep_freed_memory
 from deeplab.callbacks import BatchProgressBar, EpochLine, Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
@@ -146,6 +147,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     resume_dir = _resume_run_dir(config.ckpt_path)
     _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
     pl.seed_everything(config.seed, workers=True, verbose=False)
+    keep_freed_memory()  # no page faults for every step's activations (deeplab.allocator)
 
     model_kwargs = build_model_kwargs(config)  # a bad --depth/--dataset fails before any data is read
     check_memory(config.model, model_kwargs, config.batch_size, config.accelerator)
@@ -173,6 +175,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         schedule=config.schedule,
         max_epochs=config.epochs,
         loss=config.loss,
+        eval_mode_after_first_epoch=config.eval_mode_after_first_epoch,
         divergence_check_every=1 if config.accelerator == "cpu" or not torch.cuda.is_available() else 25,
     )
 
@@ -206,7 +209,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
 
         all_callbacks.append(GradientNorms(every_n_steps=config.grad_every,
                                            histograms_every_n_steps=config.grad_histograms_every,
-                                           run_dir=None if config.fast_dev_run else run_dir))
+                                           run_dir=None if config.fast_dev_run else run_dir,
+                                           l1_epoch=config.grad_l1_epoch))
     all_callbacks.extend(callbacks)
 
     trainer = pl.Trainer(

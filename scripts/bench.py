@@ -146,13 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in names if name not in CASES]
     if unknown:
         raise DeeplabError(f"--cases: unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    from deeplab.allocator import keep_freed_memory
+
+    # For both sides, before any case: the seeds' loops get deeplab's allocator settings too, so a
+    # ratio compares training steps, not which case ran before (deeplab.allocator)
+    allocator = "glibc thresholds fixed for both sides" if keep_freed_memory() else "the platform's"
     context = BenchContext(
         data_dir=resolve_data_dir(args.data_dir), device=args.device, quick=args.quick, deeplab_overrides=overrides
     )
     cores = os.cpu_count() or 1
     load = os.getloadavg()
     print(f"deeplab bench: {len(names)} case(s) | device {args.device}, {torch.get_num_threads()} torch thread(s), "
-          f"{cores} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          f"{cores} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, allocator: {allocator}"
           + (" | --quick: a smoke run, not a measurement" if args.quick else "")
           + (f" | deeplab overrides {overrides}" if overrides else ""), flush=True)
     if skipped:

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--devices", default="1",
                         help="devices per training: a count, a list '0,1' or 'auto' (trainability: probes at once)")
     parser.add_argument("--accelerator", default="auto", help="cpu | gpu | auto (default auto)")
+    parser.add_argument("--seed-protocol", action="store_true",
+                        help="replay the seed's protocol quirks where the recipe documents them (skip_connections: "
+                             "continue the trained plain 15-layer net for 10 more epochs, as seed 000's Part 3 "
+                             "cell did, and take its gradient L1 over epoch 11)")
     budget = parser.add_argument_group("budget overrides (apply to every training of the recipe)")
     budget.add_argument("--epochs", type=int, help="epochs per training (xor_boundary: NumPy epochs)")
     budget.add_argument("--limit-train-batches", type=int_or_fraction, help="train on this many batches (or fraction) per epoch")
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick, dataset=args.dataset, data_dir=args.data_dir, out=args.out, seeds=args.seeds,
         devices=args.devices, accelerator=args.accelerator, epochs=args.epochs,
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
-        command=command_line(["python", "scripts/experiment.py", *(sys.argv[1:] if argv is None else argv)]),
+        seed_protocol=args.seed_protocol, command=command_line(["python", "scripts/experiment.py", *(sys.argv[1:] if argv is None else argv)]),
     )
     from deeplab.errors import RunInterrupted
 

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     grads.add_argument("--grad-every", type=int,
                        help="record gradient norms every N steps (default: every 320 images: 10 steps at batch 32, "
                             "320 at batch 1); the first epoch's mean L1 always uses every step")
+    grads.add_argument("--grad-l1-epoch", type=int, default=1,
+                       help="the epoch whose every step's total L1 is averaged (results.json grad.epoch_mean_l1; "
+                            "default 1, seed 000's first-epoch measure; seed 000 Part 3's 10.62 is epoch 11 of a "
+                            "continued run: --ckpt-path <10-epoch run> --epochs 20 --grad-l1-epoch 11)")
     grads.add_argument("--grad-histograms-every", type=int, default=0, help="also log gradient histograms every M steps (0: off)")
     return parser
 

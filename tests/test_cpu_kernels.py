@@ -24,7 +24,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deeplab.config import FitConfig
-from deeplab.cpu_kernels import FAST_BATCH_NORM_MAX_CHANNELS, FastBatchNorm2d, FastELU, fast_elu, swap_in_fast_kernels
+from deeplab.cpu_kernels import (
+    FAST_BATCH_NORM_MAX_CHANNELS,
+    FastBatchNorm2d,
+    FastELU,
+    FastTanh,
+    fast_elu,
+    fast_tanh,
+    swap_in_fast_kernels,
+)
 from deeplab.engine import resolve_engine
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
@@ -62,6 +70,36 @@ def test_fast_elu_backward_is_elus_own():
     (stock,) = torch.autograd.grad(nn.ELU()(x), x, grad)
     assert torch.equal(ours, stock)
     assert ours.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fast_tanh_is_tanh_to_one_ulp_with_tanhs_own_backward():
+    magnitudes = torch.logspace(-30, 2, 400_000)
+    x = torch.cat([-magnitudes, magnitudes, torch.tensor([float("inf"), -float("inf"), 0.0])])
+    assert ulp_distance(fast_tanh(x), torch.tanh(x)).max().item() <= 1
+    assert torch.isnan(fast_tanh(torch.tensor([float("nan")]))).all()
+    x = torch.randn(4, 4, 28, 28, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    grad = torch.randn_like(x)
+    y = FastTanh()(x)
+    (ours,) = torch.autograd.grad(y, x, grad)
+    assert torch.equal(ours, torch.ops.aten.tanh_backward(grad, y.detach()))
+    (stock,) = torch.autograd.grad(torch.tanh(x), x, grad)
+    assert (ours - stock).abs().max().item() <= 1e-6
+
+
+def test_a_failed_compile_falls_back_to_the_eager_formula_with_a_warning(monkeypatch):
+    import deeplab.cpu_kernels as kernels
+
+    def broken(x):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(kernels, "_FUSED", {"_elu_formula": broken})
+    broken.__name__ = "broken"
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(4))
+    with pytest.warns(RuntimeWarning, match="using its eager form"):
+        ours = fast_elu(x)
+    assert kernels._FUSED["_elu_formula"] is kernels._elu_formula
+    assert ulp_distance(ours, F.elu(x)).max().item() <= 2
+    fast_elu(x)  # no second warning: the eager form is remembered
 
 
 def test_fast_elu_leaves_other_dtypes_to_the_stock_kernel():
@@ -147,6 +185,8 @@ def test_auto_swaps_for_eager_cpu_runs_of_models_that_have_slow_kernels():
     assert not resolve_engine(_config(compile="model"), family, 700, 1, False).fast_kernels  # Inductor's own
     assert not resolve_engine(_config(model="cnn5", batch_size=32), cnn5, 700, 1, False).fast_kernels  # ReLU, no BN
     assert not resolve_engine(_config(fast_kernels=False), family, 700, 1, False).fast_kernels
+    assert not resolve_engine(_config(), family, 300, 1, False).fast_kernels  # 76,800 images: not worth compiling
+    assert resolve_engine(_config(fast_kernels=True), family, 300, 1, False).fast_kernels
 
 
 def _fit(config: FitConfig) -> dict:
@@ -164,7 +204,7 @@ def test_a_run_with_fast_kernels_trains_like_one_without_and_resumes_exactly(syn
     base = dict(model="resnet_elu", depth=6, dataset="mnist", data_dir=str(synthetic_data_dir), batch_size=16,
                 epochs=2, limit_val_batches=1, optimizer="sgd", lr=0.02, momentum=0.9, seed=3, progress_bar=False,
                 grad_norms=False)
-    fast = _fit(FitConfig(**base, log_dir=str(tmp_path / "fast")))
+    fast = _fit(FitConfig(**base, log_dir=str(tmp_path / "fast"), fast_kernels=True))
     stock = _fit(FitConfig(**base, log_dir=str(tmp_path / "stock"), fast_kernels=False))
     assert fast["engine"]["fast_kernels"] and not stock["engine"]["fast_kernels"]
     assert fast["hparams"]["fast_kernels"] is True
@@ -174,7 +214,8 @@ def test_a_run_with_fast_kernels_trains_like_one_without_and_resumes_exactly(syn
     assert fast["history"][-1]["train_loss"] == pytest.approx(stock["history"][-1]["train_loss"], rel=1e-4)
 
     # stopped mid-epoch, resumed with the straight command: the straight fast run, bit for bit
-    stopped = _fit(FitConfig(**base, log_dir=str(tmp_path / "stopped"), max_steps=21))  # mid-epoch 2 (16 steps an epoch)
+    stopped = _fit(FitConfig(**base, log_dir=str(tmp_path / "stopped"), max_steps=21,  # mid-epoch 2 (16 an epoch)
+                             fast_kernels=True))
     resumed = _fit(FitConfig(**base, log_dir=str(tmp_path / "stopped"), ckpt_path=stopped["checkpoint"]))
     assert resumed["engine"]["fast_kernels"]
     straight, again = _parameters(fast), _parameters(resumed)

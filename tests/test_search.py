@@ -320,9 +320,7 @@ def test_table_writes_the_seed_column_and_marks_impossible_inits(tmp_path: Path)
     calls: list[tuple[int, int]] = []
     data = run_table(tmp_path, families=["cnn_tanh", "resnet_elu_nobn"], inits=["seed", "fixup"],
                      runner=fake_runner(lambda k, s: k <= 12, calls), echo=quiet)
-    table = (tmp_path / "table.md").read_text()
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in table.splitlines()[2:]}
+    rows = table_rows(tmp_path)
     # family | upper | seed max | max (seed) | mean field (seed) | max (fixup) | mean field (fixup)
     assert rows["cnn_tanh"][:3] == ["24", "3", "12"]
     assert rows["cnn_tanh"][4] == "n/a"  # fixup needs residual branches
@@ -330,6 +328,32 @@ def test_table_writes_the_seed_column_and_marks_impossible_inits(tmp_path: Path)
     assert rows["resnet_elu_nobn"] == ["24", "12", "12", "—", "12", "—"]
     assert (tmp_path / "resnet_elu_nobn" / "fixup" / "search.json").is_file()
     assert data["rows"][0]["searches"]["fixup"] is None
+
+
+def table_rows(out: Path) -> dict[str, list[str]]:
+    """``<out>/table.md``'s rows: family → its other cells."""
+    lines = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("|")][2:]
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in lines}
+
+
+def test_the_table_accumulates_across_commands(tmp_path: Path) -> None:
+    """Families searched by earlier commands keep their cells; unsearched ones say so; probes are reused."""
+    calls: list[tuple[int, int]] = []
+    run_table(tmp_path, families=["cnn_tanh"], runner=fake_runner(lambda k, s: k <= 12, calls), echo=quiet)
+    first = len(calls)
+    rows = table_rows(tmp_path)
+    assert len(rows) == 7 and rows["cnn_tanh"][2] == "12"
+    assert rows["cnn_elu"][2] == rows["resnet_elu_nobn"][2] == "not yet measured"
+
+    run_table(tmp_path, families=["resnet_elu_nobn"], runner=fake_runner(lambda k, s: k <= 9, calls), echo=quiet)
+    rows = table_rows(tmp_path)
+    assert rows["cnn_tanh"][2] == "12" and rows["resnet_elu_nobn"][2] == "9"  # the earlier cell kept
+    assert rows["cnn_elu"][2] == "not yet measured"
+    # the same family again: every probe comes from its ledger
+    before = len(calls)
+    run_table(tmp_path, families=["cnn_tanh"], runner=fake_runner(lambda k, s: k <= 12, calls), echo=quiet)
+    assert len(calls) == before and first > 0
+    assert table_rows(tmp_path)["resnet_elu_nobn"][2] == "9"
 
 
 def test_format_table_with_several_seeds() -> None:

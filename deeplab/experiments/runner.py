@@ -74,6 +74,7 @@ class ExperimentOptions:
     epochs: int | None = None  # override every training's epochs
     limit_train_batches: float | int | None = None  # override: batches (or fraction) per epoch
     limit_val_batches: float | int | None = None  # override: evaluation batches (or fraction)
+    seed_protocol: bool = False  # replay a seed's protocol quirks where a recipe documents them
     command: str | None = None  # the command line, quoted in the report
 
 
@@ -194,6 +195,9 @@ class Training:
                 "device": result.get("device"),
                 "history": result.get("history"),
                 "grad_first_epoch_mean_l1": grad.get("first_epoch_mean_l1"),
+                "grad_l1_epoch": grad.get("l1_epoch"),
+                "grad_epoch_mean_l1": grad.get("epoch_mean_l1"),
+                "resumes": result.get("resumes") or [],
                 "grad_layers": grad.get("layers"),
                 "grad_per_epoch_layer_l2": grad.get("per_epoch_layer_l2"),
                 "run_dir": result.get("run_dir"),
@@ -340,6 +344,30 @@ class ExperimentContext:
             training.callbacks.append(run_callbacks)
             self._count += 1
             self.echo(self._progress_line(label, seed, result, time.perf_counter() - started))
+        self.trainings.append(training)
+        return training
+
+    def continue_training(self, base: Training, label: str, extra_epochs: int, **fields: Any) -> Training:
+        """``base`` (every seed) trained ``extra_epochs`` more from its last checkpoint: the same
+        objects continued, weights and optimizer state carried over (``--ckpt-path --epochs``), as
+        seed 000's Part 3 cell continued its already-trained plain net. ``fields``: settings a
+        resume may change (e.g. ``grad_l1_epoch``). The continued run is the same run: its results
+        replace ``base``'s files on disk (``base.results`` keeps the shorter run in memory)."""
+        from deeplab.train import fit
+
+        training = Training(label=label, model=base.model, notes=list(base.notes))
+        for config, result in zip(base.configs, base.results):
+            if not result.get("checkpoint"):
+                raise DeeplabError(f"{base.label}: seed {config.seed} left no checkpoint to continue")
+            continued = dataclasses.replace(config, ckpt_path=result["checkpoint"], epochs=config.epochs + extra_epochs,
+                                            **fields)
+            started = time.perf_counter()
+            outcome = fit(continued, quiet=True)
+            training.configs.append(continued)
+            training.results.append(outcome)
+            training.callbacks.append([])
+            self._count += 1
+            self.echo(self._progress_line(label, config.seed, outcome, time.perf_counter() - started))
         self.trainings.append(training)
         return training
 

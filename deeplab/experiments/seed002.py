@@ -94,7 +94,8 @@ def trainability(ctx: "ExperimentContext") -> None:
         + ", ".join(f"[{row['family']}](search/{row['family']}/seed/report.md)" for row in rows) + ".")
     measured = []
     for row in rows:
-        search = row["searches"].get("seed") or {}
+        search = row["searches"].get("seed")
+        search = search if isinstance(search, dict) else {}  # (n/a, or not yet measured)
         measured.append(search.get("max_trainable"))
     path = plot_bars(ctx.path("max_depth.png"), [row["family"] for row in rows], {
         "deeplab": measured, ctx.seed_header(): [row["seed_reported_max"] for row in rows]},

@@ -9,11 +9,14 @@ last epoch's *test* error (``test_err >= max_err`` → too deep). Three metrics:
   epoch, as the seed's ``train_epoch`` computes it) < threshold;
 * ``either``: the assignment's words — either of the two < threshold.
 
-A probe whose loss turned NaN/inf is untrainable whatever its error. The
-judge never stops a run on slow progress: seed 000's plain 15-layer net sat
-at chance for seven epochs and began learning in the eighth, so a probe runs
-all its epochs unless its loss diverges (the :class:`~deeplab.module.Classifier`
-stops those itself, ``module.diverged_at_step``; the judge records it).
+A probe whose loss turned NaN/inf is untrainable whatever its error (deeplab
+stops it at the first non-finite loss; seed 002's probes ran all three epochs
+on NaN: the same verdict, a shorter per-epoch record). The judge never stops a
+run on slow progress: seed 000's plain 15-layer net sat at chance for 17
+epochs and began learning in the 18th (cells [14] and [18], one object trained
+twice), so a probe runs all its epochs unless its loss diverges (the
+:class:`~deeplab.module.Classifier` stops those itself,
+``module.diverged_at_step``; the judge records it).
 """
 
 from __future__ import annotations

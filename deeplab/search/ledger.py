@@ -35,7 +35,7 @@ LEDGER_FILE = "probes.jsonl"
 KEY_SETTINGS = (
     "model", "dataset", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
     "loss", "schedule", "val_split", "augment", "input_noise_std", "limit_train_batches",
-    "limit_val_batches", "max_steps", "precision", "model_kwargs",
+    "limit_val_batches", "max_steps", "precision", "model_kwargs", "eval_mode_after_first_epoch",
 )
 
 

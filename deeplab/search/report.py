@@ -168,10 +168,12 @@ def _mean_field_text(value: float | None) -> str:
     return f"{value:.0f}"
 
 
-def format_depth_cell(summary: dict[str, Any] | None) -> str:
+def format_depth_cell(summary: dict[str, Any] | str | None) -> str:
     """A table cell: ``max`` for one seed, ``median (min–max)`` for several; ``n/a`` when not run."""
     if summary is None:
         return "n/a"
+    if isinstance(summary, str):  # e.g. "not yet measured"
+        return summary
     best = _depth(summary["max_trainable"])
     if summary["max_trainable"] is None:
         best = f"< {summary['lower']}"

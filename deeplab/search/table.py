@@ -7,6 +7,13 @@ cnn_elu_bn 156, resnet_elu 447, cnn_tanh_bn_oldinit 96, resnet_elu_nobn 12)
 and, per init, the mean-field predicted depth where
 :func:`deeplab.mean_field.predict_for_model` gives one ("—" otherwise).
 An init a family cannot take (``fixup`` on a plain net) gets "n/a".
+
+The table accumulates: every family is a row, and a family not searched by
+this command (``--families`` picks some) shows the search its folder already
+holds (its ``search.json``), or "not yet measured". So
+``search.py --table --families cnn_tanh --seeds 0,1,2 --out reports/seed002``
+on one machine and ``--families resnet_elu_nobn`` on another grow one table,
+and every probe stays in a committed ledger that can be rerun and checked.
 """
 
 from __future__ import annotations
@@ -29,6 +36,24 @@ from deeplab.search.runner import (
 )
 
 __all__ = ["run_table", "init_applies"]
+
+#: what a cell says for a family × init this folder has no search for yet
+NOT_MEASURED = "not yet measured"
+
+
+def _earlier_search(folder: Path) -> dict[str, Any] | str:
+    """The summary a previous ``--table`` run left in ``folder`` (without its probes), else
+    :data:`NOT_MEASURED`."""
+    import json
+
+    path = folder / "search.json"
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        return NOT_MEASURED
+    except (OSError, ValueError) as error:
+        raise DeeplabError(f"cannot read {path} ({error}); move it away to re-measure that family") from None
+    return {key: value for key, value in summary.items() if key != "probes"}
 
 
 def init_applies(family: str, init: str) -> bool:
@@ -72,12 +97,15 @@ def run_table(
 
     out = Path(out)
     rows: list[dict[str, Any]] = []
-    for family in families:
+    for family in reference:
         upper, reported = reference[family]
         row: dict[str, Any] = {"family": family, "upper": upper, "seed_reported_max": reported,
                                "searches": {}, "mean_field": {}}
         for init in inits:
             row["mean_field"][init] = mean_field_prediction(family, init)
+            if family not in families:
+                row["searches"][init] = _earlier_search(out / family / init)
+                continue
             if not applies[(family, init)]:
                 row["searches"][init] = None
                 echo(f"[{family} / {init}] n/a: {family} has no residual branches for init {init!r}")
@@ -93,6 +121,8 @@ def run_table(
         rows.append(row)
 
     table = format_table(rows, list(inits))
+    table += ("\nk: the deepest depth whose probe reached the threshold; several seeds: median (min–max). "
+              "Probes: `<family>/<init>/probes.jsonl`.\n")
     atomic_write(out / TABLE_MD, lambda file: file.write(table.encode()))
     data = {"inits": list(inits), "seeds": list(seeds), "threshold": threshold, "metric": metric, "rows": rows,
             "table": str(out / TABLE_MD)}
