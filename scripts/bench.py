@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training throughput of deeplab against the seeds' own loops, side by side (issue 14).
 
-    python scripts/bench.py --data-dir ../shared/datasets            # every case (~25 min on 2 CPU cores)
+    python scripts/bench.py --data-dir ../shared/datasets            # every case (~16 min on 2 CPU cores)
     python scripts/bench.py --quick --cases cnn5_bs32,lightning_overhead --json bench.json
 
 Each case alternates deeplab's ``fit`` with a faithful re-creation of the
