@@ -362,6 +362,10 @@ def test_format_table_with_several_seeds() -> None:
     text = format_table([{"family": "cnn_elu", "upper": 150, "seed_reported_max": 93,
                           "searches": {"seed": search}, "mean_field": {"seed": None}}], ["seed"])
     assert "| cnn_elu | 150 | 93 | 9 (6–15) | — |" in text
+    same = dict(search, max_trainable_range=[9, 9])
+    text = format_table([{"family": "cnn_elu", "upper": 150, "seed_reported_max": 93,
+                          "searches": {"seed": same}, "mean_field": {"seed": None}}], ["seed"])
+    assert "| 9 (all 3 seeds) |" in text
 
 
 # ---------------------------------------------------------------------------- script

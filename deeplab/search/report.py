@@ -182,6 +182,8 @@ def format_depth_cell(summary: dict[str, Any] | str | None) -> str:
     if len(summary["seeds"]) > 1:
         low, high = summary["max_trainable_range"]
         median = summary["max_trainable_median"]
+        if low == high:
+            return f"{median:g} (all {len(summary['seeds'])} seeds)"
         return f"{median:g} ({low}–{high})"
     return best
 
