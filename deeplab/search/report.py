@@ -174,6 +174,16 @@ def format_depth_cell(summary: dict[str, Any] | str | None) -> str:
         return "n/a"
     if isinstance(summary, str):  # e.g. "not yet measured"
         return summary
+    return _max_depth_text(summary) + _non_monotone_text(summary)
+
+
+def _non_monotone_text(summary: dict[str, Any]) -> str:
+    """A deeper depth that trained although a shallower one did not: the boundary is not sharp."""
+    deeper = sorted({pair["trainable_depth"] for pair in summary.get("non_monotone") or []})
+    return f" (yet k = {', '.join(map(str, deeper))} trained)" if deeper else ""
+
+
+def _max_depth_text(summary: dict[str, Any]) -> str:
     best = _depth(summary["max_trainable"])
     if summary["max_trainable"] is None:
         best = f"< {summary['lower']}"
