@@ -37,8 +37,8 @@ __all__ = ["FastELU", "FastTanh", "FastBatchNorm2d", "fast_elu", "fast_tanh", "s
 #: (Sterbenz) and rounds at most half an ulp of 0.5 otherwise. No masks: torch.where and
 #: masked_fill with an unpredictable mask take 3 ms here, as long as the slow expm1 itself.
 _SPLIT = float(torch.tensor(-0.6931471805599453, dtype=torch.float32))
-#: 1/n! for n = 9 … 2 (Horner), then the x · (1 + …) step
 _EXP_SPLIT = float(torch.exp(torch.tensor(_SPLIT, dtype=torch.float32)))  # by the kernel used below
+#: 1/n! for n = 9 … 2 (Horner), then the x · (1 + …) step
 _COEFFICIENTS = [1.0 / 362880, 1.0 / 40320, 1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5]
 
 
@@ -150,7 +150,7 @@ def _fast_replacement(module: nn.Module) -> nn.Module | None:
     if type(module) is nn.Tanh:
         return FastTanh()
     if (type(module) is nn.BatchNorm2d and module.num_features <= FAST_BATCH_NORM_MAX_CHANNELS
-            and module.affine and module.track_running_stats and module.momentum is not None):
+            and _batch_norm_settings_fit(module)):
         return FastBatchNorm2d.from_module(module)
     return None
 
@@ -246,6 +246,12 @@ class _ChannelsLastBatchNormFunction(torch.autograd.Function):
         return _from_rows(grad_input, x), grad_weight, grad_bias, None
 
 
+def _batch_norm_settings_fit(module: nn.BatchNorm2d) -> bool:
+    """The batch-norm settings :class:`_ChannelsLastBatchNormFunction` implements: affine, running
+    statistics with a momentum (not the cumulative average)."""
+    return module.affine and module.track_running_stats and module.momentum is not None
+
+
 class FastBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose training forward on a channels-last float32 CPU tensor with at most
     :data:`FAST_BATCH_NORM_MAX_CHANNELS` channels uses :class:`_ChannelsLastBatchNormFunction`;
@@ -264,7 +270,7 @@ class FastBatchNorm2d(nn.BatchNorm2d):
         return out
 
     def _fast_path_applies(self, x: torch.Tensor) -> bool:
-        return (self.training and self.track_running_stats and self.affine and self.momentum is not None
+        return (self.training and _batch_norm_settings_fit(self)
                 and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
                 and x.shape[1] <= FAST_BATCH_NORM_MAX_CHANNELS and _ROW % x.shape[1] == 0
                 and (x.numel() // _ROW) * _ROW == x.numel()
