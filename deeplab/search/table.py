@@ -19,13 +19,14 @@ and every probe stays in a committed ledger that can be rerun and checked.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
 from deeplab.io import atomic_write, atomic_write_json
-from deeplab.search.report import TABLE_JSON, TABLE_MD, format_table
+from deeplab.search.report import SEARCH_JSON, TABLE_JSON, TABLE_MD, format_table
 from deeplab.search.runner import (
     ProbeRunner,
     SearchPlan,
@@ -44,9 +45,7 @@ NOT_MEASURED = "not yet measured"
 def _earlier_search(folder: Path) -> dict[str, Any] | str:
     """The summary a previous ``--table`` run left in ``folder`` (without its probes), else
     :data:`NOT_MEASURED`."""
-    import json
-
-    path = folder / "search.json"
+    path = folder / SEARCH_JSON
     try:
         summary = json.loads(path.read_text())
     except FileNotFoundError:
