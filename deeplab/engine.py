@@ -92,6 +92,7 @@ def resolve_engine(config: Any, model: nn.Module, planned_steps: int, world_size
     from deeplab.cpu_kernels import has_slow_kernels
 
     needs_every_batch = any(getattr(c, "needs_every_batch", False) for c in callbacks)
+    eval_mode_epochs = getattr(config, "eval_mode_after_first_epoch", False)  # seed 002's quirk
     batch = config.batch_size
     if config.compile not in COMPILE_CHOICES:
         raise DeeplabError(f"--compile {config.compile!r} is not one of {', '.join(COMPILE_CHOICES)}")
@@ -109,12 +110,12 @@ def resolve_engine(config: Any, model: nn.Module, planned_steps: int, world_size
         if needs_every_batch:
             raise DeeplabError("--compile step: a callback of this run reads gradients after every batch; "
                                "use --compile model or off")
-        if getattr(config, "eval_mode_after_first_epoch", False):
+        if eval_mode_epochs:
             raise DeeplabError("--compile step traces the train-mode step; with --eval-mode-after-first-epoch "
                                "use --compile model or off")
     if compile_mode == "auto":
         eligible = (blocker is None and world_size == 1 and config.precision == "32-true" and not needs_every_batch
-                    and not config.fast_dev_run and not getattr(config, "eval_mode_after_first_epoch", False))
+                    and not config.fast_dev_run and not eval_mode_epochs)
         long_enough = planned_steps >= COMPILE_MIN_STEPS and batch <= COMPILE_MAX_BATCH
         compile_mode = "step" if eligible and long_enough else "off"
 
