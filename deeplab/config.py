@@ -40,6 +40,11 @@ class FitConfig:
     schedule: str | None = None  # none | cosine | step
     val_split: float | int | str | None = None  # hold-out fraction or count; "none": test each epoch; None: the seed's
     augment: bool | None = None  # dataset's training augmentation (CIFAR-10: crop + flip)
+    crop_padding: int | None = None  # the augmentation's crop padding (None: the dataset's, 4; 0: flip only)
+    #: seed 004's quirk: its test loader uses the training transform, so test images are flipped at random too
+    augment_eval: bool = False
+    normalize_mean: tuple[float, ...] | None = None  # per-channel mean (None: the dataset's standard one)
+    normalize_std: tuple[float, ...] | None = None  # per-channel std (None: the dataset's; seed 003: 0.247,...)
     input_noise_std: float | None = None  # seed 003's Gaussian input noise on training batches
     #: seed 002's quirk: its train_epoch never calls model.train() and its test() calls model.eval(),
     #: so epochs 2+ train with batch norm's running statistics frozen (off: deeplab trains in train mode)
@@ -99,6 +104,14 @@ def resolve_config(config: FitConfig) -> FitConfig:
     for name, default in GENERAL_DEFAULTS.items():
         if getattr(resolved, name) is None:
             setattr(resolved, name, spec.protocol.get(name, default))
+    for name in ("normalize_mean", "normalize_std", "crop_padding"):
+        # dataset statistics and crops of the seed's own data set only: seed 003's CIFAR-10 std must
+        # not divide MNIST when a seed 003 model is trained there
+        if getattr(resolved, name) is None and resolved.dataset == spec.dataset and name in spec.protocol:
+            setattr(resolved, name, spec.protocol[name])
+    for name in ("normalize_mean", "normalize_std"):
+        if getattr(resolved, name) is not None:
+            setattr(resolved, name, tuple(float(v) for v in getattr(resolved, name)))
     if resolved.val_split == "none":  # explicitly off, even where the protocol holds out data
         resolved.val_split = None
     elif resolved.val_split is None:
@@ -166,6 +179,11 @@ def _validate(config: FitConfig) -> None:
         raise DeeplabError(f"--num-nodes must be ≥ 1, got {config.num_nodes}")
     if config.input_noise_std is not None and not (math.isfinite(config.input_noise_std) and config.input_noise_std >= 0):
         raise DeeplabError(f"input noise std must be a finite number ≥ 0, got {config.input_noise_std}")
+    if config.crop_padding is not None and (not _is_int(config.crop_padding) or config.crop_padding < 0):
+        raise DeeplabError(f"--crop-padding must be an integer ≥ 0 (0: flip only), got {config.crop_padding}")
+    if config.augment_eval and not config.augment:
+        raise DeeplabError("--augment-eval flips evaluation images like training ones; it needs --augment")
+    _check_statistics(config)
     if not _is_int(config.seed) or not 0 <= config.seed <= MAX_SEED:
         raise DeeplabError(f"--seed must be an integer in [0, {MAX_SEED}], got {config.seed}")
     check_batch_limit("--limit-train-batches", config.limit_train_batches, zero_allowed=False)
@@ -188,6 +206,33 @@ def _validate(config: FitConfig) -> None:
         if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
             raise DeeplabError(f"--run-name {name!r} must be a plain folder name (no '/', no '..'); "
                                f"runs go to --log-dir/<run name>/version_N")
+
+
+def _check_statistics(config: FitConfig) -> None:
+    """--normalize-mean/--normalize-std: one finite number per channel of the data set (std > 0)."""
+    from deeplab.models import DATASET_SHAPES
+
+    channels = DATASET_SHAPES[config.dataset][0] if config.dataset in DATASET_SHAPES else None
+    for option, values, positive in (("--normalize-mean", config.normalize_mean, False),
+                                     ("--normalize-std", config.normalize_std, True)):
+        if values is None:
+            continue
+        good = all(math.isfinite(v) and (v > 0 or not positive) for v in values)
+        if not good or (channels is not None and len(values) != channels):
+            need = "positive " if positive else ""
+            raise DeeplabError(f"{option} must be {channels or 'one per channel'} {need}finite number(s), "
+                               f"one per {config.dataset} channel, comma-separated; got "
+                               f"{','.join(f'{v:g}' for v in values)}")
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    """argparse type: ``0.247,0.243,0.261`` → (0.247, 0.243, 0.261)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5 or 0.247,0.243,0.261, "
+                                         f"got {text!r}") from None
+    return values
 
 
 def _is_int(value: Any) -> bool:
@@ -249,6 +294,18 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--augment", dest="augment", action="store_true", default=None,
                        help="turn training augmentation on (CIFAR-10's crop + flip is on by default)")
     group.add_argument("--no-augment", dest="augment", action="store_false", help="turn it off")
+    group.add_argument("--crop-padding", type=int,
+                       help="zero padding of the augmentation's random crop (default 4, seed 001; "
+                            "0: horizontal flip only, as seed 004's models default to)")
+    group.add_argument("--augment-eval", action="store_true", default=False,
+                       help="seed 004's quirk: flip evaluation images at random too (its test loader shares "
+                            "the training transform); off by default")
+    group.add_argument("--normalize-mean", type=float_list, metavar="M[,M,M]",
+                       help="per-channel normalization mean (default: the data set's standard one; "
+                            "MNIST 0.1307, Fashion-MNIST 0.5, CIFAR-10 0.4914,0.4822,0.4465)")
+    group.add_argument("--normalize-std", type=float_list, metavar="S[,S,S]",
+                       help="per-channel normalization std (default: the data set's; CIFAR-10 "
+                            "0.2023,0.1994,0.2010 as seed 001, seed 003's models 0.247,0.243,0.261)")
     group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     group.add_argument("--eval-mode-after-first-epoch", action="store_true", default=False,
                        help="seed 002's quirk: train epochs 2+ in eval mode (batch norm's running statistics "

@@ -9,7 +9,8 @@ augmentation run batched on the device in ``on_after_batch_transfer``.
 Defaults follow the seeds: MNIST mean/std (0.1307, 0.3081) (seed 002),
 Fashion-MNIST (0.5, 0.5) (seed 000), CIFAR-10 (0.4914, 0.4822, 0.4465) /
 (0.2023, 0.1994, 0.2010) with pad-4 random crop + horizontal flip on training
-batches (seed 001). Evaluation uses the official test split every epoch (the
+batches (seed 001); ``mean``/``std`` and ``crop_padding`` override them (seed 003's
+CIFAR-10 std, seed 004's flip-only augmentation). Evaluation uses the official test split every epoch (the
 seeds' per-epoch "test error"), unless ``val_split`` holds out part of the
 training set (seed 003's 90/10 split); then the test split is evaluated once,
 at the end.
@@ -208,7 +209,14 @@ class ImageDataModule(pl.LightningDataModule):
             in (0, 1) or a count ≥ 1 of training images to hold out (seeded).
         seed: seeds the validation split and the shuffling order.
         normalize: subtract ``mean`` and divide by ``std``.
+        mean, std: per-channel statistics (``None``: the dataset's, the class
+            attributes below; seed 003 divides CIFAR-10 by (0.247, 0.243, 0.261)).
         augment: ``None`` for the dataset's default; training batches only.
+        crop_padding: the random crop's zero padding when augmenting (``None``:
+            the dataset's, 4 on CIFAR-10; 0: horizontal flip only, seed 004).
+        augment_eval: seed 004's quirk: its test loader shares the training
+            transform, so evaluation images are flipped at random too (drawn
+            from their own generator, leaving the training draws unchanged).
         input_noise_std: std of Gaussian noise added to normalized training
             inputs (seed 003's small input-noise augmentation); 0 disables.
         download: try torchvision's download when the files are absent.
@@ -227,6 +235,7 @@ class ImageDataModule(pl.LightningDataModule):
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
     augment_by_default: bool = False
+    crop_padding_by_default: int = 4
     expected_layout: str = ""  # what torchvision expects under data_dir, for the error message
 
     def __init__(
@@ -237,7 +246,11 @@ class ImageDataModule(pl.LightningDataModule):
         val_split: float | int | None = None,
         seed: int = 0,
         normalize: bool = True,
+        mean: tuple[float, ...] | list[float] | None = None,
+        std: tuple[float, ...] | list[float] | None = None,
         augment: bool | None = None,
+        crop_padding: int | None = None,
+        augment_eval: bool = False,
         input_noise_std: float = 0.0,
         download: bool = True,
         limit_train_batches: int | float | None = None,
@@ -253,7 +266,13 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_split = _check_val_split(val_split)
         self.seed = seed
         self.normalize = normalize
+        self.mean = self._check_statistics("--normalize-mean", self.mean if mean is None else mean, positive=False)
+        self.std = self._check_statistics("--normalize-std", self.std if std is None else std, positive=True)
         self.augment = self.augment_by_default if augment is None else augment
+        self.crop_padding = self.crop_padding_by_default if crop_padding is None else crop_padding
+        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
+            raise DeeplabError(f"--crop-padding must be an integer ≥ 0 (0: flip only), got {self.crop_padding}")
+        self.augment_eval = augment_eval
         self.input_noise_std = input_noise_std
         self.download = download
         self.limit_train_batches = limit_train_batches
@@ -265,6 +284,20 @@ class ImageDataModule(pl.LightningDataModule):
         self._mean_std_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         # Augmentation randomness has its own generator so a checkpoint can carry it.
         self.augment_generator = torch.Generator().manual_seed(seed + 7919)
+        self.eval_augment_generator = torch.Generator().manual_seed(seed + 104729)
+
+    def _check_statistics(self, option: str, values: Any, positive: bool) -> tuple[float, ...]:
+        """One finite number per channel (std: each > 0), as a tuple."""
+        channels = self.dims[0]
+        try:
+            numbers = tuple(float(v) for v in values)
+        except (TypeError, ValueError):
+            raise DeeplabError(f"{option} must be {channels} number(s), got {values!r}") from None
+        if len(numbers) != channels or not all(math.isfinite(v) and (v > 0 or not positive) for v in numbers):
+            need = "positive " if positive else ""
+            raise DeeplabError(f"{option} must be {channels} {need}finite number(s), one per {self.name} channel; "
+                               f"got {','.join(f'{v:g}' for v in numbers)}")
+        return numbers
 
     # ------------------------------------------------------------------ files
     def _files_present(self) -> bool:
@@ -419,9 +452,12 @@ class ImageDataModule(pl.LightningDataModule):
 
     # -------------------------------------------------- on-device transforms
     def device_transform(self, images: torch.Tensor, training: bool) -> torch.Tensor:
-        """uint8 (B, C, H, W) on any device → normalized float32, augmented when ``training``."""
-        if training and self.augment:
-            images = self._random_crop_flip(images)
+        """uint8 (B, C, H, W) on any device → normalized float32, augmented when ``training``
+        (and, with ``augment_eval``, evaluation images too)."""
+        if self.augment and training:
+            images = self._random_crop_flip(images, self.augment_generator)
+        elif self.augment and self.augment_eval:
+            images = self._random_crop_flip(images, self.eval_augment_generator)
         x = images.float().div_(255.0)
         if self.normalize:
             mean, std = self._mean_std_on(x.device)
@@ -449,15 +485,19 @@ class ImageDataModule(pl.LightningDataModule):
             return batch
         return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
-    def _random_crop_flip(self, images: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    def _random_crop_flip(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Seed 001's ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip()``, batched.
 
         Zero padding in uint8 space (torchvision pads the PIL image with black
         before ``Normalize``); one crop offset and one flip coin per image.
+        ``crop_padding`` 0 leaves only the flip (seed 004's
+        ``RandomHorizontalFlip()`` alone): the one possible offset is 0.
         """
+        generator = self.augment_generator if generator is None else generator
+        padding = self.crop_padding
         batch, channels, height, width = images.shape
-        offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=self.augment_generator)
-        flips = torch.rand(batch, generator=self.augment_generator) < 0.5
+        offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator)
+        flips = torch.rand(batch, generator=generator) < 0.5
         device = images.device
         offsets, flips = offsets.to(device), flips.to(device)
         padded = F.pad(images, (padding, padding, padding, padding))  # (B, C, H+8, W+8)
@@ -495,10 +535,13 @@ class ImageDataModule(pl.LightningDataModule):
         (:attr:`deeplab.module.Classifier.position`) and handed back through
         :meth:`resume_at`.
         """
-        return {"augment_generator": self.augment_generator.get_state()}
+        return {"augment_generator": self.augment_generator.get_state(),
+                "eval_augment_generator": self.eval_augment_generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.augment_generator.set_state(state["augment_generator"])
+        if "eval_augment_generator" in state:  # checkpoints from before --augment-eval lack it
+            self.eval_augment_generator.set_state(state["eval_augment_generator"])
 
 
 def _is_not_found(error: RuntimeError) -> bool:

@@ -43,10 +43,12 @@ __all__ = [
 RUN_SETTINGS = (
     "model", "dataset", "depth", "init", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "loss",
     "schedule", "val_split", "augment", "input_noise_std", "seed", "model_kwargs", "precision", "channels_last",
-    "compile", "fast_kernels", "eval_mode_after_first_epoch",
+    "compile", "fast_kernels", "eval_mode_after_first_epoch", "crop_padding", "augment_eval", "normalize_mean",
+    "normalize_std",
 )
 #: run settings added after runs were recorded without them, with the value those runs had
-LEGACY_SETTINGS = {"fast_kernels": False, "eval_mode_after_first_epoch": False}
+LEGACY_SETTINGS = {"fast_kernels": False, "eval_mode_after_first_epoch": False, "crop_padding": None,
+                   "augment_eval": False, "normalize_mean": None, "normalize_std": None}
 #: settings a resume may change; they are applied and recorded
 CHANGEABLE_SETTINGS = (
     "epochs", "max_steps", "limit_train_batches", "limit_val_batches", "devices", "accelerator", "strategy",
@@ -135,7 +137,7 @@ def compare_settings(saved: SavedRun, config: dict[str, Any]) -> dict[str, list[
     def saved_value(name: str) -> Any:
         return saved.config.get(name, LEGACY_SETTINGS.get(name))
 
-    conflicts = [name for name in RUN_SETTINGS if saved_value(name) != config.get(name)]
+    conflicts = [name for name in RUN_SETTINGS if _comparable(saved_value(name)) != _comparable(config.get(name))]
     if conflicts:
         described = ", ".join(f"{_option(name)} {_text(config.get(name))} (the run has {_text(saved_value(name))})"
                               for name in conflicts)
@@ -147,7 +149,16 @@ def compare_settings(saved: SavedRun, config: dict[str, Any]) -> dict[str, list[
             if saved.config.get(name) != config.get(name)}
 
 
+def _comparable(value: Any) -> Any:
+    """Lists as tuples: a setting read back from JSON (a list) equals the same tuple of the command."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    return value
+
+
 def _text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
     return "none" if value is None else str(value)
 
 

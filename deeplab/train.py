@@ -142,7 +142,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         if config.fast_dev_run:
             raise DeeplabError("--fast-dev-run starts a throwaway run; drop it to resume --ckpt-path")
         saved, _ = read_checkpoint(config.ckpt_path)
-        config = _inherit_engine(config, saved.config)
+        config = inherit_engine(config, saved.config)
         compare_settings(saved, config.to_dict())  # a contradicting command fails before any data is read
     resume_dir = _resume_run_dir(config.ckpt_path)
     _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
@@ -158,6 +158,10 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         val_split=config.val_split,
         seed=config.seed,
         augment=config.augment,
+        crop_padding=config.crop_padding,
+        augment_eval=config.augment_eval,
+        mean=config.normalize_mean,
+        std=config.normalize_std,
         input_noise_std=config.input_noise_std or 0.0,
         limit_train_batches=config.limit_train_batches,
         limit_val_batches=config.limit_val_batches,
@@ -289,6 +293,10 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         "parameters": count_parameters(module.model),
         "hparams": {k: v for k, v in config.to_dict().items() if k not in ("ckpt_path",)},
         "eval_split": datamodule.eval_split_name,
+        # what the data path did, with the data set's defaults filled in (hparams keep None = "the data set's")
+        "data": {"normalize_mean": list(datamodule.mean), "normalize_std": list(datamodule.std),
+                 "augment": datamodule.augment, "crop_padding": datamodule.crop_padding if datamodule.augment else None,
+                 "augment_eval": datamodule.augment_eval, "input_noise_std": datamodule.input_noise_std},
         "history": module.history,
         "partial_epoch": module.partial_epoch(),
         "test_acc": test_acc,
@@ -326,7 +334,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     return results
 
 
-def _inherit_engine(config: FitConfig, saved: dict[str, Any]) -> FitConfig:
+def inherit_engine(config: FitConfig, saved: dict[str, Any]) -> FitConfig:
     """A resume left at ``auto`` keeps the engine its run chose (the step kind is part of the
     numerics; the chunk size is not, but keeping it keeps the run as it was)."""
     changes: dict[str, Any] = {}

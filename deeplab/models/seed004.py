@@ -38,10 +38,11 @@ bias-free CIFAR ResNet-50, 23,520,842.)
 
 Protocol (Exercises 1, 2 and 4 alike): ``optim.SGD(lr=0.01, momentum=0.9)`` (no
 weight decay), ``StepLR(step_size=5, gamma=0.1)``, ``for epoch in range(20)``,
-``batch_size=128``, ``RandomHorizontalFlip`` as the only augmentation (deeplab's
-``augment`` adds its pad-4 random crop), evaluated on the test set each epoch.
-The seed also applies the random flip to the *test* set (one transform for
-both); deeplab never augments evaluation data.
+``batch_size=128``, ``RandomHorizontalFlip`` as the only augmentation
+(``crop_padding=0``: deeplab's crop + flip without the crop), evaluated on the
+test set each epoch. The seed also applies the random flip to the *test* set
+(one transform for both); deeplab evaluates unflipped images unless asked for
+that quirk with ``--augment-eval``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ _SEED004_PROTOCOL = dict(
     loss="torch",
     schedule="step",
     augment=True,
+    crop_padding=0,  # RandomHorizontalFlip() alone: no RandomCrop in any of the seed's transforms
 )
 
 

@@ -36,7 +36,11 @@ KEY_SETTINGS = (
     "model", "dataset", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
     "loss", "schedule", "val_split", "augment", "input_noise_std", "limit_train_batches",
     "limit_val_batches", "max_steps", "precision", "model_kwargs", "eval_mode_after_first_epoch",
+    "crop_padding", "augment_eval", "normalize_mean", "normalize_std",
 )
+#: key settings added after ledgers were written without them, with the value those probes had: a key
+#: leaves such a setting out while it has that value, so committed ledgers keep matching their probes
+ADDED_KEY_SETTINGS = {"crop_padding": None, "augment_eval": False, "normalize_mean": None, "normalize_std": None}
 
 
 def probe_settings(config: FitConfig) -> dict[str, Any]:
@@ -49,7 +53,9 @@ def probe_settings(config: FitConfig) -> dict[str, Any]:
 
 
 def probe_key(settings: dict[str, Any], depth: int, seed: int) -> str:
-    return json.dumps({"settings": settings, "depth": int(depth), "seed": int(seed)}, sort_keys=True)
+    canonical = {name: list(value) if isinstance(value, tuple) else value for name, value in settings.items()
+                 if not (name in ADDED_KEY_SETTINGS and value == ADDED_KEY_SETTINGS[name])}
+    return json.dumps({"settings": canonical, "depth": int(depth), "seed": int(seed)}, sort_keys=True)
 
 
 def _is_number(value: Any) -> bool:
