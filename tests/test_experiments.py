@@ -203,7 +203,7 @@ def _fake_trainer(lr: float) -> SimpleNamespace:
     return SimpleNamespace(optimizers=[optimizer], logger=None, is_global_zero=True, global_step=0)
 
 
-def test_scheduled_rate_drops_at_seed003_targets() -> None:
+def test_scheduled_rate_at_epoch_ends_drops_once_per_target() -> None:
     from deeplab.experiments.callbacks import LrDropOnValAccuracy
 
     callback = LrDropOnValAccuracy()
@@ -211,12 +211,58 @@ def test_scheduled_rate_drops_at_seed003_targets() -> None:
     module = SimpleNamespace(print=lambda *a: None)
     for epoch, val_acc in enumerate([0.40, 0.64, 0.66, 0.69, 0.71, 0.80], start=1):
         callback.on_epoch_closed(trainer, module, {"epoch": epoch, "val_acc": val_acc})
-    assert callback.lrs == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
+    assert callback.lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     assert [(e["epoch"], e["target"]) for e in callback.events] == [(3, 0.65), (5, 0.70)]
-    # both targets passed in one epoch: both drops at once
+    # both targets passed in one epoch: one phase ends per check, as in the seed (each phase trains)
     callback, trainer = LrDropOnValAccuracy(), _fake_trainer(0.1)
     callback.on_epoch_closed(trainer, module, {"epoch": 1, "val_acc": 0.75})
-    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.001)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_scheduled_rate_phases_end_after_their_epochs_and_the_last_stops_the_run() -> None:
+    """Seed 003 Part 5: a phase that misses its target still ends after 30 epochs (here 2)."""
+    from deeplab.experiments.callbacks import LrDropOnValAccuracy
+
+    callback, trainer = LrDropOnValAccuracy(phase_epochs=2), _fake_trainer(0.1)
+    trainer.should_stop = False
+    module = SimpleNamespace(print=lambda *a: None)
+    for epoch in range(1, 6):
+        callback.on_epoch_closed(trainer, module, {"epoch": epoch, "val_acc": 0.5})
+        assert not trainer.should_stop
+    callback.on_epoch_closed(trainer, module, {"epoch": 6, "val_acc": 0.5})
+    assert trainer.should_stop
+    assert callback.lrs == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001, 0.001])
+    assert [(e["epoch"], e["target"]) for e in callback.events] == [(2, None), (4, None)]
+
+
+def test_scheduled_rate_checks_every_n_batches_in_a_real_run(synthetic_data_dir, tmp_path) -> None:
+    """The mid-epoch check of a real fit: target 0 is met at the first check (batch 2), the
+    never-met second target ends its phase after one epoch, the last phase stops the run."""
+    from deeplab.config import FitConfig
+    from deeplab.experiments.callbacks import KeepModel, LrDropOnValAccuracy, validation_accuracy
+    from deeplab.train import fit
+
+    schedule = LrDropOnValAccuracy(targets=(0.0, 1.5), check_every=2, phase_epochs=1)
+    keeper = KeepModel()
+    config = FitConfig(model="cnn_5", dataset="mnist", data_dir=str(synthetic_data_dir), epochs=10, batch_size=16,
+                       limit_train_batches=5, optimizer="sgd", momentum=0.0, lr=0.1, val_split=0.25,
+                       log_dir=str(tmp_path), progress_bar=False, grad_norms=False)
+    results = fit(config, callbacks=[schedule, keeper], quiet=True)
+    assert results["epochs_run"] == 3  # stopped by the last phase, not by --epochs 10
+    assert [(e["epoch"], e["batch"], e["target"]) for e in schedule.events] == [(1, 2, 0.0), (2, None, None)]
+    assert schedule.events[0]["step"] == 2
+    assert schedule.lrs == pytest.approx([0.01, 0.001, 0.001])
+    # every 2nd batch while a phase has a target: epoch 1 batches 2 (phase 0) and 4, epoch 2 batches 2 and 4
+    # (phase 1, target never met); none in the last phase, which has no target
+    assert schedule.checks == 4
+    # the check measures what the epoch's evaluation measures: the same split, in eval mode
+    trainer = SimpleNamespace(datamodule=None)
+    from deeplab.data import MNISTDataModule
+
+    trainer.datamodule = MNISTDataModule(synthetic_data_dir, batch_size=16, val_split=0.25, download=False)
+    module = SimpleNamespace(model=keeper.model, device=torch.device("cpu"))
+    assert validation_accuracy(trainer, module) == pytest.approx(results["history"][-1]["val_acc"], abs=1e-6)
+    assert keeper.model.training  # back in the mode it was in
 
 
 def test_block_statistics_measure_the_residual_branch() -> None:
@@ -250,3 +296,33 @@ def test_recipe_registry_rejects_duplicates_and_suggests() -> None:
                         full_cost="", quick_cost="")(lambda ctx: None)
     with pytest.raises(DeeplabError, match="Did you mean degradation"):
         get_recipe("degradatoin")
+
+
+def test_one_batch_conv_gradients_are_seed001s_get_gradient_norms(synthetic_data_dir) -> None:
+    """Seed 001 Part 8.2: one training batch, CrossEntropyLoss, backward, ‖grad‖ of each 'conv' weight."""
+    import copy
+
+    from deeplab.config import FitConfig, resolve_config
+    from deeplab.data import create_datamodule
+    from deeplab.experiments.common import one_batch_conv_gradients
+    from deeplab.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", in_channels=3, image_size=32, num_classes=10)
+    before = copy.deepcopy(model.state_dict())
+    config = resolve_config(FitConfig(model="resnet18", data_dir=str(synthetic_data_dir), batch_size=4))
+    names, values = one_batch_conv_gradients(model, config)
+
+    # the seed's function, on the batch its train_loader would give (the same first shuffled batch, augmented)
+    datamodule = create_datamodule("cifar10", data_dir=str(synthetic_data_dir), batch_size=4, seed=config.seed)
+    images, labels = next(iter(datamodule.train_dataloader()))
+    reference = copy.deepcopy(model).train()
+    reference.zero_grad()
+    torch.nn.CrossEntropyLoss()(reference(datamodule.device_transform(images, training=True)), labels).backward()
+    expected = {name: param.grad.norm().item() for name, param in reference.named_parameters()
+                if param.grad is not None and "conv" in name and "weight" in name}
+    assert names == list(expected) and values == pytest.approx(list(expected.values()), rel=1e-5)
+    assert len(names) == 17 and not any("shortcut" in name for name in names)  # 1 stem + 16 block convs
+    # the recipe's model is left as it was: no gradients, same weights and running statistics
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -1,9 +1,9 @@
 """Callbacks the recipes add to a run: the seeds' own measurements and seed 003's scheduled rate.
 
 * :class:`LrDropOnValAccuracy` — seed 003 Part 5's "scheduled learning rate":
-  start at 0.1, go to 0.01 once validation accuracy reaches 65 %, to 0.001 once
-  it reaches 70 % (the seed restarts ``CNN_train_and_evaluate`` with the next
-  rate, keeping the weights, when its early-stopping target is met).
+  0.1 until validation accuracy reaches 65 %, 0.01 until 70 %, then 0.001, each
+  phase at most 30 epochs, accuracy measured every 10 batches (the seed restarts
+  ``CNN_train_and_evaluate`` with the next rate, keeping the weights).
 * :class:`SeedCurves` — the seeds' step-level and epoch-end measurements that
   ``results.json`` does not already hold: seed 003's ``loss_curve`` (mean
   training loss of each 10 batches) and ``grad_curve`` (total gradient L2 norm
@@ -23,7 +23,7 @@ import torch
 
 from deeplab.module import EpochObserver
 
-__all__ = ["LrDropOnValAccuracy", "SeedCurves", "KeepModel", "SEED003_LR_TARGETS", "SEED003_LR_FACTOR"]
+__all__ = ["LrDropOnValAccuracy", "validation_accuracy", "SeedCurves", "KeepModel", "SEED003_LR_TARGETS", "SEED003_LR_FACTOR"]
 
 #: seed 003 Part 5: 0.1 until validation accuracy ≥ 65 %, 0.01 until ≥ 70 %, then 0.001
 SEED003_LR_TARGETS = (0.65, 0.70)
@@ -31,54 +31,133 @@ SEED003_LR_FACTOR = 0.1
 
 
 class LrDropOnValAccuracy(EpochObserver):
-    """Multiply every parameter group's lr by ``factor`` when validation accuracy first reaches each target.
+    """Seed 003 Part 5's scheduled rate: phases at lr, lr·factor, lr·factor², ... each ending when
+    validation accuracy reaches its target (the last phase has none) or after ``phase_epochs`` epochs.
 
-    Checked when an epoch closes (train and evaluation metrics known); the seed
-    checks every 10 batches, so here a drop comes at most one epoch later.
-    ``events``: one dict per drop (epoch, val_acc, target, lr_before, lr_after);
-    ``lrs``: the rate each epoch trained at.
+    The seed runs ``CNN_train_and_evaluate`` three times on the same model
+    (``part5.py`` lines 122-159: lr 0.1 to 65 %, 0.01 to 70 %, 0.001 to "100"),
+    30 epochs at most each; inside, it measures validation accuracy every 10
+    batches (``if (i + 1) % 10 == 0``) and stops the phase at the first
+    measurement at or above the target. Here, with ``check_every=10``, the same
+    measurement on the same validation split drops the rate at the same batch;
+    what differs is the rest of that epoch: the seed abandons it and starts the
+    next phase on a fresh shuffle, this trains it at the new rate (the next
+    phase's ``phase_epochs`` count from the next epoch). When the last phase
+    has run its epochs the run stops (``trainer.should_stop``), so give the run
+    at least ``phases × phase_epochs`` epochs. ``check_every=None`` checks only
+    when an epoch closes (cheaper: no extra evaluation passes).
+
+    ``events``: one dict per phase change (epoch, batch, step, val_acc, target
+    or None when the epoch cap ended the phase, lr_before, lr_after);
+    ``lrs``: the rate at the end of each epoch; ``checks``: the number of
+    mid-epoch validation measurements.
     """
 
-    def __init__(self, targets: Sequence[float] = SEED003_LR_TARGETS, factor: float = SEED003_LR_FACTOR):
+    def __init__(self, targets: Sequence[float] = SEED003_LR_TARGETS, factor: float = SEED003_LR_FACTOR,
+                 check_every: int | None = None, phase_epochs: int | None = None):
         if not 0 < factor < 1:
             raise ValueError("factor must be in (0, 1)")
         if list(targets) != sorted(targets):
             raise ValueError("targets must increase")
+        if check_every is not None and check_every < 1:
+            raise ValueError("check_every must be ≥ 1 (or None: at epoch ends)")
+        if phase_epochs is not None and phase_epochs < 1:
+            raise ValueError("phase_epochs must be ≥ 1 (or None: no cap)")
         self.targets = tuple(float(t) for t in targets)
         self.factor = float(factor)
-        self.next_target = 0
-        self.events: list[dict[str, float]] = []
+        self.check_every = check_every
+        self.phase_epochs = phase_epochs
+        # mid-epoch checks read the loss of every batch boundary: no chunks, no compiled step
+        self.needs_every_batch = check_every is not None
+        self.phase = 0  # index of the phase in progress; its target is targets[phase] (none for the last)
+        self.phase_first_epoch = 1  # the first whole epoch (1-based) of the phase in progress
+        self.events: list[dict[str, Any]] = []
         self.lrs: list[float] = []
+        self.checks = 0
+
+    @property
+    def phases(self) -> int:
+        return len(self.targets) + 1
 
     @staticmethod
     def _lr(trainer: pl.Trainer) -> float:
         return float(trainer.optimizers[0].param_groups[0]["lr"])
 
+    def _next_phase(self, trainer: pl.Trainer, module: Any, epoch: int, batch: int | None, val_acc: float | None,
+                    reached: bool) -> None:
+        before = self._lr(trainer)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] * self.factor
+        after = self._lr(trainer)
+        target = self.targets[self.phase]
+        self.events.append({"epoch": epoch, "batch": batch, "step": int(getattr(trainer, "global_step", 0)),
+                            "val_acc": val_acc, "target": target if reached else None,
+                            "lr_before": before, "lr_after": after})
+        why = (f"val acc {100 * val_acc:.2f}% ≥ {100 * target:g}%" if reached
+               else f"{self.phase_epochs} epoch{'s' if self.phase_epochs != 1 else ''} without reaching {100 * target:g}%")
+        module.print(f"{why}: lr {before:g} → {after:g}")
+        self.phase += 1
+        self.phase_first_epoch = epoch + 1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.check_every is None or self.phase >= len(self.targets) or (batch_idx + 1) % self.check_every:
+            return
+        val_acc = validation_accuracy(trainer, pl_module)
+        self.checks += 1
+        if val_acc >= self.targets[self.phase]:
+            self._next_phase(trainer, pl_module, trainer.current_epoch + 1, batch_idx + 1, val_acc, reached=True)
+
     def on_epoch_closed(self, trainer: pl.Trainer, module: Any, entry: dict[str, float]) -> None:
-        self.lrs.append(self._lr(trainer))
+        epoch = int(entry["epoch"])
         val_acc = entry.get("val_acc")
-        while self.next_target < len(self.targets) and val_acc is not None and val_acc >= self.targets[self.next_target]:
-            before = self._lr(trainer)
-            for optimizer in trainer.optimizers:
-                for group in optimizer.param_groups:
-                    group["lr"] = group["lr"] * self.factor
-            after = self._lr(trainer)
-            self.events.append({"epoch": int(entry["epoch"]), "val_acc": float(val_acc),
-                                "target": self.targets[self.next_target], "lr_before": before, "lr_after": after})
-            module.print(f"val acc {100 * val_acc:.2f}% ≥ {100 * self.targets[self.next_target]:g}%: "
-                         f"lr {before:g} → {after:g}")
-            self.next_target += 1
+        if self.check_every is None and self.phase < len(self.targets) and val_acc is not None \
+                and val_acc >= self.targets[self.phase]:
+            self._next_phase(trainer, module, epoch, None, float(val_acc), reached=True)
+        elif self.phase_epochs is not None and epoch - self.phase_first_epoch + 1 >= self.phase_epochs:
+            if self.phase < len(self.targets):
+                self._next_phase(trainer, module, epoch, None, None if val_acc is None else float(val_acc),
+                                 reached=False)
+            else:
+                trainer.should_stop = True  # the last phase has run its epochs: the seed's schedule is over
+        self.lrs.append(self._lr(trainer))
         experiment = getattr(trainer.logger, "experiment", None) if trainer.is_global_zero else None
         if experiment is not None and hasattr(experiment, "add_scalar"):
             experiment.add_scalar("lr", self._lr(trainer), trainer.global_step)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_target": self.next_target, "events": self.events, "lrs": self.lrs}
+        return {"phase": self.phase, "phase_first_epoch": self.phase_first_epoch, "events": self.events,
+                "lrs": self.lrs, "checks": self.checks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.next_target = int(state.get("next_target", 0))
+        self.phase = int(state.get("phase", state.get("next_target", 0)))
+        self.phase_first_epoch = int(state.get("phase_first_epoch", 1))
         self.events = list(state.get("events", []))
         self.lrs = list(state.get("lrs", []))
+        self.checks = int(state.get("checks", 0))
+
+
+@torch.no_grad()
+def validation_accuracy(trainer: pl.Trainer, module: Any) -> float:
+    """Accuracy of ``module`` on the DataModule's whole evaluation split, in eval mode (seed 003's
+    every-10-batches check: ``model.eval()``, argmax over the preloaded validation images), then
+    back to the mode it was in."""
+    datamodule = trainer.datamodule
+    model = getattr(module, "model", module)
+    was_training = model.training
+    model.eval()
+    correct = seen = 0
+    try:
+        for images, labels in datamodule.val_dataloader():
+            images, labels = images.to(module.device), labels.to(module.device)
+            x = datamodule.device_transform(images, training=False)
+            as_input = getattr(module, "_as_input", None)
+            logits = model(as_input(x) if as_input is not None else x)
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += len(labels)
+    finally:
+        model.train(was_training)
+    return correct / seen if seen else float("nan")
 
 
 class SeedCurves(pl.Callback):

@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from deeplab.experiments.runner import ExperimentContext, Training
 
 __all__ = ["seed_pct", "seed_value", "minutes", "learning_curves_figure", "first_epoch_layer_profile_figure",
-           "conv_layer_norms", "last_epoch_layer_l2"]
+           "conv_layer_norms", "last_epoch_layer_l2", "one_batch_conv_gradients"]
 
 
 def seed_pct(value: float | None, note: str = "") -> str:
@@ -54,6 +54,39 @@ def conv_layer_norms(result: dict[str, Any], epoch: int = -1) -> tuple[list[str]
     names, values = last_epoch_layer_l2(result, epoch)
     pairs = [(n, v) for n, v in zip(names, values) if "conv" in n]
     return [n for n, _ in pairs], [v for _, v in pairs]
+
+
+def one_batch_conv_gradients(model: Any, config: Any) -> tuple[list[str], list[float]]:
+    """Seed 001 Part 8.2's ``get_gradient_norms`` on a trained model: one fresh training batch
+    (augmented, ``model.train()``), ``CrossEntropyLoss``, one backward, then the L2 norm of every
+    parameter gradient whose name contains "conv" and "weight" (its filter; shortcut convs excluded).
+
+    ``config``: the run's resolved :class:`~deeplab.config.FitConfig` (data set, batch size,
+    augmentation, normalization). The model's gradients are zeroed before and after; its batch-norm
+    running statistics see one more batch, as in the seed.
+    """
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from deeplab.data import create_datamodule
+
+    datamodule = create_datamodule(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size,
+                                   seed=config.seed, augment=config.augment, crop_padding=config.crop_padding,
+                                   mean=config.normalize_mean, std=config.normalize_std)
+    datamodule.prepare_data()
+    datamodule.setup()
+    images, labels = next(iter(datamodule.train_dataloader()))  # the seed: next(iter(train_loader))
+    device = next(model.parameters()).device
+    inputs = datamodule.device_transform(images.to(device), training=True)
+    model = copy.deepcopy(model).train()  # the recipe's trained model stays as it was
+    model.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(inputs), labels.to(device))
+    loss.backward()
+    pairs = [(name, float(param.grad.norm())) for name, param in model.named_parameters()
+             if param.grad is not None and "conv" in name and "weight" in name]
+    return [name for name, _ in pairs], [value for _, value in pairs]
 
 
 def first_epoch_layer_profile_figure(ctx: "ExperimentContext", trainings: Sequence["Training"], name: str,

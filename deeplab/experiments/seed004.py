@@ -261,8 +261,11 @@ def residual_magnitudes(ctx: "ExperimentContext") -> None:
         "series": {"at init": ([x], [[s["ratio"] for s in init]]), "trained": ([x], [[s["ratio"] for s in after]])},
         "xlabel": "residual block", "ylabel": "‖F(x)‖ / ‖x‖"}], title="Residual branch magnitude per block")
     ctx.report.figure(path, "‖F(x)‖ / ‖x‖ per residual block, at init and after training")
-    path = _channel_bars(after, ctx.path("channel_magnitudes.png"))
-    ctx.report.figure(path, "Trained: mean |output| of the first 20 channels of each block (the seed's Exercise 3 figure)")
+    path = _channel_bars(init, ctx.path("channel_magnitudes.png"), "at init")
+    ctx.report.figure(path, "At init: mean |output| of the first 20 channels of each block (the seed's Exercise 3 "
+                            "figure: its model is never trained)")
+    path = _channel_bars(after, ctx.path("channel_magnitudes_trained.png"), "trained")
+    ctx.report.figure(path, f"After {config.epochs} epoch(s) of training: the same figure (not in the seed)")
 
 
 def block_statistics(model: Any, batch: Any) -> list[dict[str, Any]]:
@@ -302,7 +305,7 @@ def block_statistics(model: Any, batch: Any) -> list[dict[str, Any]]:
     return stats
 
 
-def _channel_bars(stats: list[dict[str, Any]], path: Any) -> Any:
+def _channel_bars(stats: list[dict[str, Any]], path: Any, state: str) -> Any:
     import math
 
     import matplotlib
@@ -317,7 +320,7 @@ def _channel_bars(stats: list[dict[str, Any]], path: Any) -> Any:
     for axis, entry in zip(axes.flat, shown):
         values = entry["channel_abs_mean"]
         axis.bar(range(len(values)), values)
-        axis.set_title(f"block_{entry['block']}: residual magnitudes", fontsize=9)
+        axis.set_title(f"block_{entry['block']} ({state}): residual magnitudes", fontsize=9)
         axis.set_ylabel("mean magnitude", fontsize=8)
     for axis in list(axes.flat)[len(shown):]:
         axis.axis("off")
