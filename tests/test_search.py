@@ -209,6 +209,43 @@ def test_a_nan_loss_ends_the_probe(synthetic_data_dir: Path, tmp_path: Path) -> 
     assert results["trainability"]["diverged"] is True
 
 
+def test_a_probe_stopped_part_way_continues_from_its_checkpoint(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """A search killed mid-probe leaves last.ckpt and no results.json; the next search continues that
+    probe, and the record equals the straight probe's (exact resume), epochs before the stop included."""
+    import shutil
+
+    from deeplab.search.runner import unfinished_probe_checkpoint
+    from deeplab.train import fit
+
+    def probe_config(log_dir: Path, **overrides: Any) -> FitConfig:
+        values: dict[str, Any] = dict(model="cnn_tanh", depth=3, epochs=3, batch_size=16, limit_train_batches=4,
+                                      data_dir=str(synthetic_data_dir), log_dir=str(log_dir), grad_norms=False,
+                                      progress_bar=False, run_name="cnn_tanh_k3_seed0")
+        values.update(overrides)
+        return FitConfig(**values)
+
+    straight = run_probe(ProbeRequest(config=probe_config(tmp_path / "straight").to_dict(), settings={}))
+    assert straight["resumed_from_step"] is None
+
+    # the stopped attempt: 6 of its 12 steps (epoch 1 closed, epoch 2 half done), killed before results.json
+    stopped = fit(probe_config(tmp_path / "stopped", max_steps=6), quiet=True)
+    (Path(stopped["run_dir"]) / "results.json").unlink()
+    config = probe_config(tmp_path / "stopped")
+    found = unfinished_probe_checkpoint(config)
+    assert found is not None and found[1] == 6
+    resumed = run_probe(ProbeRequest(config=config.to_dict(), settings={}))
+    assert resumed["resumed_from_step"] == 6 and resumed["run_dir"] == stopped["run_dir"]
+    assert resumed["global_step"] == straight["global_step"] == 12
+    for name in ("train_error", "test_error", "epoch_errors", "epochs_run", "diverged"):
+        assert resumed[name] == straight[name], name
+    assert len(resumed["epoch_errors"]) == 3  # epoch 1 came from the stopped attempt's checkpoint
+    # finished now: a later search has nothing to continue, and another lr is another probe
+    assert unfinished_probe_checkpoint(config) is None
+    (Path(stopped["run_dir"]) / "results.json").unlink()
+    assert unfinished_probe_checkpoint(probe_config(tmp_path / "stopped", lr=0.5)) is None
+    shutil.rmtree(tmp_path / "stopped")
+
+
 # ---------------------------------------------------------------------------- ledger
 def test_ledger_drops_a_partial_last_line(tmp_path: Path) -> None:
     path = tmp_path / LEDGER_FILE

@@ -94,14 +94,28 @@ class TrainabilityJudge(EpochObserver):
         return self.diverged_at_step is not None
 
     def on_epoch_closed(self, trainer: pl.Trainer, module: pl.LightningModule, entry: dict[str, float]) -> None:
+        self._record(entry)
+        self._note_divergence(module)
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        # A probe continued from a checkpoint: its epochs closed before the stop are in the module's
+        # history (restored with it), whether or not the checkpoint carried this judge's state.
+        for entry in getattr(module, "history", []):
+            if not any(e["epoch"] == int(entry["epoch"]) for e in self.epochs):
+                self._record(entry)
+
+    def _record(self, entry: dict[str, float]) -> None:
+        # a resumed run may close an epoch again (reopened by a longer --limit-train-batches): replace it
+        epoch = int(entry["epoch"])
+        self.epochs = [e for e in self.epochs if e["epoch"] != epoch]
         self.epochs.append({
-            "epoch": int(entry["epoch"]),
+            "epoch": epoch,
             "train_error": _finite(1.0 - entry["train_acc"]),
             "test_error": _finite(1.0 - entry["val_acc"]),
             "train_loss": _finite(entry["train_loss"]),
             "test_loss": _finite(entry["val_loss"]),
         })
-        self._note_divergence(module)
+        self.epochs.sort(key=lambda e: e["epoch"])
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._note_divergence(module)  # a loss may turn NaN mid-epoch, after the last closed epoch
@@ -134,6 +148,14 @@ class TrainabilityJudge(EpochObserver):
             "diverged_at_step": self.diverged_at_step,
             "epochs": list(self.epochs),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in the probe's checkpoints, so a probe continued after a stop keeps its earlier epochs."""
+        return {"epochs": list(self.epochs), "diverged_at_step": self.diverged_at_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs = list(state.get("epochs", []))
+        self.diverged_at_step = state.get("diverged_at_step")
 
     def contribute_results(self, results: dict[str, Any]) -> None:
         results["trainability"] = self.verdict(results)

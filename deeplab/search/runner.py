@@ -13,6 +13,13 @@ gradient-norm logging and the progress bar off, its TensorBoard run named
 ``<model>[_<init>]_k<depth>_seed<seed>`` under ``<out>/runs/``. Probes are
 deterministic for a given (model, depth, seed) and settings: ``fit`` seeds
 everything from ``FitConfig.seed``.
+
+A probe stopped part-way (the search killed, SIGTERM, the machine gone) left
+its run's ``checkpoints/last.ckpt`` (written every 5 minutes and at each epoch
+end); running the search again continues that probe from it
+(:func:`unfinished_probe_checkpoint`) instead of starting it over: exact, by
+the resume contract of :mod:`deeplab.resume`, so the record is the one a
+straight run gives. The record says ``resumed_from_step``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import contextlib
 import dataclasses
 import datetime
 import io
+import json
 import os
 import statistics
 import time
@@ -51,6 +59,7 @@ __all__ = [
     "prepare_search",
     "depth_multiple",
     "probe_run_name",
+    "unfinished_probe_checkpoint",
     "seed002_reference",
 ]
 
@@ -195,20 +204,67 @@ def probe_run_name(model: str, init: str | None, depth: int, seed: int) -> str:
     return f"{model}{init_part}_k{depth}_seed{seed}"
 
 
+def unfinished_probe_checkpoint(config: FitConfig) -> tuple[Path, int] | None:
+    """``(last.ckpt, its global step)`` of this probe's newest run that stopped before writing its
+    results (``<log_dir>/<run_name>/version_N``), when that checkpoint holds the same run settings
+    and has steps left to train; else None (the probe starts fresh).
+
+    A run with ``results.json`` finished or was stopped cleanly (and, if whole, is in the ledger);
+    one without it was killed, or is a run in progress of another search on the same folder —
+    which the ledger cannot tell apart, as it cannot for fresh probes either.
+    """
+    from deeplab.resume import compare_settings, read_checkpoint
+    from deeplab.train import inherit_engine
+
+    run_root = Path(config.log_dir) / str(config.run_name)
+    versions = sorted(run_root.glob("version_*"), key=lambda p: int(p.name.split("_")[-1])
+                      if p.name.split("_")[-1].isdigit() else -1)
+    for version in reversed(versions):
+        checkpoint = version / "checkpoints" / "last.ckpt"
+        if not checkpoint.is_file():
+            continue
+        results_file = version / "results.json"
+        if results_file.is_file():
+            try:
+                if not json.loads(results_file.read_text()).get("interrupted"):
+                    return None  # the newest run finished: nothing to continue
+            except (OSError, ValueError):
+                pass
+        try:
+            saved, _ = read_checkpoint(checkpoint)
+            compare_settings(saved, inherit_engine(resolve_config(config), saved.config).to_dict())
+        except DeeplabError:
+            return None  # another probe's settings, or unreadable (a kill mid-write is prevented: atomic)
+        if saved.diverged_at_step is not None:
+            return None
+        return checkpoint, saved.global_step
+    return None
+
+
 def run_probe(request: ProbeRequest) -> dict[str, Any]:
-    """Train one probe and return its ledger record (raw errors, no verdict)."""
+    """Train one probe (continuing it when an earlier attempt was stopped part-way) and return its
+    ledger record (raw errors, no verdict)."""
     from deeplab.search.judge import TrainabilityJudge
     from deeplab.train import fit
 
     config = FitConfig(**request.config)
-    judge = TrainabilityJudge()
+    unfinished = unfinished_probe_checkpoint(config)
     started = time.perf_counter()
     # fit always prints the seeds' per-epoch line; N probes at once would interleave them.
     quiet_stdout = contextlib.nullcontext() if request.verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet_stdout, warnings.catch_warnings():
         # tiny probes (--limit-train-batches 2) would each warn about the logging interval
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-        results = fit(config, callbacks=[judge], quiet=True)
+        results = None
+        if unfinished is not None:
+            judge = TrainabilityJudge()
+            try:
+                results = fit(dataclasses.replace(config, ckpt_path=str(unfinished[0])), callbacks=[judge], quiet=True)
+            except DeeplabError:
+                unfinished = None  # the checkpoint cannot be continued (e.g. nothing left): train afresh
+        if results is None:
+            judge = TrainabilityJudge()
+            results = fit(config, callbacks=[judge], quiet=True)
     wall_time = time.perf_counter() - started
     train_error, test_error = judge.final_errors(results)
     return {
@@ -225,7 +281,8 @@ def run_probe(request: ProbeRequest) -> dict[str, Any]:
         "diverged_at_step": judge.diverged_at_step,
         "global_step": results["global_step"],
         "parameters": results["parameters"],
-        "wall_time_s": round(wall_time, 3),
+        "wall_time_s": round(wall_time, 3),  # this attempt's time (a resumed probe: the part it trained)
+        "resumed_from_step": None if unfinished is None else unfinished[1],
         "device": results["device"],
         "process": os.getpid(),
         "run_dir": results["run_dir"],
