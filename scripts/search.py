@@ -6,7 +6,10 @@ trainable when its error after --epochs (3) epochs is below --threshold (0.2)
 and its loss never turned NaN/inf. Every finished probe goes to
 ``<out>/probes.jsonl``; running the same command again resumes. Writes
 ``search.json``, ``search.png``, ``report.md`` and a TensorBoard run per probe
-(``<out>/runs/``). The last line printed is ``max trainable depth: K``.
+(``<out>/runs/``). The last line printed is ``max trainable depth: K``
+(``none (below L)`` when not even --lower trained). Exit status: 0 when the
+search finished, whatever it found; 2 for bad input; 130/143 when stopped by
+Ctrl-C/SIGTERM (finished probes are kept: rerun to resume).
 
 ``--table`` searches seed 002's seven families with the seed's upper bounds
 and writes ``<out>/table.md`` beside the seed's reported maxima.
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         raise DeeplabError("give --model FAMILY and --upper K (or --table for all seed 002 families)")
     if args.upper is None:
         raise DeeplabError(f"give --upper K, the deepest depth to try (seed 002 used 24 for cnn_tanh)")
-    from deeplab.search.runner import SearchPlan, run_search
+    from deeplab.search.runner import SearchPlan, max_depth_line, run_search
 
     plan = SearchPlan(
         model=args.model, upper=args.upper, lower=args.lower, step=args.step, threshold=args.threshold,
@@ -106,20 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_search(plan)
     print(f"search: {Path(plan.out) / 'search.json'}  report: {summary['report']}  plot: {summary['plot']}")
     if len(seeds) > 1:
-        per_seed = ", ".join(f"seed {s['seed']}: {s['max_trainable']}" for s in summary["per_seed"])
-        print(f"per seed: {per_seed}; median {summary['max_trainable_median']:g}, "
-              f"spread {summary['max_trainable_spread']}")
+        per_seed = ", ".join(f"seed {s['seed']}: {s['max_trainable'] if s['max_trainable'] is not None else 'none'}"
+                             for s in summary["per_seed"])
+        spread = ("" if summary["max_trainable_median"] is None else
+                  f"; median {summary['max_trainable_median']:g}, spread {summary['max_trainable_spread']} "
+                  f"(over the seeds that found a depth)")
+        print(f"per seed: {per_seed}{spread}")
     for pair in summary["non_monotone"]:
         print(f"non-monotone (seed {pair['seed']}): k={pair['untrainable_depth']} untrainable but "
               f"k={pair['trainable_depth']} trainable")
     if summary["min_untrainable"] is None:
         print(f"note: every depth up to --upper {plan.upper} trained; the boundary lies above it")
     if summary["max_trainable"] is None:
-        print(f"note: not even --lower {plan.lower} trained")
+        print(f"note: not even --lower {plan.lower} trained" + (
+            "" if plan.lower > summary["min_depth"] else
+            f" ({plan.lower} is the family's shallowest network: change the training settings)"))
     if summary.get("seed_reported_max") is not None:
         print(f"seed 002 reported: {summary['seed_reported_max']}")
     print(_mean_field_line(args.model, args.init or "seed"))
-    print(f"max trainable depth: {summary['max_trainable'] if summary['max_trainable'] is not None else 'none'}")
+    print(max_depth_line(summary))
     return 0
 
 

@@ -306,7 +306,7 @@ def test_seeds_report_median_and_spread(tmp_path: Path) -> None:
     assert [s["max_trainable"] for s in summary["per_seed"]] == [6, 9, 15]
     assert summary["max_trainable"] == 9 and summary["max_trainable_median"] == 9
     assert summary["max_trainable_spread"] == 9 and summary["max_trainable_range"] == [6, 15]
-    assert "median over 3 seeds 9" in (tmp_path / "report.md").read_text()
+    assert "median over the 3 seed(s) that found a depth 9" in (tmp_path / "report.md").read_text()
 
 
 def test_non_monotone_pairs_reach_search_json_and_the_report(tmp_path: Path) -> None:
@@ -409,6 +409,60 @@ def test_format_table_with_several_seeds() -> None:
     assert "| 9 (6–15) (yet k = 18 trained) |" in text
 
 
+def test_nothing_trainable_is_one_state_everywhere(tmp_path: Path) -> None:
+    from deeplab.search.runner import max_depth_line
+
+    calls: list[tuple[int, int]] = []
+    summary = run_search(plan_for(tmp_path / "none", seeds=(0, 1, 2)), runner=fake_runner(lambda k, s: False, calls),
+                         echo=quiet)
+    stored = json.loads((tmp_path / "none" / "search.json").read_text())
+    for key in ("max_trainable", "max_trainable_median", "max_trainable_range", "max_trainable_spread",
+                "max_trainable_stdev"):
+        assert summary[key] is None and stored[key] is None, key
+    assert summary["seeds_nothing_trainable"] == [0, 1, 2]
+    assert max_depth_line(summary) == "max trainable depth: none (below 3)"
+    report = (tmp_path / "none" / "report.md").read_text()
+    assert "lower --lower" not in report and "3 is this family's shallowest network" in report
+    assert "| cnn_tanh | 24 | 3 | < 3 (all 3 seeds) |" in format_table(
+        [{"family": "cnn_tanh", "upper": 24, "seed_reported_max": 3, "searches": {"seed": summary},
+          "mean_field": {"seed": None}}], ["seed"])
+    # above the family's shallowest depth, lowering --lower is advice one can follow
+    run_search(plan_for(tmp_path / "six", lower=6), runner=fake_runner(lambda k, s: False, calls), echo=quiet)
+    assert "lower --lower (the family starts at 3)" in (tmp_path / "six" / "report.md").read_text()
+
+
+def test_median_and_spread_cover_the_seeds_that_found_a_depth(tmp_path: Path) -> None:
+    boundaries = {0: 0, 1: 9, 2: 15}  # seed 0: nothing trainable
+    calls: list[tuple[int, int]] = []
+    summary = run_search(plan_for(tmp_path, seeds=(0, 1, 2)),
+                         runner=fake_runner(lambda k, s: k <= boundaries[s], calls), echo=quiet)
+    assert summary["max_trainable"] == 9  # the lower median of (nothing, 9, 15)
+    assert summary["max_trainable_median"] == 12 and summary["max_trainable_range"] == [9, 15]
+    assert summary["max_trainable_spread"] == 6 and summary["seeds_nothing_trainable"] == [0]
+    assert "nothing trainable with seed(s) 0" in (tmp_path / "report.md").read_text()
+    assert "| 12 (9–15; seed 0: < 3) |" in format_table(
+        [{"family": "cnn_tanh", "upper": 24, "seed_reported_max": 3, "searches": {"seed": summary},
+          "mean_field": {"seed": None}}], ["seed"])
+
+
+def test_search_plot_has_integer_depth_ticks_and_the_mean_field_line(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from deeplab.search.report import search_figure
+
+    calls: list[tuple[int, int]] = []
+    summary = run_search(plan_for(tmp_path, lower=3, upper=6), runner=fake_runner(lambda k, s: k <= 3, calls),
+                         echo=quiet)
+    for predicted, expected in [(4.6, "mean field 6 ξ_c ≈ 5"), (float("inf"), "mean field 6 ξ_c = ∞ (beyond the plot)")]:
+        figure = search_figure(dict(summary, mean_field_predicted_max=predicted))
+        axes = figure.axes[0]
+        ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        labels = [text.get_text() for text in axes.get_legend().get_texts()]
+        assert expected in labels, labels
+        plt.close(figure)
+
+
 # ---------------------------------------------------------------------------- script
 def run_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPTS_DIR / "search.py"), *args],
@@ -442,8 +496,9 @@ def test_search_script_end_to_end(synthetic_data_dir: Path, tmp_path: Path, sear
     for key in ("model", "max_trainable", "min_untrainable", "per_seed", "probes"):
         assert key in summary
     assert summary["model"] == "cnn_elu_bn"
-    expected = summary["max_trainable"] if summary["max_trainable"] is not None else "none"
-    assert lines[-1] == f"max trainable depth: {expected}"
+    from deeplab.search.runner import max_depth_line
+
+    assert lines[-1] == max_depth_line(summary) and lines[-1].startswith("max trainable depth: ")
     # batch norm is outside the plain-network mean field: the line says so instead of a number
     assert any(line.startswith("mean-field prediction: none (") for line in lines)
     assert summary["probes"]

@@ -15,7 +15,7 @@ from deeplab.io import atomic_write, atomic_write_json
 
 __all__ = [
     "SEARCH_JSON", "SEARCH_PNG", "REPORT_MD", "TABLE_MD", "TABLE_JSON",
-    "write_search_outputs", "plot_search", "format_report", "format_table", "format_depth_cell",
+    "write_search_outputs", "plot_search", "search_figure", "format_report", "format_table", "format_depth_cell",
 ]
 
 SEARCH_JSON = "search.json"
@@ -44,6 +44,20 @@ def _depth(depth: int | None) -> str:
 
 
 def plot_search(summary: dict[str, Any], path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = search_figure(summary)
+
+    def save(file: Any) -> None:
+        figure.savefig(file, format="png")
+
+    atomic_write(path, save)
+    plt.close(figure)
+
+
+def search_figure(summary: dict[str, Any]) -> Any:
+    """The matplotlib figure of :func:`plot_search` (error against depth per seed, threshold,
+    boundary, seed 002's reported depth and the mean-field prediction)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,6 +86,17 @@ def plot_search(summary: dict[str, Any], path: str | Path) -> None:
     if reported is not None and summary["lower"] <= reported <= summary["upper"]:
         axes.axvline(summary["seed_reported_max"], color="gray", linestyle="-.", linewidth=0.8,
                      label=f"seed 002 reported k = {summary['seed_reported_max']}")
+    predicted = summary.get("mean_field_predicted_max")
+    if predicted is not None:
+        if math.isfinite(predicted) and predicted <= 1.5 * summary["upper"]:
+            axes.axvline(predicted, color="purple", linestyle=(0, (5, 2, 1, 2)), linewidth=1,
+                         label=f"mean field 6 ξ_c ≈ {predicted:.0f}")
+        else:  # critical (∞) or far beyond the range: say so instead of stretching the axis
+            axes.plot([], [], color="purple", linestyle=(0, (5, 2, 1, 2)), linewidth=1,
+                      label=f"mean field 6 ξ_c = {_mean_field_text(predicted)} (beyond the plot)")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # depths are integers: no ticks at 3.5
     axes.set_xlabel("depth k")
     epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
     axes.set_ylabel(f"{summary['metric'].replace('_', ' ')} after {epochs}")
@@ -80,12 +105,7 @@ def plot_search(summary: dict[str, Any], path: str | Path) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="best")
     figure.tight_layout()
-
-    def save(file: Any) -> None:
-        figure.savefig(file, format="png")
-
-    atomic_write(path, save)
-    plt.close(figure)
+    return figure
 
 
 def format_report(summary: dict[str, Any]) -> str:
@@ -98,10 +118,7 @@ def format_report(summary: dict[str, Any]) -> str:
         f"never turned NaN/inf. Dataset {s['dataset']}, init {s['init']}, seeds "
         f"{', '.join(map(str, s['seeds']))}, {s['parallel']} probe(s) at a time.",
         "",
-        f"- **max trainable depth: {_depth(s['max_trainable'])}**"
-        + (f" (median over {len(s['seeds'])} seeds {s['max_trainable_median']:g}, "
-           f"spread {s['max_trainable_spread']} = {s['max_trainable_range'][0]}…{s['max_trainable_range'][1]})"
-           if len(s["seeds"]) > 1 else ""),
+        f"- **max trainable depth: {_depth(s['max_trainable'])}**" + _seeds_text(s),
         f"- min untrainable depth: {_depth(s['min_untrainable'])}",
     ]
     if s.get("seed_reported_max") is not None:
@@ -109,7 +126,10 @@ def format_report(summary: dict[str, Any]) -> str:
     if s.get("mean_field_predicted_max") is not None:
         lines.append(f"- mean-field predicted depth: {_mean_field_text(s['mean_field_predicted_max'])}")
     if s["max_trainable"] is None:
-        lines.append(f"- not even depth {s['lower']} trains: lower --lower, or change the training settings")
+        lines.append(f"- not even depth {s['lower']} trains: " + (
+            f"lower --lower (the family starts at {s.get('min_depth', 1)}), or change the training settings"
+            if s["lower"] > s.get("min_depth", 1) else
+            f"{s['lower']} is this family's shallowest network; change the training settings (--lr, --init, --epochs)"))
     if s["min_untrainable"] is None:
         lines.append(f"- every depth up to {s['upper']} trains: the boundary lies above; raise --upper")
     lines += [
@@ -160,6 +180,21 @@ def format_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _seeds_text(s: dict[str, Any]) -> str:
+    """Several seeds: the median and spread of the seeds that found a depth, and those that did not."""
+    if len(s["seeds"]) < 2:
+        return ""
+    parts = []
+    if s.get("max_trainable_median") is not None:
+        low, high = s["max_trainable_range"]
+        found = len(s["seeds"]) - len(s.get("seeds_nothing_trainable") or [])
+        parts.append(f"median over the {found} seed(s) that found a depth {s['max_trainable_median']:g}, "
+                     f"spread {s['max_trainable_spread']} = {low}…{high}")
+    if s.get("seeds_nothing_trainable"):
+        parts.append(f"nothing trainable with seed(s) {', '.join(map(str, s['seeds_nothing_trainable']))}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _mean_field_text(value: float | None) -> str:
     if value is None:
         return "—"
@@ -190,11 +225,15 @@ def _max_depth_text(summary: dict[str, Any]) -> str:
     elif summary["min_untrainable"] is None:
         best = f"≥ {summary['max_trainable']}"
     if len(summary["seeds"]) > 1:
+        if summary.get("max_trainable_range") is None:  # no seed found a trainable depth
+            return f"< {summary['lower']} (all {len(summary['seeds'])} seeds)"
         low, high = summary["max_trainable_range"]
         median = summary["max_trainable_median"]
-        if low == high:
+        missing = summary.get("seeds_nothing_trainable") or []
+        note = f"; seed {', '.join(map(str, missing))}: < {summary['lower']}" if missing else ""
+        if low == high and not missing:
             return f"{median:g} (all {len(summary['seeds'])} seeds)"
-        return f"{median:g} ({low}–{high})"
+        return f"{median:g} ({low}–{high}{note})" if low != high else f"{median:g} ({low}{note})"
     return best
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "depth_multiple",
     "probe_run_name",
     "unfinished_probe_checkpoint",
+    "max_depth_line",
     "seed002_reference",
 ]
 
@@ -402,24 +403,29 @@ def _median_low(values: list[int]) -> int:
 
 
 def summarize_seeds(per_seed: list[dict[str, Any]], lower: int, upper: int, step: int) -> dict[str, Any]:
-    """Median and spread of the per-seed boundaries.
+    """The boundary over seeds, and the median and spread of the seeds that found one.
 
-    A seed where not even ``lower`` trains counts as depth ``lower − step``
-    (seed 002's ``3r = 0``) and one where all of ``upper`` trains has its first
-    untrainable depth counted as ``upper + step``, so medians stay numbers;
-    a median that lands there is reported as None.
+    ``max_trainable``: the lower median of the per-seed maxima, where a seed
+    with nothing trainable counts as ``lower − step`` (seed 002's ``3r = 0``),
+    so it is None ("nothing trainable") when most seeds found nothing; likewise
+    ``min_untrainable`` with ``upper + step`` for a seed where all trained.
+    ``max_trainable_median`` / ``_range`` / ``_spread`` / ``_stdev`` describe
+    only the seeds that found a depth (None when none did);
+    ``seeds_nothing_trainable`` lists the others.
     """
     below, above = lower - step, upper + step
     maxima = [s["max_trainable"] if s["max_trainable"] is not None else below for s in per_seed]
     minima = [s["min_untrainable"] if s["min_untrainable"] is not None else above for s in per_seed]
     max_low, min_low = _median_low(maxima), _median_low(minima)
+    found = [s["max_trainable"] for s in per_seed if s["max_trainable"] is not None]
     return {
         "max_trainable": None if max_low == below else max_low,
         "min_untrainable": None if min_low == above else min_low,
-        "max_trainable_median": float(statistics.median(maxima)),
-        "max_trainable_spread": max(maxima) - min(maxima),
-        "max_trainable_range": [min(maxima), max(maxima)],
-        "max_trainable_stdev": float(statistics.pstdev(maxima)),
+        "max_trainable_median": float(statistics.median(found)) if found else None,
+        "max_trainable_spread": max(found) - min(found) if found else None,
+        "max_trainable_range": [min(found), max(found)] if found else None,
+        "max_trainable_stdev": float(statistics.pstdev(found)) if found else None,
+        "seeds_nothing_trainable": [s["seed"] for s in per_seed if s["max_trainable"] is None],
     }
 
 
@@ -550,6 +556,7 @@ def run_search(
         "threshold": plan.threshold,
         "metric": plan.metric,
         "epochs": base.epochs,
+        "min_depth": depth_multiple(plan.model),  # the family's shallowest depth
         "seeds": list(plan.seeds),
         "parallel": plan.parallel,
         **summarize_seeds(per_seed, plan.lower, plan.upper, plan.step),
@@ -574,3 +581,13 @@ def run_search(
 
 def _depth_text(depth: int | None) -> str:
     return "none" if depth is None else str(depth)
+
+
+def max_depth_line(summary: dict[str, Any]) -> str:
+    """The search's verdict in one line (the script's last): ``max trainable depth: K``, with why when
+    it is not a boundary found inside the range."""
+    if summary["max_trainable"] is None:
+        return f"max trainable depth: none (below {summary['lower']})"
+    if summary["min_untrainable"] is None:
+        return f"max trainable depth: {summary['max_trainable']} (every depth up to --upper trained)"
+    return f"max trainable depth: {summary['max_trainable']}"
