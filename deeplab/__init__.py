@@ -1,9 +1,67 @@
-"""deeplab: what decides whether a deep network trains at all, one command per experiment."""
+"""deeplab: what decides whether a deep network trains at all, one command per experiment.
 
+The library in one import (names load on first use, so ``import deeplab`` stays
+instant and the scripts' ``--help`` never waits for torch)::
+
+    import lightning as L
+    import deeplab
+
+    data = deeplab.MNISTDataModule("data", batch_size=256)
+    search = deeplab.TrainabilitySearch(lower=3, upper=12, step=3, epochs=1)
+    module = deeplab.Classifier("cnn_tanh", datamodule=data, optimizer="sgd", lr=0.01)
+    L.Trainer(max_epochs=1, callbacks=[search]).fit(module, data)
+    print(search.max_trainable)
+
+Models: :func:`create_model`, :func:`list_models`, :func:`model_spec`. Data:
+:class:`MNISTDataModule`, :class:`FashionMNISTDataModule`,
+:class:`CIFAR10DataModule`. Training: :class:`Classifier` (manual
+optimization), :class:`MomentumSGD` (the seeds' hand-written optimizer),
+:func:`fit` / :class:`FitConfig` (what ``scripts/fit.py`` runs). Callbacks:
+:class:`GradientNorms`, :class:`TrainabilityJudge`, :class:`TrainabilitySearch`.
+"""
+
+import importlib
 import logging
+from typing import Any
 
 __version__ = "0.1.0"
 
 # Inductor (the compiled step, the fused CPU kernels) logs "No CUDA runtime is found, using
 # CUDA_HOME=…" at its first compile on a CPU-only machine: noise in a training console
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+#: public name → the module that defines it
+_PUBLIC = {
+    "create_model": "deeplab.models",
+    "list_models": "deeplab.models",
+    "model_spec": "deeplab.models",
+    "MNISTDataModule": "deeplab.data",
+    "FashionMNISTDataModule": "deeplab.data",
+    "CIFAR10DataModule": "deeplab.data",
+    "create_datamodule": "deeplab.data",
+    "Classifier": "deeplab.module",
+    "EpochObserver": "deeplab.module",
+    "MomentumSGD": "deeplab.optim",
+    "GradientNorms": "deeplab.gradients",
+    "TrainabilityJudge": "deeplab.search.judge",
+    "TrainabilitySearch": "deeplab.search.callback",
+    "FitConfig": "deeplab.config",
+    "fit": "deeplab.train",
+    "DeeplabError": "deeplab.errors",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deeplab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -73,12 +73,18 @@ class GradientObserver(pl.Callback):
 
 
 class Classifier(pl.LightningModule):
-    """Trains ``create_model(model_name, **model_kwargs)`` on image classification.
+    """Trains ``create_model(model_name, **model_kwargs)`` — or any ``nn.Module`` — on image classification.
+
+    ``Classifier("cnn_tanh", model_kwargs={"depth": 6}, datamodule=dm)`` takes
+    the input shape and class count from ``dm``; ``Classifier(my_net)`` trains
+    one's own network with the same loop (its checkpoint then reloads with
+    ``Classifier.load_from_checkpoint(path, model_name=my_net)``).
 
     Args:
-        model_name: a registered model name.
+        model_name: a registered model name, or an ``nn.Module`` instance.
         model_kwargs: keyword arguments for the model factory (``in_channels``,
-            ``num_classes``, ``image_size``, ``depth``, ``init``...).
+            ``num_classes``, ``image_size``, ``depth``, ``init``...); with a
+            ``datamodule``, the first three default to its data.
         optimizer: ``momentum_sgd`` | ``sgd`` | ``adam``.
         lr: learning rate η.
         momentum: α for the SGD variants (ignored by Adam).
@@ -103,6 +109,7 @@ class Classifier(pl.LightningModule):
         loss: str = "torch",
         divergence_check_every: int = 1,
         eval_mode_after_first_epoch: bool = False,
+        datamodule: Any = None,
     ):
         super().__init__()
         _check_choice("--optimizer", optimizer, OPTIMIZERS)
@@ -114,10 +121,24 @@ class Classifier(pl.LightningModule):
             raise DeeplabError(f"--momentum must be in [0, 1), got {momentum}")
         if weight_decay < 0:
             raise DeeplabError(f"--weight-decay must be ≥ 0, got {weight_decay}")
-        self.save_hyperparameters()
+        model_kwargs = dict(model_kwargs or {})
+        if datamodule is not None:  # the data's shape and classes, unless model_kwargs says otherwise
+            channels, height, _ = datamodule.dims
+            model_kwargs = {"in_channels": channels, "image_size": height, "num_classes": datamodule.num_classes,
+                            **model_kwargs}
+        own_module = isinstance(model_name, torch.nn.Module)
+        # an nn.Module is saved with the weights, not as a hyperparameter; the data module never is
+        self.save_hyperparameters(ignore=["datamodule", "model_name"] if own_module else ["datamodule"])
+        self.hparams["model_kwargs"] = model_kwargs  # what built the model, so a checkpoint rebuilds it alone
         self.automatic_optimization = False
-        self.model = create_model(model_name, **(model_kwargs or {}))
-        num_classes = (model_kwargs or {}).get("num_classes", 10)
+        if own_module:
+            self.model = model_name
+        elif isinstance(model_name, str):
+            self.model = create_model(model_name, **model_kwargs)
+        else:
+            raise DeeplabError(f"model_name must be a registered model name or an nn.Module, "
+                               f"got {type(model_name).__name__}")
+        num_classes = model_kwargs.get("num_classes", 10)
         self.val_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_loss_mean = MeanMetric()
@@ -184,9 +205,14 @@ class Classifier(pl.LightningModule):
         return self._continue_at is not None and self._continue_at[0] == self.current_epoch and self._continue_at[1] > 0
 
     def epoch_length(self) -> int | None:
-        """Training batches in a whole epoch, when the loader says (``TensorBatches.epoch_batches``)."""
+        """Training batches in a whole epoch, when the loader says (``TensorBatches.epoch_batches``),
+        shortened by a plain ``Trainer(limit_train_batches=N)`` (counted in loader items: chunks)."""
         loader = self.trainer.train_dataloader if self._trainer is not None else None
-        return getattr(loader, "epoch_batches", None)
+        length = getattr(loader, "epoch_batches", None)
+        items = self.trainer.num_training_batches if self._trainer is not None else None
+        if length is not None and isinstance(items, int) and items < len(loader):
+            length = min(length, items * getattr(loader, "steps_per_call", 1))
+        return length
 
     def epoch_complete(self) -> bool:
         """Has every batch of the epoch in progress been trained?"""

@@ -14,7 +14,9 @@ resumably:
 * :mod:`~deeplab.search.runner` — probes as ``fit`` runs, on 1 or N devices,
   several seeds, ``search.json``;
 * :mod:`~deeplab.search.report` — the plot, ``report.md`` and the table;
-* :mod:`~deeplab.search.table` — all seven seed 002 families in one table.
+* :mod:`~deeplab.search.table` — all seven seed 002 families in one table;
+* :mod:`~deeplab.search.callback` — :class:`TrainabilitySearch`, the same search
+  as a Lightning callback (run at ``on_fit_start``, then the chosen depth trains).
 
 ``scripts/search.py`` is the command line.
 """
@@ -29,6 +31,7 @@ from deeplab.search.bisection import (
 from deeplab.search.judge import METRICS, TrainabilityJudge, judge_errors
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_key, probe_settings
 from deeplab.search.runner import ProbeRequest, SearchPlan, prepare_search, run_probe, run_search
+from deeplab.search.callback import TrainabilitySearch
 
 __all__ = [
     "BisectionResult",
@@ -48,4 +51,5 @@ __all__ = [
     "prepare_search",
     "run_probe",
     "run_search",
+    "TrainabilitySearch",
 ]

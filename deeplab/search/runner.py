@@ -367,8 +367,11 @@ def _format_error(error: float | None) -> str:
 
 def _probe_line(entry: dict[str, Any], metric: str) -> str:
     verdict = "trainable" if entry["trainable"] else "untrainable"
-    how = f"diverged at step {entry['diverged_at_step']}" if entry["diverged"] else f"{entry['epochs_run']} epochs"
+    epochs = f"{entry['epochs_run']} epoch{'s' if entry['epochs_run'] != 1 else ''}"
+    how = f"diverged at step {entry['diverged_at_step']}" if entry["diverged"] else epochs
     source = "ledger" if entry["reused"] else f"{entry['wall_time_s']:.1f} s"
+    if entry.get("resumed_from_step"):
+        source += f", continued from step {entry['resumed_from_step']}"
     return (f"probe k={entry['depth']:<4d} seed={entry['seed']:<3d} {metric.replace('_', ' ')} "
             f"{_format_error(entry['error'])}  {verdict:<11s}  ({how}, {source})")
 
@@ -385,6 +388,7 @@ def _probe_entry(record: dict[str, Any], plan: SearchPlan, round_number: int, re
         "diverged": bool(record.get("diverged")),
         "diverged_at_step": record.get("diverged_at_step"),
         "wall_time_s": record.get("wall_time_s"),
+        "resumed_from_step": record.get("resumed_from_step"),
         "train_error": record.get("train_error"),
         "test_error": record.get("test_error"),
         "epoch_errors": [
