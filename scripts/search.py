@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one search per seed, e.g. 0,1,2 (default: --seed); the report gives median and spread")
     search.add_argument("--parallel", type=int, default=1,
                         help="probe N depths at once on N devices (GPUs, else CPU processes) (default 1)")
+    search.add_argument("--backend", default="local", choices=("local", "ray"),
+                        help="local: this machine (in process, or --parallel worker processes) (default); "
+                             "ray: each probe a Ray task on a cluster (pip install \"deeplab[ray]\"; every node "
+                             "needs deeplab, --data-dir and --out at the same paths)")
+    search.add_argument("--ray-address", help="with --backend ray: the cluster's address, e.g. auto or "
+                                              "ray://head:10001 (default: $RAY_ADDRESS, else a local instance)")
     search.add_argument("--out", help="ledger, search.json, plot, report and runs "
                                       "(default lightning_logs/search/<model>, or .../table)")
     search.add_argument("--verbose", action="store_true", help="print each probe's per-epoch lines")
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         data = run_table(
             out, families=args.families, inits=args.inits or ["seed"], seeds=seeds,
             threshold=args.threshold, metric=args.metric, parallel=args.parallel,
-            training=config_from_args(args, model="cnn_tanh"),
+            training=config_from_args(args, model="cnn_tanh"), backend=args.backend, ray_address=args.ray_address,
         )
         print()
         print(Path(data["table"]).read_text(), end="")
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         metric=args.metric, seeds=seeds, parallel=args.parallel,
         out=args.out or f"lightning_logs/search/{args.model}",
         training=config_from_args(args, model=args.model), verbose=args.verbose,
+        backend=args.backend, ray_address=args.ray_address,
     )
     summary = run_search(plan)
     print(f"search: {Path(plan.out) / 'search.json'}  report: {summary['report']}  plot: {summary['plot']}")

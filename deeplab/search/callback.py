@@ -46,6 +46,7 @@ class TrainabilitySearch(pl.Callback):
             fit with the same settings reads its probes from the ledger.
         fit_after: train the chosen depth in the real fit (False: stop after the search).
         limit_train_batches, limit_val_batches: shorten each probe (smoke runs).
+        backend, ray_address: ``"ray"`` sends the probes to a Ray cluster (as ``search.py --backend ray``).
         echo: where progress lines go (default: print).
 
     After the search: :attr:`max_trainable` (None when nothing trained),
@@ -57,7 +58,7 @@ class TrainabilitySearch(pl.Callback):
                  metric: str = "test_error", epochs: int = 3, seeds: Sequence[int] = (0,), parallel: int = 1,
                  out: str | Path | None = None, fit_after: bool = True, limit_train_batches: int | float | None = None,
                  limit_val_batches: int | float | None = None, echo: Callable[[str], None] | None = None,
-                 runner: Any = None):
+                 backend: str = "local", ray_address: str | None = None, runner: Any = None):
         from deeplab.search.judge import check_metric, check_threshold
 
         self.lower, self.upper, self.step = int(lower), int(upper), int(step)
@@ -73,6 +74,7 @@ class TrainabilitySearch(pl.Callback):
         self.limit_train_batches = limit_train_batches
         self.limit_val_batches = limit_val_batches
         self.echo = echo
+        self.backend, self.ray_address = backend, ray_address
         self.runner = runner  # tests: a fake probe runner (see deeplab.search.runner.run_search)
         self.max_trainable: int | None = None
         self.summary: dict[str, Any] | None = None
@@ -113,7 +115,7 @@ class TrainabilitySearch(pl.Callback):
         out = self.out or Path(trainer.default_root_dir) / "trainability_search" / family
         return SearchPlan(model=family, upper=self.upper, lower=self.lower, step=self.step,
                           threshold=self.threshold, metric=self.metric, seeds=self.seeds, parallel=self.parallel,
-                          out=str(out), training=training)
+                          out=str(out), training=training, backend=self.backend, ray_address=self.ray_address)
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -83,6 +83,8 @@ class SearchPlan:
     out: str = "lightning_logs/search"  # ledger, search.json, plot, report, TensorBoard runs
     training: FitConfig | None = None  # training settings; unset fields come from the model's spec
     verbose: bool = False  # let each probe print the seeds' per-epoch lines
+    backend: str = "local"  # local (this machine: in process or a process pool) | ray (deeplab.search.ray_backend)
+    ray_address: str | None = None  # --backend ray: the cluster (None: RAY_ADDRESS or a local instance)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,12 @@ def prepare_search(plan: SearchPlan) -> FitConfig:
     check_metric(plan.metric)
     if plan.parallel < 1:
         raise DeeplabError(f"--parallel must be ≥ 1, got {plan.parallel}")
+    from deeplab.search.ray_backend import BACKENDS
+
+    if plan.backend not in BACKENDS:
+        raise DeeplabError(f"--backend {plan.backend!r} is not one of {', '.join(BACKENDS)}")
+    if plan.ray_address is not None and plan.backend != "ray":
+        raise DeeplabError("--ray-address goes with --backend ray")
     if not plan.seeds:
         raise DeeplabError("--seeds is empty; give seeds like 0,1,2")
     if len(set(plan.seeds)) != len(plan.seeds):
@@ -478,9 +486,15 @@ def run_search(
     if len(ledger):
         echo(f"ledger: {len(ledger)} finished probe(s) in {ledger.path}; matching ones are not trained again")
 
-    pool: ProcessPoolRunner | None = None
+    pool: Any = None  # a runner this search started and must close: ProcessPoolRunner or RayRunner
     if runner is None:
-        if plan.parallel > 1:
+        if plan.backend == "ray":
+            from deeplab.search.ray_backend import RayRunner
+
+            pool = RayRunner(plan.ray_address, use_gpus=base.accelerator in ("auto", "gpu", "cuda"))
+            runner = pool
+            echo(f"backend: {pool.describe()}; {plan.parallel} probe(s) per round")
+        elif plan.parallel > 1:
             import torch
 
             use_gpus = base.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
@@ -563,6 +577,7 @@ def run_search(
         "min_depth": depth_multiple(plan.model),  # the family's shallowest depth
         "seeds": list(plan.seeds),
         "parallel": plan.parallel,
+        "backend": plan.backend,
         **summarize_seeds(per_seed, plan.lower, plan.upper, plan.step),
         "per_seed": per_seed,
         "non_monotone": [dict(pair, seed=s["seed"]) for s in per_seed for pair in s["non_monotone"]],

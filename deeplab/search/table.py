@@ -81,6 +81,8 @@ def run_table(
     training: FitConfig | None = None,
     runner: ProbeRunner | None = None,
     echo: Callable[[str], None] = echo_line,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Search every family × init; write ``table.md`` and ``table.json``; return the table data."""
     reference = seed002_reference()
@@ -114,6 +116,7 @@ def run_table(
                 model=family, upper=upper, lower=3, step=3, threshold=threshold, metric=metric,
                 seeds=tuple(seeds), parallel=parallel, out=str(out / family / init),
                 training=dataclasses.replace(base, model=family, init=None if init == "seed" else init),
+                backend=backend, ray_address=ray_address,
             )
             summary = run_search(plan, runner=runner, echo=lambda line, f=family, i=init: echo(f"[{f} / {i}] {line}"))
             row["searches"][init] = {key: value for key, value in summary.items() if key != "probes"}
