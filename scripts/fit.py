@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     results = fit(config_from_args(args))
     if not results["is_global_zero"]:
         return 0
+    from deeplab.callbacks import format_closing_line, format_epoch_line
+
+    if results.get("partial_epoch"):
+        print(format_epoch_line({**results["partial_epoch"], "val_acc": None}, results["hparams"]["epochs"],
+                                results.get("eval_split", "test")))
+    print(format_closing_line(results))
     if results["diverged"]:
         print(
             f"error: training diverged: the loss became NaN or infinite at step {results['diverged_at_step']}; "

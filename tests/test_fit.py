@@ -198,7 +198,8 @@ def test_real_mnist_reaches_a_real_accuracy(tmp_path):
 
 def test_progress_bar_counts_batches_not_chunks_and_starts_where_a_resume_does(monkeypatch, capsys):
     """With chunks of 8 batches a training_step, the bar still counts batches; a resumed epoch's
-    bar starts at the batches already done; the bar is off when stderr is not a terminal."""
+    bar starts at the batches already done; when stderr is not a terminal it writes plain lines,
+    one per ``plain_every_s``, with no carriage returns."""
     from types import SimpleNamespace
 
     from deeplab import callbacks as cb
@@ -217,7 +218,23 @@ def test_progress_bar_counts_batches_not_chunks_and_starts_where_a_resume_does(m
     bar.on_train_epoch_end(trainer, module)
     assert bar._bar is None
     monkeypatch.setattr(cb.sys.stderr, "isatty", lambda: False, raising=False)
-    assert not cb.BatchProgressBar().is_enabled
+    clock = iter([100.0, 100.0, 110.0, 131.0, 140.0, 162.0])  # epoch start, then one reading per batch
+    monkeypatch.setattr(cb.time, "monotonic", lambda: next(clock))
+    plain = cb.BatchProgressBar(plain_every_s=30)
+    assert plain.is_enabled and plain.plain
+    capsys.readouterr()
+    module.epoch_batches_done = 0
+    plain.on_train_epoch_start(trainer, module)
+    assert plain._bar is None
+    for done in (8, 16, 24, 32, 40):
+        module.epoch_batches_done = done
+        plain.on_train_batch_end(trainer, module, None, None, 0)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    # lines at 131 s (31 s after the start: 24 batches, 16 left at 24/31 s⁻¹) and 162 s, not every batch
+    assert err.splitlines() == [
+        "Epoch 2/3: 24/40 batches (60%), loss 0.5000, 20.7 s left in the epoch",
+        "Epoch 2/3: 40/40 batches (100%), loss 0.5000, 0.0 s left in the epoch"], err
 
 
 def test_batches_already_on_the_device_pass_through(synthetic_data_dir):
@@ -265,3 +282,29 @@ def test_closed_form_schedules_match_torchs_schedulers(schedule):
         assert 0.1 * factor(epoch) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
         optimizer.step()
         reference.step()
+
+
+def test_epoch_lines_show_unmeasured_errors_as_a_dash_and_say_when_an_epoch_is_partial():
+    from deeplab.callbacks import format_closing_line, format_epoch_line
+
+    entry = {"epoch": 2, "train_acc": 0.9, "val_acc": float("nan")}  # --limit-val-batches 0: no evaluation
+    assert format_epoch_line(entry, 10, "test") == "Epoch 002/010, Train Error 10.00% || Test Error —"
+    partial = {"epoch": 3, "batches_done": 5, "batches_in_epoch": 16, "train_acc": 0.75, "val_acc": None}
+    assert format_epoch_line(partial, 10, "validation") == \
+        "Epoch 003/010 (partial: 5 of 16 batches), Train Error 25.00% || Val Error —"
+    results = {"epochs_run": 1, "partial_epoch": partial, "global_step": 21, "train_time_s": 150.0,
+               "images_per_s": 1234.5, "wall_time_s": 9000.0}
+    assert format_closing_line(results) == \
+        "trained 1 epoch + a partial one, 21 steps in 2.5 min (1,234 images/s); wall 2.50 h"
+
+
+def test_fit_script_closes_with_cost_and_the_partial_epoch(synthetic_data_dir, tmp_path):
+    run = run_fit_script(["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(synthetic_data_dir),
+                          "--epochs", "2", "--batch-size", "16", "--max-steps", "5"], tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout_lines
+    assert lines[-1].startswith("results: /")  # absolute, on a fresh run too
+    assert re.fullmatch(r"trained 0 epochs \+ a partial one, 5 steps in [\d.]+ s \([\d,]+ images/s\); wall [\d.]+ s",
+                        lines[-2]), lines[-2]
+    assert lines[-3] == "Epoch 001/002 (partial: 5 of 16 batches), Train Error " + lines[-3].split("Train Error ")[1]
+    assert lines[-3].endswith("|| Test Error —")
