@@ -43,7 +43,7 @@ def format_closing_line(results: dict[str, Any]) -> str:
     """``trained 2 epochs, 32 steps in 3.1 s (212 images/s); wall 5.4 s``: what the run cost."""
     epochs = results.get("epochs_run", 0)
     partial = " + a partial one" if results.get("partial_epoch") else ""
-    return (f"trained {epochs} epoch{'s' if epochs != 1 else ''}{partial}, {results.get('global_step', 0):,} steps "
+    return (f"trained {epochs} epoch{'s' if epochs != 1 else ''}{partial}, {results.get('global_step', 0):,} step{'s' if results.get('global_step') != 1 else ''} "
             f"in {_seconds_text(results.get('train_time_s'))} ({results.get('images_per_s') or 0:,.0f} images/s); "
             f"wall {_seconds_text(results.get('wall_time_s'))}")
 

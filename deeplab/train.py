@@ -145,7 +145,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         config = inherit_engine(config, saved.config)
         compare_settings(saved, config.to_dict())  # a contradicting command fails before any data is read
     resume_dir = _resume_run_dir(config.ckpt_path)
-    _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
+    if not config.fast_dev_run:  # a throwaway run creates nothing under --log-dir, not even the folder
+        _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     keep_freed_memory()  # no page faults for every step's activations (deeplab.allocator)
 
@@ -327,7 +328,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     results_path = (run_dir / RESULTS_FILE).resolve()
     if trainer.is_global_zero and not config.fast_dev_run:
         atomic_write_json(results_path, results)
-    results["results_path"] = str(results_path)
+    results["results_path"] = None if config.fast_dev_run else str(results_path)  # a throwaway run: no file
     results["is_global_zero"] = trainer.is_global_zero
     if interrupted is not None:
         raise interrupted

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             f"try a smaller --lr (results.json records diverged: true)",
             file=sys.stderr,
         )
-    print(f"results: {results['results_path']}")
+    print(f"results: {results['results_path'] or 'none (--fast-dev-run keeps no files)'}")
     return DIVERGED_EXIT_CODE if results["diverged"] else 0
 
 

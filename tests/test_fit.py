@@ -308,3 +308,15 @@ def test_fit_script_closes_with_cost_and_the_partial_epoch(synthetic_data_dir, t
                         lines[-2]), lines[-2]
     assert lines[-3] == "Epoch 001/002 (partial: 5 of 16 batches), Train Error " + lines[-3].split("Train Error ")[1]
     assert lines[-3].endswith("|| Test Error —")
+
+
+def test_fast_dev_run_writes_nothing_under_the_log_dir(synthetic_data_dir, tmp_path):
+    """One batch through everything (gradient norms included), and no folder, file or checkpoint left."""
+    log_dir = tmp_path / "logs"
+    run = run_fit_script(["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(synthetic_data_dir),
+                          "--batch-size", "16", "--fast-dev-run", "--log-dir", str(log_dir)], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout_lines[-1] == "results: none (--fast-dev-run keeps no files)"
+    assert "trained 1 epoch, 1 step in" in run.stdout
+    assert not log_dir.exists()
+    assert list(tmp_path.iterdir()) == []  # nothing in the working directory either (lightning_logs)
