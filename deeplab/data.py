@@ -312,11 +312,12 @@ class ImageDataModule(pl.LightningDataModule):
         except Exception as error:  # noqa: BLE001  (a truncated or garbled file)
             raise self._corrupt_error(error) from None
 
-    def _missing_error(self) -> DeeplabError:
+    def _missing_error(self, why: str) -> DeeplabError:
+        """``why``: how it came to be missing, e.g. "and the download failed (URLError: ...; no internet?)"."""
         return DeeplabError(
-            f"{self.name} files not found under {self.data_dir} and the download failed "
-            f"(no internet?). torchvision expects {self.data_dir}/{self.expected_layout}; "
-            f"put them there or point --data-dir (or ${DATA_DIR_ENV}) at the folder that holds them."
+            f"{self.name} files not found under {self.data_dir} {why}. torchvision expects "
+            f"{self.data_dir}/{self.expected_layout}; put them there or point --data-dir (or ${DATA_DIR_ENV}) "
+            f"at the folder that holds them."
         )
 
     def _corrupt_error(self, error: Exception) -> DeeplabError:
@@ -330,22 +331,41 @@ class ImageDataModule(pl.LightningDataModule):
         """Download only when the files are absent (Lightning calls this on one process)."""
         if self._files_present():
             return
-        if self.download:
+        if not self.download:
+            raise self._missing_error("and downloads are off")
+        failure = self._download()
+        if failure is None and self._files_present():
+            return
+        raise self._missing_error(f"and the download failed ({failure or 'its files do not load'}; no internet?)")
+
+    def _download(self) -> str | None:
+        """torchvision's download into a temporary folder, copied into ``data_dir`` only once both
+        splits are complete: a failed download leaves ``data_dir`` as it was (no empty ``raw``
+        folders in a shared data set). Returns None, or what went wrong."""
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="deeplab-download-") as staging:
             try:
                 for train in (True, False):
-                    self.dataset_cls(str(self.data_dir), train=train, download=True)
-            except Exception:  # noqa: BLE001  (network errors come in many types)
-                pass
-            if self._files_present():
-                return
-        raise self._missing_error()
+                    self.dataset_cls(staging, train=train, download=True)
+            except Exception as error:  # noqa: BLE001  (network errors come in many types)
+                return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'}"
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            for entry in Path(staging).iterdir():
+                target = self.data_dir / entry.name
+                if entry.is_dir():
+                    shutil.copytree(entry, target, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(entry, target)
+        return None
 
     def _load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         try:
             dataset = self.dataset_cls(str(self.data_dir), train=train, download=False)
         except RuntimeError as error:
             if _is_not_found(error):
-                raise self._missing_error() from None
+                raise self._missing_error("(setup reads, prepare_data downloads)") from None
             raise self._corrupt_error(error) from None
         except Exception as error:  # noqa: BLE001
             raise self._corrupt_error(error) from None
@@ -360,7 +380,7 @@ class ImageDataModule(pl.LightningDataModule):
         if self._splits:
             return
         if not self._files_present():
-            raise self._missing_error()
+            raise self._missing_error("(setup reads, prepare_data downloads)")
         train_images, train_labels = self._load_split(train=True)
         test_images, test_labels = self._load_split(train=False)
         if self.val_split is not None:

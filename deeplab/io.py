@@ -10,8 +10,9 @@ import json
 import math
 import os
 import tempfile
+import contextlib
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import Any, Callable, IO, Iterator
 
 __all__ = ["atomic_write", "atomic_write_json", "append_jsonl_line", "finite_or_null", "FILE_MODE"]
 
@@ -86,3 +87,24 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def no_empty_tree_on_failure(path: str | os.PathLike) -> Iterator[None]:
+    """If the block fails, remove the folders it created at or under ``path`` that are still empty
+    (deepest first), so a failed run or recipe leaves no empty tree behind; files are never touched,
+    and a folder that existed before stays."""
+    path = Path(path).absolute()
+    first_missing = None
+    for candidate in [path, *path.parents]:  # the shallowest folder the block may create
+        if candidate.exists():
+            break
+        first_missing = candidate
+    try:
+        yield
+    except BaseException:
+        if first_missing is not None and first_missing.is_dir():
+            for root, _, _ in sorted(os.walk(first_missing), key=lambda entry: -len(Path(entry[0]).parts)):
+                with contextlib.suppress(OSError):  # not empty (or gone): keep it
+                    os.rmdir(root)
+        raise

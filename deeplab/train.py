@@ -32,7 +32,7 @@ from deeplab.data import create_datamodule
 from deeplab.engine import describe as describe_engine
 from deeplab.engine import resolve_engine
 from deeplab.errors import DeeplabError
-from deeplab.io import atomic_write_json
+from deeplab.io import atomic_write_json, no_empty_tree_on_failure
 from deeplab.models import DATASET_SHAPES, count_parameters, model_spec
 from deeplab.module import Classifier
 
@@ -126,7 +126,9 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
     ``"interrupted": true``) are written.
     """
     try:
-        return _fit(config, callbacks, quiet)
+        # a run that fails before writing anything leaves no empty lightning_logs/<model>/ behind
+        with no_empty_tree_on_failure(config.log_dir):
+            return _fit(config, callbacks, quiet)
     finally:
         # Also after a failure or Ctrl-C: the next fit() in this process starts a new run
         # directory instead of writing into this one.

@@ -261,6 +261,25 @@ def test_missing_files_offline_error(cls, layout, tmp_path):
         cls(tmp_path, download=False).setup()
 
 
+def test_a_failed_download_leaves_the_data_folder_untouched(tmp_path, monkeypatch):
+    """torchvision's real download code against an unreachable mirror (this machine has no internet
+    anyway): one line with the cause, and no FashionMNIST/raw folders left in the user's data folder."""
+    from torchvision import datasets
+
+    monkeypatch.setattr(datasets.FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "README").write_text("a shared data set folder")
+    with pytest.raises(DeeplabError, match=r"the download failed \((URLError|RuntimeError|ConnectionRefusedError)") as error:
+        FashionMNISTDataModule(shared, download=True).prepare_data()
+    assert "\n" not in str(error.value)
+    assert sorted(p.name for p in shared.iterdir()) == ["README"]
+    absent = tmp_path / "not-yet"
+    with pytest.raises(DeeplabError, match="the download failed"):
+        FashionMNISTDataModule(absent, download=True).prepare_data()
+    assert not absent.exists()
+
+
 def test_missing_test_split_only(synthetic_data_dir, tmp_path):
     shutil.copytree(synthetic_data_dir / "MNIST", tmp_path / "MNIST")
     (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()

@@ -326,3 +326,11 @@ def test_one_batch_conv_gradients_are_seed001s_get_gradient_norms(synthetic_data
     # the recipe's model is left as it was: no gradients, same weights and running statistics
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_failed_recipe_leaves_no_empty_tree(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs" / "batch_size"
+    code, _, stderr = run_script(["batch_size", "--quick", "--data-dir", str(tmp_path / "no-data"), "--out", str(out)],
+                                 capsys)
+    assert code == 2 and "files not found" in stderr
+    assert list(tmp_path.iterdir()) == []

@@ -320,3 +320,32 @@ def test_fast_dev_run_writes_nothing_under_the_log_dir(synthetic_data_dir, tmp_p
     assert "trained 1 epoch, 1 step in" in run.stdout
     assert not log_dir.exists()
     assert list(tmp_path.iterdir()) == []  # nothing in the working directory either (lightning_logs)
+
+
+def test_a_failed_run_leaves_no_empty_tree(tmp_path):
+    """Missing data fails in one line; the log folders the run had created are gone again, and a
+    folder that existed before, with its files, stays."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for log_dir in (tmp_path / "new" / "logs", kept):
+        run = run_fit_script(["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(tmp_path / "no-data"),
+                              "--epochs", "1", "--log-dir", str(log_dir)], tmp_path)
+        assert run.returncode == 2 and run.stderr.startswith("error: mnist files not found"), run.stderr[-500:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+def test_no_empty_tree_on_failure_keeps_files_and_old_folders(tmp_path):
+    from deeplab.io import no_empty_tree_on_failure
+
+    with pytest.raises(RuntimeError):
+        with no_empty_tree_on_failure(tmp_path / "a" / "b"):
+            (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+            (tmp_path / "a" / "d").mkdir()
+            (tmp_path / "a" / "d" / "result.json").write_text("{}")
+            raise RuntimeError("late failure")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["a", "a/d", "a/d/result.json"]
+    with no_empty_tree_on_failure(tmp_path / "ok"):  # success: nothing removed
+        (tmp_path / "ok").mkdir()
+    assert (tmp_path / "ok").is_dir()

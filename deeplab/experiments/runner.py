@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Sequence
 from deeplab.errors import DeeplabError
 from deeplab.experiments.registry import DATASET_NAMES, Recipe, get_recipe
 from deeplab.experiments.report import Report, markdown_table
-from deeplab.io import atomic_write, atomic_write_json
+from deeplab.io import atomic_write, atomic_write_json, no_empty_tree_on_failure
 
 __all__ = [
     "ExperimentOptions",
@@ -487,6 +487,13 @@ class ExperimentContext:
 def run_experiment(name: str, options: ExperimentOptions) -> Path:
     """Run recipe ``name``; return the path of its ``report.md``."""
     recipe = get_recipe(name)
+    out = Path(options.out) if options.out else default_out(recipe.name, options.dataset or recipe.dataset,
+                                                             recipe.dataset, options.quick)
+    with no_empty_tree_on_failure(out):
+        return _run_experiment(recipe, options)
+
+
+def _run_experiment(recipe: Recipe, options: ExperimentOptions) -> Path:
     ctx = ExperimentContext(recipe, options)
     ctx.echo(f"experiment {recipe.name}: seed {recipe.seed}, {recipe.experiment} — "
              f"{'quick' if options.quick else 'full'} budget, data {ctx.dataset_name() if recipe.dataset else 'none (NumPy)'}, "
