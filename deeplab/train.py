@@ -33,6 +33,7 @@ from deeplab.engine import describe as describe_engine
 from deeplab.engine import resolve_engine
 from deeplab.errors import DeeplabError
 from deeplab.io import atomic_write_json, no_empty_tree_on_failure
+from deeplab.tensorboard import RunLogger, RunRecords, log_run_end
 from deeplab.models import DATASET_SHAPES, count_parameters, model_spec
 from deeplab.module import Classifier
 
@@ -188,13 +189,13 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
 
     run_name = config.run_name or config.model
     if resume_dir is not None:
-        logger = TensorBoardLogger(save_dir=str(resume_dir.parent.parent), name=resume_dir.parent.name,
+        logger = RunLogger(save_dir=str(resume_dir.parent.parent), name=resume_dir.parent.name,
                                    version=resume_dir.name, default_hp_metric=False, max_queue=TENSORBOARD_QUEUE)
     else:
         # DDP's launcher re-runs this script in every other process; they must all write
         # into the run directory rank 0 chose, not pick the next free version themselves.
         version = os.environ.get(RUN_VERSION_ENV)
-        logger = TensorBoardLogger(save_dir=config.log_dir, name=run_name, default_hp_metric=False,
+        logger = RunLogger(save_dir=config.log_dir, name=run_name, default_hp_metric=False,
                                    version=int(version) if version is not None else None, max_queue=TENSORBOARD_QUEUE)
     run_dir = Path(logger.log_dir)  # (a path only: the logger creates it when training starts)
 
@@ -207,8 +208,9 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
                                every_minutes=config.checkpoint_every_minutes, stop=stop)
     write_config = WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict())
     all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput]
+    records = RunRecords(config.to_dict(), datamodule.eval_split_name, resumed=saved is not None)
     if not config.fast_dev_run:  # a throwaway run: no files
-        all_callbacks += [checkpoint, write_config]
+        all_callbacks += [checkpoint, write_config, records]
     if config.progress_bar and not quiet:
         all_callbacks.append(BatchProgressBar())
     if config.grad_norms:
@@ -264,7 +266,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         module.continue_epoch_at(plan.start_epoch, plan.skip_batches)
         checkpoint.restart_at = (plan.start_epoch, plan.global_step)
         resumes = saved.resumes + [plan.record(saved.path)]
-    write_config.config = config.to_dict()
+    write_config.config = records.config = config.to_dict()
     checkpoint.run_record = {"config": config.to_dict(), "training_images": training_images,
                              "world_size": trainer.world_size, "resumes": resumes}
     if not config.fast_dev_run:
@@ -329,6 +331,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
             contribute(results)
     results_path = (run_dir / RESULTS_FILE).resolve()
     if trainer.is_global_zero and not config.fast_dev_run:
+        log_run_end(logger, results)  # the HParams tab's metrics: the run's outcome
+        logger.experiment.close()
         atomic_write_json(results_path, results)
     results["results_path"] = None if config.fast_dev_run else str(results_path)  # a throwaway run: no file
     results["is_global_zero"] = trainer.is_global_zero

@@ -1,0 +1,73 @@
+"""What TensorBoard reads from a run: hparams (config at the start, outcome at the end), the
+custom-scalars layout, the config text, and no flat ``epoch`` chart — read back from the event files
+with tensorboard's own EventAccumulator and plugin protos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from deeplab.tensorboard import HPARAM_METRICS, final_metrics
+
+
+def accumulate(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def hparams_records(accumulator: EventAccumulator) -> dict[str, plugin_data_pb2.HParamsPluginData]:
+    return {tag: plugin_data_pb2.HParamsPluginData.FromString(content)
+            for tag, content in accumulator.PluginTagToContent("hparams").items()}
+
+
+def test_a_run_records_its_config_and_outcome_for_the_hparams_tab(fit_runs) -> None:
+    run = fit_runs("mnist")
+    results = run.results
+    accumulator = accumulate(run.run_dir)
+    records = hparams_records(accumulator)
+    experiment = records["_hparams_/experiment"].experiment
+    assert [info.name.tag for info in experiment.metric_infos] == list(HPARAM_METRICS)
+    start = records["_hparams_/session_start_info"].session_start_info.hparams
+    assert start["model"].string_value == "cnn5" and start["optimizer"].string_value == "momentum_sgd"
+    assert start["batch_size"].number_value == 16 and start["epochs"].number_value == 2
+    # the outcome, at the run's last step
+    scalars = set(accumulator.Tags()["scalars"])
+    val_acc = accumulator.Scalars("hparams/val_acc")
+    assert [(e.step, round(e.value, 6)) for e in val_acc] == [
+        (results["global_step"], round(results["history"][-1]["val_acc"], 6))]
+    assert accumulator.Scalars("hparams/diverged")[0].value == 0.0
+    assert "hparams/trainable" not in scalars  # only search probes have a verdict
+    # Lightning's automatic "epoch" scalar is gone; the metrics are there
+    assert "epoch" not in scalars and {"train/loss", "train/acc", "val/loss", "val/acc"} <= scalars
+
+
+def test_the_custom_scalars_layout_overlays_every_layer_and_the_config_is_text(fit_runs) -> None:
+    run = fit_runs("mnist")
+    accumulator = accumulate(run.run_dir)
+    content = accumulator.PluginTagToContent("custom_scalars")
+    assert content, "no custom-scalars layout"
+    tensor = accumulator.Tensors("custom_scalars__config__")[0].tensor_proto
+    layout = layout_pb2.Layout.FromString(tensor.string_val[0])
+    titles = [category.title for category in layout.category]
+    assert titles == ["1 training", "2 gradients"]  # loss and accuracy first
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert charts["per-layer L2 norm (all layers)"] == [r"grad/l2/.*"]
+    layer_tags = [tag for tag in accumulator.Tags()["scalars"] if tag.startswith("grad/l2/")]
+    assert len(layer_tags) == 5  # cnn5: conv1..conv3, fc1, fc2 — all matched by the one chart's regex
+    text = accumulator.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    config = json.loads("\n".join(line[4:] for line in text.splitlines()))
+    assert config == json.loads((run.run_dir / "config.json").read_text())
+
+
+def test_final_metrics_leave_out_what_was_not_measured() -> None:
+    results = {"history": [{"val_acc": 0.9, "train_acc": float("nan")}], "test_acc": None, "diverged": True,
+               "trainability": {"trainable": False}}
+    assert final_metrics(results) == {"hparams/val_acc": 0.9, "hparams/diverged": 1.0, "hparams/trainable": 0.0}
+    with pytest.raises(KeyError):
+        final_metrics({"history": []})["hparams/val_acc"]
