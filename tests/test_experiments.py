@@ -83,6 +83,9 @@ def test_recipe_quick(name: str, data_dir: Path, outputs: Path, single_thread, c
     results = check_outputs(out, stdout, name)
     recipe = get_recipe(name)
     assert results["dataset"] == recipe.dataset and results["on_seed_dataset"] is True
+    report = (out / "report.md").read_text()
+    assert "> **Smoke run (`--quick`)**" in report.splitlines()[2]  # said at the top, not only in the budget line
+    assert "Best α here" not in report and "best validation accuracy here" not in report.lower()
     for training in results["trainings"]:
         for run in training["per_seed"]:
             run_dir = Path(run["run_dir"])

@@ -36,8 +36,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
 class Report:
     """Markdown body of a report, in the order the recipe writes it."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, quick: bool = False):
         self.out = Path(out)
+        self.quick = quick
         self.parts: list[str] = []
         self.tables: dict[str, dict[str, Any]] = {}
         self.figures: list[str] = []
@@ -47,6 +48,13 @@ class Report:
 
     def text(self, markdown: str) -> None:
         self.parts.append(markdown.strip() + "\n")
+
+    def conclusion(self, markdown: str) -> None:
+        """A sentence that draws a conclusion from the numbers; a --quick smoke run draws none."""
+        if self.quick:
+            self.parts.append("*Smoke run (`--quick`): no conclusion is drawn from these numbers.*\n")
+        else:
+            self.text(markdown)
 
     def bullets(self, items: Sequence[str]) -> None:
         if items:

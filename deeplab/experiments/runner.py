@@ -234,7 +234,7 @@ class ExperimentContext:
             probe.unlink()
         except OSError as error:
             raise DeeplabError(f"--out {self.out} is not writable ({error.strerror}); give a folder you can write to") from None
-        self.report = Report(self.out)
+        self.report = Report(self.out, quick=options.quick)
         self.trainings: list[Training] = []
         self.data: dict[str, Any] = {}  # the recipe's own numbers for results.json
         self.rank_zero = True
@@ -446,8 +446,11 @@ class ExperimentContext:
 
     def _render(self, wall: float) -> str:
         r = self.recipe
-        lines = [f"# {r.title}", "",
-                 f"Recipe `{r.name}` reproduces **seed {r.seed}, {r.experiment}**.", ""]
+        lines = [f"# {r.title}", ""]
+        if self.quick:
+            lines += ["> **Smoke run (`--quick`)**: one short epoch per training. These numbers show that the "
+                      "pipeline runs; they say nothing about the networks, and no conclusion is drawn from them.", ""]
+        lines += [f"Recipe `{r.name}` reproduces **seed {r.seed}, {r.experiment}**.", ""]
         if r.dataset is not None:
             if self.on_seed_dataset:
                 lines.append(f"- data set: **{self.dataset_name()}** (the seed's)")
