@@ -236,7 +236,13 @@ class GradientNorms(EpochObserver, GradientObserver):
         profiles = self._profiles()
         if trainer.is_global_zero and self.run_dir is not None and profiles:
             self.figure_path = self.run_dir / "grad_norms.png"
-            figure = plot_layer_profile(self.layer_names, profiles, self.figure_path)
+            from deeplab.figures import run_title
+
+            model = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
+            dataset = getattr(getattr(trainer, "datamodule", None), "name", None)
+            figure = plot_layer_profile(self.layer_names, profiles, self.figure_path,
+                                        title_prefix=run_title(model if isinstance(model, str) else None, dataset,
+                                                               self.run_dir.name))
             experiment = _experiment(trainer)
             if experiment is not None:
                 experiment.add_figure("grad/layer_profile", figure, trainer.global_step)
@@ -303,30 +309,40 @@ def _experiment(trainer: pl.Trainer) -> Any:
     return experiment if hasattr(experiment, "add_scalar") else None
 
 
-def plot_layer_profile(layer_names: list[str], per_epoch: list[list[float]], path: Path) -> Any:
-    """Per-layer mean gradient L2 norm against depth (log scale), one line per epoch."""
+def plot_layer_profile(layer_names: list[str], per_epoch: list[list[float]], path: Path,
+                       title_prefix: str | None = None) -> Any:
+    """Per-layer mean gradient L2 norm against depth (log scale), one line per epoch (own marker and line
+    style each); ``title_prefix`` (e.g. "model · dataset · run") heads the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from deeplab.figures import fit_text, integer_ticks, series_style
 
     figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(layer_names)), 4.2))
     colors = plt.cm.viridis([i / max(1, len(per_epoch) - 1) for i in range(len(per_epoch))])
     depth = list(range(1, len(layer_names) + 1))
     for epoch, (values, color) in enumerate(zip(per_epoch, colors), start=1):
         positive = [max(v, 1e-30) for v in values]
-        axis.plot(depth, positive, marker="o", markersize=3, color=color, label=f"epoch {epoch}")
+        style = series_style(epoch - 1, len(positive))
+        if "marker" not in style and len(per_epoch) <= 12:
+            style.update(marker="o", markersize=2)
+        axis.plot(depth[: len(positive)], positive, color=color, label=f"epoch {epoch}", **style)
     axis.set_yscale("log")
     axis.set_xlabel("layer (input → output)")
     axis.set_ylabel("mean ‖∇W‖₂ over the epoch")
-    axis.set_title("Gradient norm per layer: vanishing toward the input shows as a rising curve")
+    title = "Gradient L2 per layer (vanishing toward the input: a curve rising with depth)"
+    axis.set_title(f"{title_prefix}\n{title}" if title_prefix else title, fontsize=10)
     if len(layer_names) <= 40:
         axis.set_xticks(depth)
-        axis.set_xticklabels([n.split("_", 1)[1] for n in layer_names], rotation=70, fontsize=7)
+        axis.set_xticklabels([n.split("_", 1)[1] if "_" in n else n for n in layer_names], rotation=70, fontsize=7)
+    else:
+        integer_ticks(axis.xaxis)  # layer indices
     axis.grid(True, which="both", alpha=0.3)
     if len(per_epoch) <= 12:
         axis.legend(fontsize=7)
-    figure.tight_layout()
+    fit_text(figure)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

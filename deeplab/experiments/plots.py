@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from deeplab.figures import figure_legend, fit_text, integer_ticks, run_title, series_style
+
 if TYPE_CHECKING:  # pragma: no cover
     from deeplab.experiments.runner import Training
 
@@ -21,6 +23,11 @@ __all__ = [
     "plot_layer_bars",
     "plot_series",
     "plot_weight_grid",
+    "learning_curves_plot",
+    "bars_figure",
+    "layer_bars_figure",
+    "series_figure",
+    "weight_grid_figure",
 ]
 
 
@@ -33,12 +40,11 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, path: Path, tight: bool = True) -> Path:
+def _save(figure: Any, path: Path) -> Path:
+    """Write a figure already laid out (:func:`deeplab.figures.fit_text`) and close it."""
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if tight:
-        figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
@@ -59,20 +65,29 @@ def _mean_band(runs: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray,
 
 
 def _plot_runs(axis: Any, x_runs: Sequence[Sequence[float]], y_runs: Sequence[Sequence[float]], label: str,
-               scale: float = 1.0, **style: Any) -> None:
+               scale: float = 1.0, index: int = 0, **style: Any) -> None:
+    """The mean over runs as the ``index``-th series of the axis (own marker and line style, markers when
+    short: a one-point curve is a dot), and the min–max band when there are several runs."""
     if not y_runs or not any(len(r) for r in y_runs):
         return
     mean, low, high = _mean_band(y_runs)
     x = np.asarray(max(x_runs, key=len), dtype=float)[: len(mean)]
-    marker = "o" if len(mean) <= 30 else None
-    (line,) = axis.plot(x, mean * scale, marker=marker, markersize=3, label=label, **style)
+    (line,) = axis.plot(x, mean * scale, label=label, **{**series_style(index, len(mean)), **style})
     if len(y_runs) > 1:
         axis.fill_between(x, low * scale, high * scale, color=line.get_color(), alpha=0.2)
 
 
-def plot_learning_curves(trainings: Sequence["Training"], path: Path, title: str,
-                         labels: Sequence[str] | None = None) -> Path:
-    """2×2: train loss, evaluation loss, train accuracy, evaluation accuracy against epoch; one line per training."""
+def _one_run_name(trainings: Sequence["Training"]) -> str:
+    """``model · dataset · version_N`` when the figure shows a single run (one training, one seed), else ""."""
+    if len(trainings) != 1 or len(trainings[0].results) != 1:
+        return ""
+    training = trainings[0]
+    config = training.configs[0] if training.configs else None
+    return run_title(training.model, getattr(config, "dataset", None), training.results[0].get("run_dir"))
+
+
+def learning_curves_plot(trainings: Sequence["Training"], title: str, labels: Sequence[str] | None = None) -> Any:
+    """The figure of :func:`plot_learning_curves` (laid out, not saved)."""
     plt = _pyplot()
     figure, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     eval_name = "test" if all(t.eval_split == "test" for t in trainings) else "validation"
@@ -83,26 +98,35 @@ def plot_learning_curves(trainings: Sequence["Training"], path: Path, title: str
             label = labels[index] if labels else training.label
             y = training.curves(key)
             x = [[e["epoch"] for e in r["history"]] for r in training.results]
-            _plot_runs(axis, x, y, label, scale)
+            _plot_runs(axis, x, y, label, scale, index)
         axis.set_xlabel("epoch")
         axis.set_ylabel(ylabel)
+        integer_ticks(axis.xaxis)
         axis.grid(True, alpha=0.3)
         if "loss" in key:
             values = [v for t in trainings for run in t.curves(key) for v in run if v is not None and math.isfinite(v)]
             if values and min(values) > 0 and max(values) / min(values) > 50:
                 axis.set_yscale("log")
     handles, names = axes.flat[0].get_legend_handles_labels()
+    legend = None
     if handles:
-        figure.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=8, frameon=False)
-    figure.suptitle(title)
-    figure.tight_layout(rect=(0, 0.06, 1, 0.96))
-    return _save(figure, path, tight=False)
+        legend = figure_legend(figure, handles, names, loc="lower center", fontsize=8, frameon=False)
+    run = _one_run_name(trainings)
+    figure.suptitle(f"{title}\n{run}" if run else title)
+    return fit_text(figure, rect=(0, 0.0, 1, 1), bottom_legend=legend)
 
 
-def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[Any]], *, ylabel: str,
-              title: str, log: bool = False, errors: dict[str, Sequence[float | None]] | None = None,
-              value_format: str = "{:.2f}") -> Path:
-    """Grouped bars: one group per category, one bar per series (None: no bar)."""
+def plot_learning_curves(trainings: Sequence["Training"], path: Path, title: str,
+                         labels: Sequence[str] | None = None) -> Path:
+    """2×2: train loss, evaluation loss, train accuracy, evaluation accuracy against epoch; one line per training
+    (a single run's figure names its model, dataset and run directory under the title)."""
+    return _save(learning_curves_plot(trainings, title, labels), path)
+
+
+def bars_figure(categories: Sequence[str], series: dict[str, Sequence[Any]], *, ylabel: str, title: str,
+                log: bool = False, errors: dict[str, Sequence[float | None]] | None = None,
+                value_format: str = "{:.2f}") -> Any:
+    """The figure of :func:`plot_bars` (laid out, not saved)."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(categories) * max(1, len(series)) * 0.6 + 3), 4.5))
     width = 0.8 / max(1, len(series))
@@ -122,20 +146,30 @@ def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[
             axis.annotate(value_format.format(h), (bar.get_x() + bar.get_width() / 2, h), ha="center",
                           va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
     axis.set_xticks(x)
-    axis.set_xticklabels(categories, rotation=20 if len(categories) > 3 else 0, ha="right" if len(categories) > 3 else "center")
+    axis.set_xticklabels(categories, rotation=20 if len(categories) > 3 else 0,
+                         ha="right" if len(categories) > 3 else "center")
     axis.set_ylabel(ylabel)
     axis.set_title(title)
     if log:
         axis.set_yscale("log")
+    axis.margins(y=0.12)  # room above the tallest bar for its value
     axis.grid(True, axis="y", alpha=0.3)
     if len(series) > 1:
         axis.legend(fontsize=8)
-    return _save(figure, path)
+    return fit_text(figure)
 
 
-def plot_layer_bars(path: Path, panels: Sequence[tuple[str, Sequence[str], Sequence[float]]], *, ylabel: str,
-                    title: str, log: bool = False) -> Path:
-    """Side-by-side bar charts of a per-layer quantity (seed 001's gradient-flow figure)."""
+def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[Any]], *, ylabel: str,
+              title: str, log: bool = False, errors: dict[str, Sequence[float | None]] | None = None,
+              value_format: str = "{:.2f}") -> Path:
+    """Grouped bars: one group per category, one bar per series (None: no bar)."""
+    return _save(bars_figure(categories, series, ylabel=ylabel, title=title, log=log, errors=errors,
+                             value_format=value_format), path)
+
+
+def layer_bars_figure(panels: Sequence[tuple[str, Sequence[str], Sequence[float]]], *, ylabel: str, title: str,
+                      log: bool = False) -> Any:
+    """The figure of :func:`plot_layer_bars` (laid out, not saved)."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     for axis, (panel_title, names, values) in zip(axes[0], panels):
@@ -146,21 +180,28 @@ def plot_layer_bars(path: Path, panels: Sequence[tuple[str, Sequence[str], Seque
         if len(names) <= 40:
             axis.set_xticks(range(len(names)))
             axis.set_xticklabels(names, rotation=80, fontsize=6)
+        else:
+            integer_ticks(axis.xaxis)  # layer indices
         if log:
             axis.set_yscale("log")
         axis.grid(True, axis="y", alpha=0.3)
     figure.suptitle(title)
-    return _save(figure, path)
+    return fit_text(figure)
 
 
-def plot_series(path: Path, panels: Sequence[dict[str, Any]], *, title: str) -> Path:
-    """Line panels. Each panel: ``{"series": {label: (x_runs, y_runs)}, "xlabel", "ylabel", "log", "title",
-    "marks": [(x, label)]}`` — x_runs/y_runs are per-seed lists (mean line, min–max band)."""
+def plot_layer_bars(path: Path, panels: Sequence[tuple[str, Sequence[str], Sequence[float]]], *, ylabel: str,
+                    title: str, log: bool = False) -> Path:
+    """Side-by-side bar charts of a per-layer quantity (seed 001's gradient-flow figure)."""
+    return _save(layer_bars_figure(panels, ylabel=ylabel, title=title, log=log), path)
+
+
+def series_figure(panels: Sequence[dict[str, Any]], *, title: str) -> Any:
+    """The figure of :func:`plot_series` (laid out, not saved)."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
     for axis, panel in zip(axes[0], panels):
-        for label, (x_runs, y_runs) in panel["series"].items():
-            _plot_runs(axis, x_runs, y_runs, label, panel.get("scale", 1.0))
+        for index, (label, (x_runs, y_runs)) in enumerate(panel["series"].items()):
+            _plot_runs(axis, x_runs, y_runs, label, panel.get("scale", 1.0), index)
         for x, mark in panel.get("marks", []):
             axis.axvline(x, color="gray", linestyle=":", linewidth=1)
             axis.annotate(mark, (x, 1), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right", fontsize=7)
@@ -171,22 +212,23 @@ def plot_series(path: Path, panels: Sequence[dict[str, Any]], *, title: str) -> 
         if panel.get("log"):
             axis.set_yscale("log")
         if panel.get("integer_x", True):
-            from matplotlib.ticker import MaxNLocator
-
-            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            integer_ticks(axis.xaxis)
         axis.grid(True, which="both", alpha=0.3)
-        if panel["series"]:
+        if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7)
     figure.suptitle(title)
-    return _save(figure, path)
+    return fit_text(figure)
 
 
-def plot_weight_grid(weights: np.ndarray, path: Path, title: str, max_filters: int = 64) -> Path:
-    """First-layer weights as a grid of images (seed 003's ``visualizeWeights``).
+def plot_series(path: Path, panels: Sequence[dict[str, Any]], *, title: str) -> Path:
+    """Line panels. Each panel: ``{"series": {label: (x_runs, y_runs)}, "xlabel", "ylabel", "log", "title",
+    "marks": [(x, label)], "integer_x" (default True)}`` — x_runs/y_runs are per-seed lists (mean line,
+    min–max band); each series has its own marker and line style, markers only on short series."""
+    return _save(series_figure(panels, title=title), path)
 
-    ``weights``: (N, C, H, W). Each filter is scaled to [0, 1] on its own;
-    three channels are shown as RGB, anything else as the channel mean in grey.
-    """
+
+def weight_grid_figure(weights: np.ndarray, title: str, max_filters: int = 64) -> Any:
+    """The figure of :func:`plot_weight_grid` (laid out, not saved)."""
     plt = _pyplot()
     w = np.asarray(weights, dtype=np.float64)[:max_filters]
     n = len(w)
@@ -208,4 +250,13 @@ def plot_weight_grid(weights: np.ndarray, path: Path, title: str, max_filters: i
             axis.imshow(f.mean(axis=0), cmap="gray", interpolation="nearest")
         axis.set_title(str(index), fontsize=6)
     figure.suptitle(title, fontsize=10)
-    return _save(figure, path)
+    return fit_text(figure)
+
+
+def plot_weight_grid(weights: np.ndarray, path: Path, title: str, max_filters: int = 64) -> Path:
+    """First-layer weights as a grid of images (seed 003's ``visualizeWeights``).
+
+    ``weights``: (N, C, H, W). Each filter is scaled to [0, 1] on its own;
+    three channels are shown as RGB, anything else as the channel mean in grey.
+    """
+    return _save(weight_grid_figure(weights, title, max_filters), path)

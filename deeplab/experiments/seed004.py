@@ -305,7 +305,10 @@ def block_statistics(model: Any, batch: Any) -> list[dict[str, Any]]:
     return stats
 
 
-def _channel_bars(stats: list[dict[str, Any]], path: Any, state: str) -> Any:
+def _channel_bars(stats: list[dict[str, Any]], path: Any, state: str, title: str | None = None) -> Any:
+    """Per block (16 at most), the mean |output| of its first 20 channels; saved to ``path`` (returned), or
+    with ``path`` None the laid-out figure itself is returned, unsaved. ``title``: the suptitle, e.g.
+    "resnet_deep · cifar10 · version_0" (default: what the figure shows)."""
     import math
 
     import matplotlib
@@ -313,19 +316,26 @@ def _channel_bars(stats: list[dict[str, Any]], path: Any, state: str) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from deeplab.figures import fit_text, integer_ticks
+
     shown = stats[:16]
     cols = 4
     rows = max(1, math.ceil(len(shown) / cols))
-    figure, axes = plt.subplots(rows, cols, figsize=(15, 3 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, cols, figsize=(15, 3 * rows + 0.4), squeeze=False)
     for axis, entry in zip(axes.flat, shown):
         values = entry["channel_abs_mean"]
         axis.bar(range(len(values)), values)
         axis.set_title(f"block_{entry['block']} ({state}): residual magnitudes", fontsize=9)
+        axis.set_xlabel("channel", fontsize=8)
         axis.set_ylabel("mean magnitude", fontsize=8)
+        integer_ticks(axis.xaxis)  # channel indices
     for axis in list(axes.flat)[len(shown):]:
         axis.axis("off")
-    figure.tight_layout()
+    figure.suptitle(title or f"Per-channel |mean output| of each residual block (first 20 channels, {state})",
+                    fontsize=11)
+    fit_text(figure)
+    if path is None:
+        return figure
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
-

@@ -72,7 +72,9 @@ def search_figure(summary: dict[str, Any]) -> Any:
         marker = markers[index % len(markers)]
         depths = [p["depth"] for p in probes]
         errors = [p["error"] if p["error"] is not None else 1.0 for p in probes]
-        (line,) = axes.plot(depths, errors, marker=marker, linestyle=":", linewidth=0.8, label=f"seed {seed}")
+        # (shrinking markers: seeds with the same errors stay visible under each other)
+        (line,) = axes.plot(depths, errors, marker=marker, markersize=max(3.0, 7.0 - 1.3 * (index % 4)),
+                            linestyle=":", linewidth=0.8, label=f"seed {seed}")
         diverged = [(p["depth"], p["error"] if p["error"] is not None else 1.0) for p in probes if p["diverged"]]
         if diverged:
             axes.scatter(*zip(*diverged), s=90, facecolors="none", edgecolors="red", zorder=3,
@@ -94,18 +96,18 @@ def search_figure(summary: dict[str, Any]) -> Any:
         else:  # critical (∞) or far beyond the range: say so instead of stretching the axis
             axes.plot([], [], color="purple", linestyle=(0, (5, 2, 1, 2)), linewidth=1,
                       label=f"mean field 6 ξ_c = {_mean_field_text(predicted)} (beyond the plot)")
-    from matplotlib.ticker import MaxNLocator
+    from deeplab.figures import fit_text, integer_ticks
 
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # depths are integers: no ticks at 3.5
+    integer_ticks(axes.xaxis)  # depths are integers: no ticks at 3.5 (even for a single depth)
     axes.set_xlabel("depth k")
     epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
     axes.set_ylabel(f"{summary['metric'].replace('_', ' ')} after {epochs}")
     axes.set_ylim(0, 1.02)
-    axes.set_title(f"{summary['model']} (init {summary['init']}): trainability against depth")
+    dataset = f" · {summary['dataset']}" if summary.get("dataset") else ""
+    axes.set_title(f"{summary['model']}{dataset} (init {summary['init']}): trainability against depth")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    return figure
+    return fit_text(figure)  # (titles wrapped to the canvas, tight layout)
 
 
 def format_report(summary: dict[str, Any]) -> str:
