@@ -124,7 +124,7 @@ def resolve_config(config: FitConfig) -> FitConfig:
     if isinstance(resolved.compile, bool):  # the old on/off flag (FitConfig(compile=True))
         resolved.compile = "model" if resolved.compile else "off"
     # Record what runs, not "unset": results.json and a resume's comparison see the same values.
-    if resolved.init is None and spec.takes_init:
+    if resolved.init is None:  # every model's own initialization is its seed's
         resolved.init = "seed"
     from deeplab.data import DATAMODULES
 

@@ -135,7 +135,8 @@ def compare_settings(saved: SavedRun, config: dict[str, Any]) -> dict[str, list[
             f"resume it with --model {saved.config.get('model')} or start {config.get('model')} without --ckpt-path"
         )
     def saved_value(name: str) -> Any:
-        return saved.config.get(name, LEGACY_SETTINGS.get(name))
+        value = saved.config.get(name, LEGACY_SETTINGS.get(name))
+        return "seed" if name == "init" and value is None else value  # runs before init was always recorded
 
     conflicts = [name for name in RUN_SETTINGS if _comparable(saved_value(name)) != _comparable(config.get(name))]
     if conflicts:
