@@ -1,6 +1,6 @@
 """What a run writes for TensorBoard beyond its scalars: runs you can compare, and charts you can read.
 
-* **HParams** — the resolved config as the run's hyperparameters (written when
+* **HParams** — the settings that make runs differ (:data:`HPARAM_SETTINGS`; written when
   training starts) and its outcome as the HParams metrics (written when it
   ends): ``hparams/val_acc``, ``hparams/test_acc``, ``hparams/train_acc``,
   ``hparams/diverged`` and, for a search probe, ``hparams/trainable``. So the
@@ -24,8 +24,12 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
-__all__ = ["RunLogger", "RunRecords", "HPARAM_METRICS", "custom_scalars_layout", "log_run_start", "log_run_end"]
+__all__ = ["RunLogger", "RunRecords", "HPARAM_METRICS", "HPARAM_SETTINGS", "custom_scalars_layout", "log_run_start", "log_run_end"]
 
+#: the settings that make runs differ, as the HParams tab's columns (the whole config is in the Text tab)
+HPARAM_SETTINGS = ("model", "dataset", "depth", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+                   "optimizer", "loss", "schedule", "val_split", "augment", "crop_padding", "normalize_std",
+                   "input_noise_std", "eval_mode_after_first_epoch", "seed", "precision", "devices", "compile")
 #: the HParams tab's metric columns, filled when the run ends
 HPARAM_METRICS = ("hparams/val_acc", "hparams/test_acc", "hparams/train_acc", "hparams/diverged",
                   "hparams/trainable")
@@ -71,8 +75,7 @@ def log_run_start(logger: TensorBoardLogger, config: dict[str, Any], eval_split:
     from torch.utils.tensorboard.summary import hparams
 
     experiment = logger.experiment
-    params = {name: _hparam_value(value) for name, value in config.items()
-              if name not in ("ckpt_path", "log_dir", "data_dir", "progress_bar")}
+    params = {name: _hparam_value(config[name]) for name in HPARAM_SETTINGS if name in config}
     exp, ssi, sei = hparams(params, {name: 0.0 for name in HPARAM_METRICS})
     writer = experiment.file_writer
     for summary in (exp, ssi, sei):
