@@ -28,6 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deeplab.cli import ArgumentParser, run_main  # noqa: E402
 
+#: measured --quick costs (tracked: others can check them), written by --measure-quick-costs
+COSTS_FILE = Path(__file__).resolve().parent.parent / "reports" / "recipe_quick_costs.json"
+
 
 def _seed_list(text: str) -> tuple[int, ...]:
     try:
@@ -45,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", help="recipe to run (see --list)")
     parser.add_argument("--list", action="store_true", help="print every recipe with its seed and cost, then exit")
+    parser.add_argument("--measure-quick-costs", action="store_true",
+                        help=f"run every recipe with --quick (on --dataset, default mnist) in a temporary folder and "
+                             f"write their wall times, with the machine and its load, to {COSTS_FILE}; "
+                             f"--list shows them")
     parser.add_argument("--quick", action="store_true",
                         help="smoke budget: 1 epoch of 3 batches (≤ 32 images), small depths; ~1 min on a CPU")
     parser.add_argument("--dataset", help="mnist | fashion_mnist | cifar10 (default: the seed's data set)")
@@ -66,11 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def measured_costs() -> dict:
+    """``reports/recipe_quick_costs.json``: {"machine", "measured_at", "load_average", "dataset", "seconds": {…}}."""
+    import json
+
+    try:
+        return json.loads(COSTS_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def format_recipe_list() -> str:
     """Each recipe: name, seed, data set and experiment; then its cost at full budget and at --quick."""
     from deeplab.experiments import list_recipes
     from deeplab.experiments.registry import DATASET_NAMES
 
+    measured = measured_costs()
+    seconds = measured.get("seconds", {})
     recipes = list_recipes()
     width = max(len(r.name) for r in recipes) + 2
     pad = " " * width
@@ -78,17 +97,58 @@ def format_recipe_list() -> str:
     for r in recipes:
         lines.append(f"{r.name.ljust(width)}{r.seed}   {DATASET_NAMES.get(r.dataset or '', '— (NumPy)').ljust(15)}{r.experiment}")
         lines.append(f"{pad}full: {r.full_cost}")
-        lines.append(f"{pad}--quick: {r.quick_cost}")
+        quick = (f"{seconds[r.name]:.0f} s measured" if r.name in seconds else f"{r.quick_cost} (not measured)")
+        lines.append(f"{pad}--quick: {quick}")
         lines.append(f"{pad}trains: {r.trainings}")
-    lines += ["", "--quick costs: measured with --dataset mnist on one thread of a busy 2-core CPU, start-up included; "
-                  "'est.' GPU figures are estimates from the seeds' own timings."]
+    if measured:
+        lines += ["", f"--quick costs: measured by --measure-quick-costs on {measured.get('machine', '?')}, "
+                      f"{measured.get('measured_at', '?')}, data {measured.get('dataset', '?')}, load average "
+                      f"{measured.get('load_average', '?')} (start-up included)."]
+    lines += ["full costs: estimates from the seeds' own timings and from deeplab's measured step times ('est.')."]
     return "\n".join(lines)
+
+
+def measure_quick_costs(dataset: str, data_dir: str | None) -> dict:
+    """Run every recipe with --quick in a temporary folder, one after another, and record each wall time."""
+    import datetime
+    import json
+    import os
+    import platform
+    import tempfile
+    import time
+
+    import torch
+
+    from deeplab.experiments import ExperimentOptions, list_recipes, run_experiment
+    from deeplab.io import atomic_write_json
+
+    seconds: dict[str, float] = {}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="deeplab-costs-") as folder:
+        for recipe in list_recipes():
+            options = ExperimentOptions(quick=True, dataset=dataset if recipe.dataset else None, data_dir=data_dir,
+                                        out=str(Path(folder) / recipe.name))
+            started = time.perf_counter()
+            run_experiment(recipe.name, options)
+            seconds[recipe.name] = round(time.perf_counter() - started, 1)
+            print(f"{recipe.name}: {seconds[recipe.name]:.1f} s", flush=True)
+    load_after = os.getloadavg()
+    data = {"machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), "
+                       f"no GPU used",
+            "measured_at": datetime.date.today().isoformat(), "dataset": dataset,
+            "load_average": f"{load_before[0]:.1f} → {load_after[0]:.1f}", "seconds": seconds}
+    atomic_write_json(COSTS_FILE, data)
+    print(f"costs: {COSTS_FILE}")
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         print(format_recipe_list())
+        return 0
+    if args.measure_quick_costs:
+        measure_quick_costs(args.dataset or "mnist", args.data_dir)
         return 0
     from deeplab.errors import DeeplabError
 

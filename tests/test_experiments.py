@@ -149,7 +149,22 @@ def test_list_shows_every_recipe_with_seed_and_costs(capsys) -> None:
         index = next(i for i, line in enumerate(lines) if line.startswith(recipe.name + " "))
         assert recipe.seed in lines[index] and recipe.experiment in lines[index]
         block = "\n".join(lines[index + 1: index + 4])
-        assert f"full: {recipe.full_cost}" in block and f"--quick: {recipe.quick_cost}" in block
+        assert f"full: {recipe.full_cost}" in block and "--quick: " in block
+
+
+def test_list_shows_measured_quick_costs_with_their_machine(tmp_path: Path, monkeypatch, capsys) -> None:
+    costs = tmp_path / "recipe_quick_costs.json"
+    monkeypatch.setattr(experiment_script, "COSTS_FILE", costs)
+    code, stdout, _ = run_script(["--list"], capsys)
+    assert "--quick: ≈ 7 s (not measured)" in stdout  # no measurement: the recipe's own estimate, labelled
+    costs.write_text(json.dumps({"machine": "x86_64 CPU, 2 cores", "measured_at": "2026-11-30", "dataset": "mnist",
+                                 "load_average": "2.0 → 2.1", "seconds": {"batch_size": 41.3}}))
+    code, stdout, _ = run_script(["--list"], capsys)
+    lines = stdout.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith("batch_size "))
+    assert "--quick: 41 s measured" in "\n".join(lines[index + 1: index + 4])
+    assert "measured by --measure-quick-costs on x86_64 CPU, 2 cores, 2026-11-30, data mnist, load average 2.0 → 2.1" \
+        in stdout
 
 
 def test_every_seed_experiment_has_a_recipe() -> None:
