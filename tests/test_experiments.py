@@ -85,6 +85,8 @@ def test_recipe_quick(name: str, data_dir: Path, outputs: Path, single_thread, c
     assert results["dataset"] == recipe.dataset and results["on_seed_dataset"] is True
     report = (out / "report.md").read_text()
     assert "> **Smoke run (`--quick`)**" in report.splitlines()[2]  # said at the top, not only in the budget line
+    too_wide = [line for line in report.splitlines() if line.startswith("|") and len(line) > 100]
+    assert not too_wide, f"{name}: table lines wider than 100 characters: {too_wide[:2]}"
     assert "Best α here" not in report and "best validation accuracy here" not in report.lower()
     for training in results["trainings"]:
         for run in training["per_seed"]:

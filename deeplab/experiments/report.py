@@ -13,7 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["Report", "markdown_table"]
+__all__ = ["Report", "markdown_table", "MAX_TABLE_WIDTH", "fit_columns"]
+
+#: a report table wider than this many characters is split into narrower ones (first column repeated)
+MAX_TABLE_WIDTH = 100
 
 
 def _cell(value: Any) -> str:
@@ -31,6 +34,33 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
     for row in rows:
         lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+def _width(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None) -> int:
+    return max(len(line) for line in markdown_table(headers, rows, align).splitlines())
+
+
+def fit_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None,
+                width: int = MAX_TABLE_WIDTH) -> list[list[int]]:
+    """Column groups (indices, the first column in each) whose tables are at most ``width`` wide: our
+    columns first, the seed's (headers starting "seed ") after them, packed in order."""
+    if _width(headers, rows, align) <= width:
+        return [list(range(len(headers)))]
+    ours = [i for i in range(1, len(headers)) if not str(headers[i]).startswith("seed ")]
+    seeds = [i for i in range(1, len(headers)) if str(headers[i]).startswith("seed ")]
+    groups: list[list[int]] = []
+    for block in (ours, seeds):  # the seed's numbers never share a table with ours once we must split
+        current: list[int] = []
+        for index in block:
+            trial = [0, *current, index]
+            if current and _width([headers[i] for i in trial], [[row[i] for i in trial] for row in rows],
+                                  None if align is None else "".join(align[i] for i in trial)) > width:
+                groups.append([0, *current])
+                current = []
+            current.append(index)
+        if current:
+            groups.append([0, *current])
+    return groups
 
 
 class Report:
@@ -64,7 +94,16 @@ class Report:
               align: str | None = None, caption: str | None = None) -> None:
         """A table, also stored as ``tables[name]`` in results.json."""
         self.tables[name] = {"headers": list(headers), "rows": [[None if v is None else str(v) for v in row] for row in rows]}
-        body = markdown_table(headers, rows, align)
+        groups = fit_columns(headers, rows, align)  # results.json keeps the whole table; the report, readable widths
+        parts = []
+        for number, group in enumerate(groups):
+            sub_align = None if align is None else "".join(align[i] for i in group)
+            body = markdown_table([headers[i] for i in group], [[row[i] for i in group] for row in rows], sub_align)
+            if number > 0:
+                seed_part = all(str(headers[i]).startswith("seed ") for i in group[1:])
+                body = f"*{'The seed' + chr(39) + 's numbers for' if seed_part else 'Continued:'} the rows above:*\n\n{body}"
+            parts.append(body)
+        body = "\n\n".join(parts)
         if caption:
             body = f"{caption.strip()}\n\n{body}"
         self.parts.append(body + "\n")

@@ -395,26 +395,39 @@ class ExperimentContext:
             return str(path)
 
     def settings_table(self) -> str:
-        """Markdown: every training's exact settings (what was run)."""
-        headers = ["training", "model", "depth", "data", "epochs", "batch", "optimizer", "lr", "α",
-                   "weight decay", "schedule", "loss", "hold-out", "augment", "input noise",
-                   "train batches/epoch", "eval batches", "seeds", "TensorBoard runs"]
-        rows = []
+        """Markdown: every training's exact settings (what was run), one column per training (split into
+        several tables when they would be wider than the report's 100 characters)."""
+        from deeplab.experiments.report import fit_columns
+
+        names = ["model", "depth", "data", "epochs", "batch", "optimizer", "lr", "α", "weight decay", "schedule",
+                 "loss", "hold-out", "augment", "input noise", "train batches/epoch", "eval batches", "seeds",
+                 "TensorBoard runs"]
+        columns = []
         for t in self.trainings:
             c = t.configs[0]
-            runs = ", ".join(f"`{self.relative(r['run_dir'])}`" for r in t.results)
-            rows.append([
-                t.label, f"`{t.model}`" + (f" {c.model_kwargs}" if c.model_kwargs else ""),
+            augment = "no"
+            if c.augment:
+                augment = "flip only" if c.crop_padding == 0 else f"crop (pad {c.crop_padding or 4}) + flip"
+            columns.append([
+                f"`{t.model}`" + (f" {c.model_kwargs}" if c.model_kwargs else ""),
                 "—" if c.depth is None else str(c.depth), self.dataset_name(c.dataset), str(c.epochs),
                 str(c.batch_size), c.optimizer, f"{c.lr:g}", "—" if c.optimizer == "adam" else f"{c.momentum:g}",
-                f"{c.weight_decay:g}", c.schedule, c.loss, "none (test split each epoch)" if c.val_split is None else f"{c.val_split:g}",
-                "yes" if c.augment or (c.augment is None and c.dataset == "cifar10") else "no",
+                f"{c.weight_decay:g}", c.schedule, c.loss,
+                "none (test split each epoch)" if c.val_split is None else f"{c.val_split:g}", augment,
                 f"{c.input_noise_std:g}" if c.input_noise_std else "0",
                 "all" if c.limit_train_batches is None else f"{c.limit_train_batches:g}",
                 "all" if c.limit_val_batches is None else f"{c.limit_val_batches:g}",
-                ",".join(str(cfg.seed) for cfg in t.configs), runs,
+                ",".join(str(cfg.seed) for cfg in t.configs),
+                "<br>".join(f"`{self.relative(r['run_dir'])}`" for r in t.results),
             ])
-        return markdown_table(headers, rows, align="l" * len(headers))
+        headers = ["setting", *[t.label for t in self.trainings]]
+        rows = [[name, *[column[i] for column in columns]] for i, name in enumerate(names)]
+        align = "l" * len(headers)
+        tables = []
+        for group in fit_columns(headers, rows, align):
+            tables.append(markdown_table([headers[i] for i in group], [[row[i] for i in group] for row in rows],
+                                         align="l" * len(group)))
+        return "\n\n".join(tables)
 
     def finish(self) -> Path:
         """Write report.md and results.json (rank 0 only); return the report's path."""
