@@ -125,8 +125,9 @@ def plot_learning_curves(trainings: Sequence["Training"], path: Path, title: str
 
 def bars_figure(categories: Sequence[str], series: dict[str, Sequence[Any]], *, ylabel: str, title: str,
                 log: bool = False, errors: dict[str, Sequence[float | None]] | None = None,
-                value_format: str = "{:.2f}") -> Any:
-    """The figure of :func:`plot_bars` (laid out, not saved)."""
+                value_format: str = "{:.2f}", missing: dict[str, Sequence[str | None]] | None = None) -> Any:
+    """The figure of :func:`plot_bars` (laid out, not saved). ``missing``: per series, the text to write
+    where a value is None (e.g. "< 3" for a search that found nothing), so an absent bar is explained."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(categories) * max(1, len(series)) * 0.6 + 3), 4.5))
     width = 0.8 / max(1, len(series))
@@ -139,9 +140,13 @@ def bars_figure(categories: Sequence[str], series: dict[str, Sequence[Any]], *, 
         offset = (index - (len(series) - 1) / 2) * width
         bars = axis.bar(x + offset, [0 if np.isnan(h) else h for h in heights], width, label=name, yerr=err,
                         capsize=3 if err else 0, alpha=0.85)
-        for bar, h in zip(bars, heights):
-            if np.isnan(h):
-                bar.set_visible(False)
+        notes = list((missing or {}).get(name) or [None] * len(heights))
+        for bar, h, note in zip(bars, heights, notes):
+            if np.isnan(h):  # a zero-height bar (still visible, so the legend keeps its swatch) and why
+                if note:
+                    axis.annotate(note, (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom",
+                                  fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points",
+                                  color=bar.get_facecolor())
                 continue
             axis.annotate(value_format.format(h), (bar.get_x() + bar.get_width() / 2, h), ha="center",
                           va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
@@ -161,10 +166,10 @@ def bars_figure(categories: Sequence[str], series: dict[str, Sequence[Any]], *, 
 
 def plot_bars(path: Path, categories: Sequence[str], series: dict[str, Sequence[Any]], *, ylabel: str,
               title: str, log: bool = False, errors: dict[str, Sequence[float | None]] | None = None,
-              value_format: str = "{:.2f}") -> Path:
-    """Grouped bars: one group per category, one bar per series (None: no bar)."""
+              value_format: str = "{:.2f}", missing: dict[str, Sequence[str | None]] | None = None) -> Path:
+    """Grouped bars: one group per category, one bar per series (None: no bar, ``missing`` says why)."""
     return _save(bars_figure(categories, series, ylabel=ylabel, title=title, log=log, errors=errors,
-                             value_format=value_format), path)
+                             value_format=value_format, missing=missing), path)
 
 
 def layer_bars_figure(panels: Sequence[tuple[str, Sequence[str], Sequence[float]]], *, ylabel: str, title: str,

@@ -92,14 +92,19 @@ def trainability(ctx: "ExperimentContext") -> None:
         "where one applies. The seed's search has a bug (its boundary retraining trains the wrong depth); "
         "`deeplab.search` evaluates both boundary depths by construction. Each family's probes, plot and report: "
         + ", ".join(f"[{row['family']}](search/{row['family']}/seed/report.md)" for row in rows) + ".")
-    measured = []
+    measured, why_missing = [], []
     for row in rows:
         search = row["searches"].get("seed")
-        search = search if isinstance(search, dict) else {}  # (n/a, or not yet measured)
-        measured.append(search.get("max_trainable"))
+        if isinstance(search, dict):
+            measured.append(search.get("max_trainable"))
+            why_missing.append(f"< {search.get('lower', 3)}" if search.get("max_trainable") is None else None)
+        else:  # n/a, or not yet measured
+            measured.append(None)
+            why_missing.append(search if isinstance(search, str) else "n/a")
     path = plot_bars(ctx.path("max_depth.png"), [row["family"] for row in rows], {
         "deeplab": measured, ctx.seed_header(): [row["seed_reported_max"] for row in rows]},
-        ylabel="maximum trainable depth k", title="Maximum trainable depth per family", value_format="{:.0f}")
+        ylabel="maximum trainable depth k", title="Maximum trainable depth per family", value_format="{:.0f}",
+        missing={"deeplab": why_missing})
     ctx.report.figure(path, "Maximum trainable depth per family, beside the seed's")
     ctx.data["rows"] = [{k: v for k, v in row.items()} for row in rows]
     ctx.data["probe_settings"] = {"epochs": probe.epochs, "batch_size": probe.batch_size, "optimizer": probe.optimizer,
