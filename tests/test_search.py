@@ -7,6 +7,7 @@ probe checks that a NaN loss ends a probe, and one tiny real search runs
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -587,3 +588,40 @@ def test_ledger_lines_with_wrong_types_are_retrained_not_fatal(tmp_path: Path) -
     path.write_text("".join(json.dumps(record) + "\n" for record in [good, *bad]))
     ledger = ProbeLedger(path)
     assert len(ledger) == 1 and ledger.skipped_lines == len(bad)
+
+
+def test_parallel_workers_find_what_one_process_finds_and_are_stopped_on_cancel(synthetic_data_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    """``--parallel 2``: two spawned workers give the in-process probes' errors; a cancelled pool leaves
+    no worker training (found without concurrent.futures' private process table)."""
+    import multiprocessing
+    import time
+
+    from deeplab.search.runner import ProcessPoolRunner
+
+    training = FitConfig(model="cnn_tanh", epochs=1, batch_size=16, optimizer="sgd", lr=0.2, momentum=0.9,
+                         data_dir=str(synthetic_data_dir))
+    plan = dict(model="cnn_tanh", upper=9, threshold=0.85, training=training)
+    alone = run_search(SearchPlan(**plan, out=str(tmp_path / "alone")), echo=quiet)
+    pooled = run_search(SearchPlan(**plan, parallel=2, out=str(tmp_path / "pooled")), echo=quiet)
+    assert pooled["max_trainable"] == alone["max_trainable"] == 3
+    assert {p["depth"]: p["test_error"] for p in pooled["probes"]} == \
+        {p["depth"]: p["test_error"] for p in alone["probes"]}
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = ProcessPoolRunner(1, use_gpus=False)
+    long_probe = dataclasses.replace(training, depth=3, epochs=10_000, log_dir=str(tmp_path / "long"),
+                                     run_name="long", grad_norms=False, progress_bar=False)
+    iterator = pool([ProbeRequest(config=long_probe.to_dict(), settings={})])
+    started = time.monotonic()
+    workers: set[int] = set()
+    while not workers and time.monotonic() - started < 60:  # the worker spawns on submit
+        time.sleep(0.2)
+        workers = {p.pid for p in multiprocessing.active_children()} - before
+    assert workers, "the pool started no worker"
+    pool.close(cancel=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and workers & {p.pid for p in multiprocessing.active_children()}:
+        time.sleep(0.2)
+    assert not workers & {p.pid for p in multiprocessing.active_children()}, "a cancelled worker is still alive"
+    del iterator

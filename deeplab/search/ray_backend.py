@@ -71,8 +71,12 @@ class RayRunner:
         return f"Ray: {self.cpus} CPU(s) in the cluster, one per probe (1 thread)"
 
     def __call__(self, requests: Sequence[Any]) -> Iterator[dict[str, Any]]:
-        ray = self._ray
+        """Submit every probe now (they start at once); the records come back as they finish."""
         self._pending = [self._task.remote(self._probe, request, 1) for request in requests]
+        return self._results()
+
+    def _results(self) -> Iterator[dict[str, Any]]:
+        ray = self._ray
         while self._pending:
             done, self._pending = ray.wait(self._pending, num_returns=1)
             yield ray.get(done[0])  # a failed probe raises here, as it does in a local worker

@@ -344,6 +344,8 @@ class ProcessPoolRunner:
         for slot in range(workers):
             slots.put(slot)
         self._slots = slots
+        # the children alive before the pool: whatever else is alive at close() is one of its workers
+        self._children_before = {process.pid for process in multiprocessing.active_children()}
         self._executor = ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(slots, self.gpu_count, self.threads),
@@ -355,15 +357,18 @@ class ProcessPoolRunner:
         return f"{self.workers} CPU worker processes × {self.threads} threads"
 
     def __call__(self, requests: Sequence[ProbeRequest]) -> Iterator[dict[str, Any]]:
+        """Submit every probe now (they start at once); the records come back as they finish."""
         futures = [self._executor.submit(run_probe, request) for request in requests]
-        for future in as_completed(futures):
-            yield future.result()
+        return (future.result() for future in as_completed(futures))
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
-            # Our own workers, by pid: a failed or interrupted search must not leave probes training.
-            for process in list(getattr(self._executor, "_processes", {}).values()):
-                if process.is_alive():
+            # Our own workers (children that appeared with the pool; no concurrent.futures privates):
+            # a failed or interrupted search must not leave probes training.
+            import multiprocessing
+
+            for process in multiprocessing.active_children():
+                if process.pid not in self._children_before and process.is_alive():
                     process.terminate()
         self._executor.shutdown(wait=not cancel, cancel_futures=cancel)
 
