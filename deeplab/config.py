@@ -16,9 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deeplab.errors import DeeplabError
-from deeplab.models import model_spec
-from deeplab.engine import COMPILE_CHOICES, COMPILE_MAX_BATCH, COMPILE_MIN_STEPS
-from deeplab.preflight import PRECISION_ALIASES
+
+# No torch at import time: the scripts build their --help from this module (deeplab.models, which
+# imports torch, is imported where a config is resolved).
+
+#: --compile's values (deeplab.engine resolves "auto")
+COMPILE_CHOICES = ("off", "model", "step", "auto")
+#: --compile auto compiles the step for runs planned this long (optimizer steps) ...
+COMPILE_MIN_STEPS = 10_000
+#: ... with batches up to this size (larger ones spend their time in convolutions already)
+COMPILE_MAX_BATCH = 64
+#: Lightning's short precision names
+PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 __all__ = ["FitConfig", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
            "config_from_args", "int_or_fraction", "resolve_config"]
@@ -97,6 +106,8 @@ GENERAL_DEFAULTS: dict[str, Any] = dict(
 
 def resolve_config(config: FitConfig) -> FitConfig:
     """Fill unset fields from the model's seed protocol, then general defaults."""
+    from deeplab.models import model_spec
+
     spec = model_spec(config.model)
     resolved = dataclasses.replace(config, model_kwargs=dict(config.model_kwargs))
     if resolved.dataset is None:

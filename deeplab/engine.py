@@ -48,16 +48,13 @@ from typing import Any, Sequence
 
 import torch.nn as nn
 
+from deeplab.config import COMPILE_CHOICES, COMPILE_MAX_BATCH, COMPILE_MIN_STEPS
 from deeplab.errors import DeeplabError
 
 __all__ = ["Engine", "resolve_engine", "describe", "COMPILE_CHOICES", "COMPILE_MIN_STEPS", "COMPILE_MAX_BATCH",
            "MAX_STEPS_PER_CALL"]
 
-COMPILE_CHOICES = ("off", "model", "step", "auto")
-#: --compile auto compiles the step for runs planned this long (optimizer steps) ...
-COMPILE_MIN_STEPS = 10_000
-#: ... with batches up to this size (larger ones spend their time in convolutions already)
-COMPILE_MAX_BATCH = 64
+# --compile's values and auto's thresholds live with the options (deeplab.config: no torch there)
 #: the largest chunk --steps-per-call auto makes (at batch 1: Lightning's ~0.9 ms per training_step
 #: is 1/20 of a 256-step chunk)
 MAX_STEPS_PER_CALL = 256

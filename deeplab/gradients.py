@@ -28,30 +28,12 @@ import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 
+from deeplab.layers import parameterized_layers  # re-exported: deeplab.gradients.parameterized_layers
 from deeplab.module import EpochObserver, GradientObserver
 
 __all__ = ["GradientNorms", "parameterized_layers", "gradient_norm_vector", "total_l1_norm", "write_scalars"]
 
 FLUSH_EVERY_RECORDS = 50
-
-
-def parameterized_layers(model: nn.Module) -> list[tuple[str, nn.Module, torch.Tensor]]:
-    """(readable name, module, weight) for each module owning parameters, in network order.
-
-    The weight is ``module.weight`` when there is one, else its first own
-    parameter (e.g. a Fixup scalar). Names are ``NN_<qualified name>`` so
-    TensorBoard sorts them by depth.
-    """
-    layers = []
-    for qualified_name, module in model.named_modules():
-        own = list(module.parameters(recurse=False))
-        if not own:
-            continue
-        weight = getattr(module, "weight", None)
-        if not isinstance(weight, torch.Tensor) or not weight.requires_grad:
-            weight = own[0]
-        layers.append((qualified_name or type(module).__name__, module, weight))
-    return [(f"{index:02d}_{name}", module, weight) for index, (name, module, weight) in enumerate(layers, start=1)]
 
 
 def total_l1_norm(grads: list[torch.Tensor]) -> torch.Tensor:

@@ -278,7 +278,7 @@ class Classifier(pl.LightningModule):
         if self.compile_mode == "step" and self.compiled_step is None:
             # Built now, after a resume has restored the optimizer's state tensors it updates.
             from deeplab.compiled_step import CompiledStep
-            from deeplab.gradients import parameterized_layers
+            from deeplab.layers import parameterized_layers
 
             layers = [weight for _, _, weight in parameterized_layers(self.model)] if self._gradient_observers else None
             self.compiled_step = CompiledStep(self.model, _torch_optimizer(self.optimizers()), self.hparams.optimizer,

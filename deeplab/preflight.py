@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from deeplab.config import PRECISION_ALIASES  # noqa: F401  (re-exported: the names Lightning accepts)
 from deeplab.errors import DeeplabError
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 #: Lightning's short spellings, recorded under the full name so a resume compares like with like
-PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 #: strategies that need packages deeplab does not install, or hardware it does not target
 _UNSUPPORTED_STRATEGY_PREFIXES = ("xla", "single_xla", "single_tpu", "deepspeed")
 

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(iter_case_names(args.cases, DEFAULT_CASES))
     skipped = []
     if args.quick and args.cases is None:
-        names, skipped = quick_selection(names)
+        names, skipped = quick_selection(names, CASES)
     if not names:
         raise DeeplabError(f"--cases {args.cases!r} names no case; give names like cnn5_bs32 (see --list-cases)")
     unknown = [name for name in names if name not in CASES]

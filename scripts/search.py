@@ -39,7 +39,7 @@ def _name_list(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from deeplab.config import add_training_arguments
-    from deeplab.search.judge import METRICS
+    from deeplab.search.metrics import METRICS
 
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     search = parser.add_argument_group("search")
@@ -140,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _mean_field_line(model: str, init: str) -> str:
     """Schoenholz et al. (2017): trainable up to ~6 ξ_c, ξ_c = −1/ln χ₁ (seed 002 families only)."""
-    from deeplab import mean_field
     from deeplab.errors import DeeplabError
+    from deeplab.search.prediction import predict_for_model
 
     try:
-        prediction = mean_field.predict_for_model(model, init)
+        prediction = predict_for_model(model, init)
     except DeeplabError:
         return f"mean-field prediction: none ({model} is not a seed 002 family)"
     if prediction.get("predicted_max_depth") is None:

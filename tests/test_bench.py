@@ -227,9 +227,9 @@ def test_seed002_family_cases_and_their_geometric_mean(tiny_mnist: Path) -> None
 def test_quick_leaves_out_only_cases_whose_code_path_a_kept_case_runs() -> None:
     from deeplab.bench import CASES, DEFAULT_CASES, quick_selection
 
-    kept, skipped = quick_selection(list(DEFAULT_CASES))
+    kept, skipped = quick_selection(list(DEFAULT_CASES), CASES)
     assert skipped == ["cnn5_sigmoid_bs1_ceiling", "grad_norms_overhead_bs1_epoch1"]
     assert all(CASES[name].quick_covered_by in kept for name in skipped)
     assert set(kept) | set(skipped) == set(DEFAULT_CASES)
     # a case whose covering case is not selected is kept
-    assert quick_selection(["cnn5_sigmoid_bs1_ceiling"]) == (["cnn5_sigmoid_bs1_ceiling"], [])
+    assert quick_selection(["cnn5_sigmoid_bs1_ceiling"], CASES) == (["cnn5_sigmoid_bs1_ceiling"], [])

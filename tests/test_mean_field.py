@@ -9,6 +9,7 @@ import pytest
 
 from deeplab import mean_field as mf
 from deeplab.errors import DeeplabError
+from deeplab.search.prediction import predict_for_model
 
 
 def _dense_mean(f, scale):
@@ -106,7 +107,7 @@ def test_bad_arguments():
 
 def test_cnn_tanh_seed_init_prediction():
     # N(0, std 0.05): σ_w² = 0.0225·C_in; geometric mean over C_in = 4, 8, 16 is 0.18
-    result = mf.predict_for_model("cnn_tanh")
+    result = predict_for_model("cnn_tanh")
     assert result["sigma_w2"] == pytest.approx(0.18)
     assert result["sigma_b2"] == 0.0
     assert result["q_star"] == 0.0
@@ -114,14 +115,14 @@ def test_cnn_tanh_seed_init_prediction():
     assert result["depth_scale"] == pytest.approx(-1 / math.log(0.18))
     assert result["predicted_max_depth"] == pytest.approx(6 / -math.log(0.18))  # ≈ 3.5; the seed found 3
     assert result["seed_max_depth"] == 3 and result["reason"] is None
-    exact = mf.predict_for_model("cnn_tanh", depth=6)
+    exact = predict_for_model("cnn_tanh", depth=6)
     assert exact["sigma_w2_by_layer"][(1, 4)] == pytest.approx(0.0225)
     assert exact["sigma_w2_by_layer"][(16, 16)] == pytest.approx(0.36)
 
 
 @pytest.mark.parametrize("family", ["cnn_tanh_newinit", "cnn_elu"])
 def test_fan_in_init_is_critical(family):
-    result = mf.predict_for_model(family)
+    result = predict_for_model(family)
     assert result["sigma_w2"] == pytest.approx(1.0)
     assert result["q_star"] == 0.0
     assert result["chi1"] == pytest.approx(1.0, abs=1e-9)
@@ -130,21 +131,21 @@ def test_fan_in_init_is_critical(family):
 
 @pytest.mark.parametrize("family", ["cnn_elu_bn", "resnet_elu", "cnn_tanh_bn_oldinit", "resnet_elu_nobn"])
 def test_batch_norm_and_residual_families_decline(family):
-    result = mf.predict_for_model(family)
+    result = predict_for_model(family)
     assert result["predicted_max_depth"] is None and result["chi1"] is None
     assert result["reason"]
 
 
 def test_prediction_for_other_inits():
-    assert mf.predict_for_model("cnn_tanh", "kaiming")["chi1"] > 1  # σ_w² = 2: chaotic for tanh
-    delta = mf.predict_for_model("cnn_elu", "delta_orthogonal")
+    assert predict_for_model("cnn_tanh", "kaiming")["chi1"] > 1  # σ_w² = 2: chaotic for tanh
+    delta = predict_for_model("cnn_elu", "delta_orthogonal")
     assert delta["sigma_b2"] == 1e-4 and delta["chi1"] == pytest.approx(1.0, abs=1e-8)
 
 
 def test_prediction_errors():
     with pytest.raises(DeeplabError, match="not a seed 002 family"):
-        mf.predict_for_model("cnn15_plain")
+        predict_for_model("cnn15_plain")
     with pytest.raises(DeeplabError, match="residual"):
-        mf.predict_for_model("cnn_tanh", "fixup")
+        predict_for_model("cnn_tanh", "fixup")
     with pytest.raises(DeeplabError, match="multiple of 3"):
-        mf.predict_for_model("cnn_tanh", depth=4)
+        predict_for_model("cnn_tanh", depth=4)

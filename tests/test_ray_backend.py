@@ -16,7 +16,7 @@ from deeplab.search.ledger import LEDGER_FILE, ProbeLedger
 
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need ray (pip install -e '.[dev]' installs it)")
 
-BOUNDARY = {0: 57, 1: 42}  # the synthetic predicate: trainable up to these depths, per seed
+BOUNDARY = {0: 15, 1: 9}  # the synthetic predicate: trainable up to these depths, per seed
 
 
 def synthetic_probe(request: Any) -> dict[str, Any]:
@@ -55,14 +55,14 @@ def test_ray_and_local_find_the_same_boundary_on_a_synthetic_predicate(local_ray
     def in_process(requests):
         return (synthetic_probe(request) for request in requests)
 
-    plan = dict(model="cnn_tanh", upper=120, seeds=(0, 1), parallel=3)
+    plan = dict(model="cnn_tanh", upper=24, seeds=(0, 1), parallel=2)
     local = run_search(SearchPlan(**plan, out=str(tmp_path / "local")), runner=in_process, echo=quiet)
-    runner = RayRunner(probe=synthetic_probe)
+    runner = RayRunner(synthetic_probe)
     try:
         remote = run_search(SearchPlan(**plan, out=str(tmp_path / "ray")), runner=runner, echo=quiet)
     finally:
         runner.close()
-    assert [s["max_trainable"] for s in remote["per_seed"]] == [57, 42] == [s["max_trainable"] for s in local["per_seed"]]
+    assert [s["max_trainable"] for s in remote["per_seed"]] == [15, 9] == [s["max_trainable"] for s in local["per_seed"]]
     assert remote["max_trainable"] == local["max_trainable"]
     assert ledger_keys(tmp_path / "ray") == ledger_keys(tmp_path / "local")
     # the probes really ran in Ray's worker processes, not in this one

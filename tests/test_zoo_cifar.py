@@ -46,6 +46,9 @@ ALLOWED_PROTOCOL = {
     "val_split": float,
     "augment": bool,
     "input_noise_std": float,
+    "crop_padding": int,
+    "normalize_mean": tuple,
+    "normalize_std": tuple,
 }
 
 
@@ -300,8 +303,10 @@ def test_family_protocols_follow_the_seeds():
     assert model_spec("cnn_5").protocol == dict(
         epochs=15, batch_size=50, lr=1e-3, optimizer="adam", loss="torch",
         schedule="none", val_split=0.1, augment=False, input_noise_std=0.007,
+        normalize_mean=(0.4914, 0.4822, 0.4465), normalize_std=(0.247, 0.243, 0.261),  # part3.py line 23
     )
     assert model_spec("resnet_deep").protocol == dict(
         epochs=20, batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0,
         optimizer="sgd", loss="torch", schedule="step", augment=True,
+        crop_padding=0,  # RandomHorizontalFlip() alone
     )

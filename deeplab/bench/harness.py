@@ -233,10 +233,8 @@ class BenchCase:
     quick_covered_by: str | None = None
 
 
-def quick_selection(names: Sequence[str], cases: dict[str, BenchCase] | None = None) -> tuple[list[str], list[str]]:
+def quick_selection(names: Sequence[str], cases: dict[str, BenchCase]) -> tuple[list[str], list[str]]:
     """(cases ``--quick`` runs, cases it leaves out because a kept case runs their code path)."""
-    if cases is None:
-        from deeplab.bench.cases import CASES as cases
     skipped = [name for name in names if cases[name].quick_covered_by in names]
     return [name for name in names if name not in skipped], skipped
 

@@ -66,7 +66,8 @@ def register_recipe(
 
 
 def _ensure_loaded() -> None:
-    import deeplab.experiments  # noqa: F401  (importing the package registers every recipe)
+    """Every entry is registered by now: importing this module imported its package first, whose
+    ``__init__`` imports every module that registers one (no import of the package from here: a cycle)."""
 
 
 def list_recipes() -> list[Recipe]:

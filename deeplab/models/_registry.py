@@ -93,8 +93,8 @@ def register_model(
 
 
 def _ensure_loaded() -> None:
-    # Importing the package registers every model family.
-    import deeplab.models  # noqa: F401
+    """Every entry is registered by now: importing this module imported its package first, whose
+    ``__init__`` imports every module that registers one (no import of the package from here: a cycle)."""
 
 
 def _lookup(name: str) -> tuple[Callable[..., nn.Module], ModelSpec]:

@@ -21,35 +21,29 @@ resumably:
 ``scripts/search.py`` is the command line.
 """
 
-from deeplab.search.bisection import (
-    BisectionResult,
-    BoundarySearch,
-    bisect_trainability,
-    candidate_depths,
-    non_monotone_pairs,
-)
-from deeplab.search.judge import METRICS, TrainabilityJudge, judge_errors
-from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_key, probe_settings
-from deeplab.search.runner import ProbeRequest, SearchPlan, prepare_search, run_probe, run_search
-from deeplab.search.callback import TrainabilitySearch
+import importlib
+from typing import Any
 
-__all__ = [
-    "BisectionResult",
-    "BoundarySearch",
-    "bisect_trainability",
-    "candidate_depths",
-    "non_monotone_pairs",
-    "METRICS",
-    "TrainabilityJudge",
-    "judge_errors",
-    "LEDGER_FILE",
-    "ProbeLedger",
-    "probe_key",
-    "probe_settings",
-    "ProbeRequest",
-    "SearchPlan",
-    "prepare_search",
-    "run_probe",
-    "run_search",
-    "TrainabilitySearch",
-]
+from deeplab.search.metrics import METRICS
+
+#: public name → the submodule that defines it, imported on first use (``search.py --help`` stays fast)
+_PUBLIC = {
+    "BisectionResult": "bisection", "BoundarySearch": "bisection", "bisect_trainability": "bisection",
+    "candidate_depths": "bisection", "non_monotone_pairs": "bisection",
+    "TrainabilityJudge": "judge", "judge_errors": "judge",
+    "LEDGER_FILE": "ledger", "ProbeLedger": "ledger", "probe_key": "ledger", "probe_settings": "ledger",
+    "ProbeRequest": "runner", "SearchPlan": "runner", "prepare_search": "runner", "run_probe": "runner",
+    "run_search": "runner",
+    "TrainabilitySearch": "callback",
+}
+
+__all__ = ["METRICS", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deeplab.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"deeplab.search.{module}"), name)
+    globals()[name] = value
+    return value

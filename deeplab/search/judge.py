@@ -28,10 +28,9 @@ import lightning.pytorch as pl
 
 from deeplab.errors import DeeplabError
 from deeplab.module import EpochObserver
+from deeplab.search.metrics import METRICS
 
 __all__ = ["METRICS", "TrainabilityJudge", "check_threshold", "check_metric", "judge_errors"]
-
-METRICS = ("test_error", "train_error", "either")
 
 
 def check_metric(metric: str) -> str:

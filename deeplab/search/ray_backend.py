@@ -35,17 +35,16 @@ def _probe_with_threads(probe: Callable[[Any], dict[str, Any]], request: Any, th
 class RayRunner:
     """Trains probes as Ray tasks; ``address`` None starts (or joins) a local Ray instance.
 
-    ``probe``: the function each task runs (default :func:`~deeplab.search.runner.run_probe`;
-    tests pass a synthetic one).
+    ``probe``: the function each task runs (the search passes :func:`~deeplab.search.runner.run_probe`;
+    tests a synthetic one).
     """
 
-    def __init__(self, address: str | None = None, use_gpus: bool = True,
-                 probe: Callable[[Any], dict[str, Any]] | None = None, init_kwargs: dict[str, Any] | None = None):
+    def __init__(self, probe: Callable[[Any], dict[str, Any]], address: str | None = None, use_gpus: bool = True,
+                 init_kwargs: dict[str, Any] | None = None):
         try:
             import ray
         except ImportError:
             raise DeeplabError('--backend ray needs Ray: pip install "deeplab[ray]" (or pip install ray)') from None
-        from deeplab.search.runner import run_probe
 
         self._ray = ray
         self._started_here = not ray.is_initialized()
@@ -62,7 +61,7 @@ class RayRunner:
         self.cpus = int(resources.get("CPU", 0))
         options = {"num_gpus": 1, "num_cpus": 1} if self.gpus else {"num_cpus": 1}
         self._task = ray.remote(**options)(_probe_with_threads)
-        self._probe = probe or run_probe
+        self._probe = probe
         self._pending: list[Any] = []
 
     def describe(self) -> str:

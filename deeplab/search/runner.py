@@ -447,22 +447,16 @@ def summarize_seeds(per_seed: list[dict[str, Any]], lower: int, upper: int, step
 
 
 def mean_field_prediction(model: str, init: str | None) -> float | None:
-    """``deeplab.mean_field.predict_for_model(model, init)``'s predicted depth, if it offers one."""
-    try:
-        from deeplab import mean_field
+    """The mean-field predicted maximum depth (6 ξ_c) of a seed 002 family, or None where the theory
+    makes none (another family, batch norm or residual branches, an init it does not cover)."""
+    from deeplab.search.prediction import predict_for_model
 
-        predict = getattr(mean_field, "predict_for_model", None)
-        if predict is None:
-            return None
-        prediction = predict(model, init or "seed")
-    except Exception:  # noqa: BLE001 - an optional column: no prediction, never a failed search
-        return None
-    if isinstance(prediction, dict):
-        prediction = prediction.get("predicted_max_depth")
     try:
-        return None if prediction is None else float(prediction)
-    except (TypeError, ValueError):
+        prediction = predict_for_model(model, init or "seed")
+    except DeeplabError:  # not a seed 002 family, or an init the family does not take: no column value
         return None
+    depth = prediction.get("predicted_max_depth")
+    return None if depth is None else float(depth)
 
 
 def echo_line(line: str) -> None:
@@ -496,7 +490,7 @@ def run_search(
         if plan.backend == "ray":
             from deeplab.search.ray_backend import RayRunner
 
-            pool = RayRunner(plan.ray_address, use_gpus=base.accelerator in ("auto", "gpu", "cuda"))
+            pool = RayRunner(run_probe, plan.ray_address, use_gpus=base.accelerator in ("auto", "gpu", "cuda"))
             runner = pool
             echo(f"backend: {pool.describe()}; {plan.parallel} probe(s) per round")
         elif plan.parallel > 1:

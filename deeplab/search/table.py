@@ -5,7 +5,7 @@ ledger, so an interrupted table resumes), then ``<out>/table.md`` beside the
 seed's reported maxima (cnn_tanh 3, cnn_tanh_newinit 84, cnn_elu 93,
 cnn_elu_bn 156, resnet_elu 447, cnn_tanh_bn_oldinit 96, resnet_elu_nobn 12)
 and, per init, the mean-field predicted depth where
-:func:`deeplab.mean_field.predict_for_model` gives one ("—" otherwise).
+:func:`deeplab.search.prediction.predict_for_model` gives one ("—" otherwise).
 An init a family cannot take (``fixup`` on a plain net) gets "n/a".
 
 The table accumulates: every family is a row, and a family not searched by

@@ -1,0 +1,127 @@
+"""The package's shape: no module imports another that (directly or through others) imports it back.
+
+Function-level imports count — they only hide a cycle until the function runs — and ``if
+TYPE_CHECKING:`` imports do not (they never run). A package's ``__init__`` importing its own
+submodules is the normal direction; the reverse (a submodule importing its package, e.g. to trigger
+registration) is a cycle and is reported.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "deeplab"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def type_checking_lines(tree: ast.AST) -> set[int]:
+    """Line numbers inside ``if TYPE_CHECKING:`` blocks."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skip = type_checking_lines(tree)
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) in skip:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+            for target in targets:
+                if target.startswith("deeplab"):
+                    resolved = resolve(target)
+                    if resolved and resolved != name:
+                        graph[name].add(resolved)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_package_has_no_import_cycles() -> None:
+    graph = import_graph()
+    assert len(graph) > 40 and "deeplab.train" in graph
+    found = cycles(graph)
+    detail = "; ".join(" ↔ ".join(c) + " (" + ", ".join(f"{m} → {sorted(graph[m] & set(c))}" for m in c) + ")"
+                       for c in found)
+    assert not found, f"import cycles: {detail}"
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_mean_field_is_numbers_only() -> None:
+    """The theory imports no model: the seed 002 prediction lives beside the search."""
+    assert import_graph()["deeplab.mean_field"] <= {"deeplab.errors"}
+
+
+def test_help_imports_no_torch() -> None:
+    """``--help`` of the training scripts answers without importing torch (it used to take 4-9 s)."""
+    import subprocess
+    import sys
+
+    scripts = PACKAGE.parent / "scripts"
+    for script in ("fit.py", "search.py", "experiment.py"):
+        code = (f"import runpy, sys; sys.argv = ['{script}', '--help']\n"
+                f"try:\n    runpy.run_path({str(scripts / script)!r}, run_name='__main__')\n"
+                f"except SystemExit:\n    pass\n"
+                f"assert 'torch' not in sys.modules, '{script} --help imported torch'")
+        completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        assert "usage:" in completed.stdout
