@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = REPO_ROOT / "scripts"
 #: the real MNIST, when the machine has it (../shared/datasets relative to the repository)
 REAL_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "seeds"  # the course documents (beside the repo)
 
 DATA_DIR_ENV = "DEEPLAB_DATA_DIR"  # deeplab.data.DATA_DIR_ENV (not imported: conftest stays light)
 
