@@ -30,7 +30,7 @@ COMPILE_MAX_BATCH = 64
 PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 __all__ = ["FitConfig", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
-           "config_from_args", "int_or_fraction", "resolve_config"]
+           "config_from_args", "int_or_fraction", "resolve_config", "read_config_file", "parse_with_config"]
 
 
 @dataclass
@@ -359,3 +359,53 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> FitConfig:
 
 def config_to_json(config: FitConfig) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+#: fields of a saved config that a rerun does not take over (a rerun is a new run, not a resume)
+NOT_RERUN = ("ckpt_path",)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The FitConfig fields a ``--config`` file sets: a run's ``config.json``, or YAML (``.yaml``/``.yml``)."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise DeeplabError(f"--config {file}: no such file; give a run's config.json (or a YAML file of settings)")
+    text = file.read_text()
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml  # Lightning's dependency: always installed with deeplab
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as error:  # noqa: BLE001  (json and yaml raise their own error types)
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DeeplabError(f"--config {file} is not valid {'YAML' if file.suffix in ('.yaml', '.yml') else 'JSON'} "
+                           f"({first})") from None
+    if not isinstance(data, dict):
+        raise DeeplabError(f"--config {file} must hold settings by name (a JSON object / YAML mapping)")
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise DeeplabError(f"--config {file}: unknown setting(s) {', '.join(unknown)}; settings are named as in a "
+                           f"run's config.json (see --print-config)")
+    values = {name: value for name, value in data.items() if name not in NOT_RERUN}
+    if "val_split" in values and values["val_split"] is None:
+        values["val_split"] = "none"  # a saved (resolved) config's None is "no hold-out", not "the seed's choice"
+    return values
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, where the settings of ``--config FILE`` are the defaults and the command
+    line overrides them (``fit.py --config <run>/config.json`` reruns that run; ``--lr 0.1`` beside it
+    changes one setting). Settings without an option (``model_kwargs``) pass through as attributes."""
+    import sys
+
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config")
+    known, _ = first.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if known.config:
+        parser.set_defaults(**read_config_file(known.config))
+    return parser.parse_args(argv)

@@ -1,95 +1,13 @@
 #!/usr/bin/env python
-"""Train one registered model: ``python scripts/fit.py --model cnn15_skip2``.
+"""``python scripts/fit.py …`` = ``deeplab-fit …``; the command lives in ``deeplab/commands/fit.py``."""
 
-Every training option defaults to the model's seed protocol (see
---list-models). Prints a progress bar, one line per epoch in the seeds'
-style, and last `results: <path to results.json>`. TensorBoard:
-`tensorboard --logdir lightning_logs`.
-
-Exit status: 0 trained; 2 bad input (one line on stderr says what to do);
-3 the loss became NaN/inf (training stopped, results.json has diverged: true);
-130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM: the checkpoint is saved at the
-current step and the last line says how to resume.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a checkout works without installing
 
-from deeplab.cli import DIVERGED_EXIT_CODE, ArgumentParser, run_main  # noqa: E402
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from deeplab.config import add_training_arguments
-
-    parser = ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", help="registered model name (see --list-models)")
-    parser.add_argument("--list-models", action="store_true", help="print every model with its seed, dataset and size, then exit")
-    add_training_arguments(parser)
-    output = parser.add_argument_group("output")
-    output.add_argument("--log-dir", default="lightning_logs", help="where runs go (default lightning_logs/)")
-    output.add_argument("--run-name", help="TensorBoard run name (default: the model name)")
-    output.add_argument("--ckpt-path", help="resume the run of this checkpoint (<run>/checkpoints/last.ckpt): it "
-                                            "continues where it stopped and trains until this command's --epochs/"
-                                            "--max-steps/--limit-train-batches; other run settings must match")
-    output.add_argument("--checkpoint-every-n-steps", type=int, help="also checkpoint every N optimizer steps")
-    output.add_argument("--checkpoint-every-minutes", type=float, default=5.0,
-                        help="also checkpoint when this many minutes passed since the last one (default 5; 0: "
-                             "only at epoch ends). last.ckpt is always written at each epoch's end, and on "
-                             "SIGINT/SIGTERM before exiting")
-    output.add_argument("--fast-dev-run", action="store_true", help="one batch of train and eval, no outputs kept")
-    output.add_argument("--no-progress-bar", dest="progress_bar", action="store_false", help="hide the progress bar")
-    grads = parser.add_argument_group("gradient norms (on by default)")
-    grads.add_argument("--no-grad-norms", dest="grad_norms", action="store_false", help="turn gradient-norm logging off")
-    grads.add_argument("--grad-every", type=int,
-                       help="record gradient norms every N steps (default: every 320 images: 10 steps at batch 32, "
-                            "320 at batch 1); the first epoch's mean L1 always uses every step")
-    grads.add_argument("--grad-l1-epoch", type=int, default=1,
-                       help="the epoch whose every step's total L1 is averaged (results.json grad.epoch_mean_l1; "
-                            "default 1, seed 000's first-epoch measure; seed 000 Part 3's 10.62 is epoch 11 of a "
-                            "continued run: --ckpt-path <10-epoch run> --epochs 20 --grad-l1-epoch 11)")
-    grads.add_argument("--grad-histograms-every", type=int, default=0, help="also log gradient histograms every M steps (0: off)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from deeplab.models._listing import format_model_table
-
-    if args.list_models:
-        print(format_model_table())
-        return 0
-    if not args.model:
-        from deeplab.errors import DeeplabError
-
-        raise DeeplabError("give --model NAME (see --list-models for the names)")
-    from deeplab.config import config_from_args
-    from deeplab.train import fit
-
-    results = fit(config_from_args(args))
-    if not results["is_global_zero"]:
-        return 0
-    from deeplab.callbacks import format_closing_line, format_epoch_line
-
-    if results.get("partial_epoch"):
-        print(format_epoch_line({**results["partial_epoch"], "val_acc": None}, results["hparams"]["epochs"],
-                                results.get("eval_split", "test")))
-    print(format_closing_line(results))
-    if results["diverged"]:
-        print(
-            f"error: training diverged: the loss became NaN or infinite at step {results['diverged_at_step']}; "
-            f"try a smaller --lr (results.json records diverged: true)",
-            file=sys.stderr,
-        )
-    print(f"results: {results['results_path'] or 'none (--fast-dev-run keeps no files)'}")
-    return DIVERGED_EXIT_CODE if results["diverged"] else 0
-
+from deeplab.commands.fit import *  # noqa: E402,F401,F403  (build_parser, main: what tests and tools call)
+from deeplab.commands.fit import entry  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    entry()

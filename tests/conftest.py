@@ -213,7 +213,7 @@ def fit_environment(**extra: str) -> dict[str, str]:
 def run_fit_script(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> FitRun:
     """``python scripts/fit.py ARGS`` in ``cwd`` (no progress bar); logs go under ``cwd``."""
     full = [*args, "--no-progress-bar"]
-    if "--list-models" not in args and "--log-dir" not in args:
+    if "--list-models" not in args and "--log-dir" not in args and "--out" not in args:
         full += ["--log-dir", str(cwd / "lightning_logs")]
     completed = subprocess.run(
         [sys.executable, str(SCRIPTS_DIR / "fit.py"), *full],

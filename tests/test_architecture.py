@@ -125,3 +125,20 @@ def test_help_imports_no_torch() -> None:
         completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert completed.returncode == 0, completed.stderr[-2000:]
         assert "usage:" in completed.stdout
+
+
+def test_console_entry_points_name_the_commands() -> None:
+    """pyproject's console scripts point at each command's entry(), and the launchers in scripts/ run the
+    same code."""
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    scripts = project["scripts"]
+    assert set(scripts) == {"deeplab-fit", "deeplab-search", "deeplab-experiment", "deeplab-bench"}
+    for name, target in scripts.items():
+        module_name, _, function = target.partition(":")
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, function)) and callable(module.main) and callable(module.build_parser)
+        launcher = (PACKAGE.parent / "scripts" / f"{name.removeprefix('deeplab-')}.py").read_text()
+        assert f"from {module_name} import entry" in launcher

@@ -19,8 +19,7 @@ import torch
 
 from conftest import SCRIPTS_DIR, SYNTHETIC_TRAIN, fit_environment, write_synthetic_datasets
 
-sys.path.insert(0, str(SCRIPTS_DIR))
-import experiment as experiment_script  # noqa: E402  (scripts/experiment.py)
+import deeplab.commands.experiment as experiment_script  # noqa: E402  (scripts/experiment.py's code)
 
 from deeplab.experiments import ExperimentOptions, default_out, get_recipe, list_recipes  # noqa: E402
 from deeplab.errors import DeeplabError  # noqa: E402

@@ -4,6 +4,7 @@ every optimizer / schedule / loss, TensorBoard scalars, checkpoints, and the off
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -349,3 +350,47 @@ def test_no_empty_tree_on_failure_keeps_files_and_old_folders(tmp_path):
     with no_empty_tree_on_failure(tmp_path / "ok"):  # success: nothing removed
         (tmp_path / "ok").mkdir()
     assert (tmp_path / "ok").is_dir()
+
+
+def test_a_saved_config_reruns_the_run_and_print_config_shows_it(fit_runs, synthetic_data_dir, tmp_path):
+    """``--config <run>/config.json`` reruns that run exactly (a new run: same history); options beside
+    it override it; ``--print-config`` prints the resolved settings without training."""
+    original = fit_runs("mnist")
+    saved = json.loads((original.run_dir / "config.json").read_text())
+    printed = run_fit_script(["--config", str(original.run_dir / "config.json"), "--print-config"], tmp_path)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    # everything but where runs go (this test's folder) is the saved run's
+    assert json.loads(printed.stdout) == {**saved, "ckpt_path": None, "log_dir": str(tmp_path / "lightning_logs")}
+    assert not (tmp_path / "lightning_logs").exists()  # --print-config trains nothing
+    changed = run_fit_script(["--config", str(original.run_dir / "config.json"), "--lr", "0.1", "--print-config"],
+                             tmp_path)
+    assert json.loads(changed.stdout)["lr"] == 0.1
+    rerun = run_fit_script(["--config", str(original.run_dir / "config.json"), "--out", str(tmp_path / "again")],
+                           tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.results["history"] == original.results["history"]
+    assert rerun.results["global_step"] == original.results["global_step"]
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    (None, ".json", "no such file"),
+    ("{not json", ".json", "is not valid JSON"),
+    ('{"model": "cnn5", "learning_rate": 0.1}', ".json", "unknown setting(s) learning_rate"),
+    ("model: cnn5\nlr: [", ".yaml", "is not valid YAML"),
+])
+def test_a_bad_config_file_is_one_line(tmp_path, content, suffix, message):
+    path = tmp_path / f"run{suffix}"
+    if content is not None:
+        path.write_text(content)
+    run = run_fit_script(["--config", str(path), "--print-config"], tmp_path)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr[-1000:]
+
+
+def test_a_yaml_config_sets_what_it_names(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: cnn_tanh\ndepth: 12\nlr: 0.02\nnormalize_std: [0.3]\n")
+    run = run_fit_script(["--config", str(path), "--print-config", "--epochs", "2"], tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    config = json.loads(run.stdout)
+    assert (config["model"], config["depth"], config["lr"], config["epochs"]) == ("cnn_tanh", 12, 0.02, 2)
+    assert config["normalize_std"] == [0.3] and config["dataset"] == "mnist"  # the rest from the seed's protocol

@@ -467,10 +467,9 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def search_script() -> Any:
-    """``scripts/search.py`` imported as a module, to call ``main`` in this process (no start-up cost)."""
-    spec = importlib.util.spec_from_file_location("search_script", SCRIPTS_DIR / "search.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The search command (``scripts/search.py``'s code), to call ``main`` in this process (no start-up cost)."""
+    import deeplab.commands.search as module
+
     return module
 
 
