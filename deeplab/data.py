@@ -312,6 +312,10 @@ class ImageDataModule(pl.LightningDataModule):
         except Exception as error:  # noqa: BLE001  (a truncated or garbled file)
             raise self._corrupt_error(error) from None
 
+    def files_present(self) -> bool:
+        """Are both splits' files on disk and readable? (absent: False; truncated or corrupt: DeeplabError)"""
+        return self._files_present()
+
     def _missing_error(self, why: str) -> DeeplabError:
         """``why``: how it came to be missing, e.g. "and the download failed (URLError: ...; no internet?)"."""
         return DeeplabError(

@@ -379,17 +379,16 @@ def conv2d_from_scratch(ctx: "ExperimentContext") -> None:
 
 
 def _mnist_digits(ctx: "ExperimentContext", count: int) -> tuple[np.ndarray | None, str]:
-    """The first ``count`` MNIST test digits as (count, 1, 28, 28) floats in [0, 1], if the files are there."""
-    try:
-        from torchvision import datasets
+    """The first ``count`` MNIST test digits as (count, 1, 28, 28) floats in [0, 1]; ``(None, "")`` when the
+    files are absent (the recipe then says it used a synthetic digit). A corrupt file is an error, not absent."""
+    from deeplab.data import MNISTDataModule, resolve_data_dir
 
-        from deeplab.data import resolve_data_dir
-
-        root = resolve_data_dir(ctx.options.data_dir)
-        test = datasets.MNIST(str(root), train=False, download=False)
-        images = test.data[:count].numpy().astype(np.float64)[:, None] / 255.0
-        labels = test.targets[:count].tolist()
-        return images, f"the first {count} MNIST test digits ({', '.join(map(str, labels))}) from {root}"
-    except Exception:  # noqa: BLE001 - no MNIST here: the synthetic digit stands in
+    root = resolve_data_dir(ctx.options.data_dir)
+    datamodule = MNISTDataModule(root, download=False)
+    if not datamodule.files_present():  # absent: no MNIST on this machine (corrupt files raise here, clearly)
         return None, ""
+    images_u8, labels = datamodule.split("test")
+    images = images_u8[:count].numpy().astype(np.float64) / 255.0
+    return images, (f"the first {count} MNIST test digits ({', '.join(map(str, labels[:count].tolist()))}) "
+                    f"from {root}")
 
