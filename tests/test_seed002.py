@@ -140,7 +140,7 @@ def test_all_families_registered_with_seed_protocol():
 
 
 #: the seed's class names → deeplab's family names
-SEED_CLASSES = {"CNNtanh": "cnn_tanh", "CNNtanh_newinit": "cnn_tanh_newinit", "CNNelu": "cnn_elu",
+SEED_CLASS_NAMES = {"CNNtanh": "cnn_tanh", "CNNtanh_newinit": "cnn_tanh_newinit", "CNNelu": "cnn_elu",
                 "CNNeluBN": "cnn_elu_bn", "ResNet": "resnet_elu", "CNNtanhBN_oldinit": "cnn_tanh_bn_oldinit",
                 "ResNet_noBN": "resnet_elu_nobn"}
 #: the seed's summary lines' names → deeplab's family names
@@ -160,7 +160,7 @@ def test_search_table_is_read_from_the_seed_text():
     if not documents:
         pytest.skip(f"seed 002's document is not at {SEEDS_DIR} (it lives beside the repository, not in it)")
     text = documents[0].read_text()
-    uppers = {SEED_CLASSES[cls]: int(upper)
+    uppers = {SEED_CLASS_NAMES[cls]: int(upper)
               for upper, cls in re.findall(r"search\(lr=0\.01, upper=(\d+), model_factory=(\w+)\)", text)}
     maxima = {}
     for name, k in re.findall(r"<li> (.+?) - (?:Max )?trainable (?:with|to) (?:only )?k ?= ?(\d+)", text):
