@@ -30,7 +30,8 @@ COMPILE_MAX_BATCH = 64
 PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 __all__ = ["FitConfig", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
-           "config_from_args", "int_or_fraction", "resolve_config", "read_config_file", "parse_with_config"]
+           "config_from_args", "int_or_fraction", "resolve_config", "read_config_file", "parse_with_config",
+           "parse_devices", "device_count"]
 
 
 @dataclass
@@ -409,3 +410,36 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -
     if known.config:
         parser.set_defaults(**read_config_file(known.config))
     return parser.parse_args(argv)
+
+
+def parse_devices(text: str | int) -> int | list[int] | str:
+    """``--devices`` as Lightning takes it, parsed in this one place: ``"auto"`` (also ``-1``), a count
+    ≥ 1, or a list of distinct GPU indices (``"0,1"``). DeeplabError (one line) for anything else;
+    whether the machine has them is :mod:`deeplab.preflight`'s check."""
+    text = str(text).strip()
+    if text in ("auto", "-1"):
+        return "auto"
+    if "," in text:
+        try:
+            indices = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise DeeplabError(f"--devices {text!r}: give a count, a list of GPU indices like 0,1, or auto") from None
+        if len(set(indices)) != len(indices):
+            raise DeeplabError(f"--devices {text}: a device is listed twice; list each GPU index once")
+        if not indices or min(indices) < 0:
+            raise DeeplabError(f"--devices {text}: GPU indices are 0, 1, …")
+        return indices
+    try:
+        count = int(text)
+    except ValueError:
+        raise DeeplabError(f"--devices {text!r}: give a count, a list like 0,1, or auto") from None
+    if count < 1:
+        raise DeeplabError(f"--devices must be ≥ 1, got {text}")
+    return count
+
+
+def device_count(devices: int | list[int] | str) -> int | None:
+    """How many devices a parsed ``--devices`` asks for (None for ``auto``: the machine decides)."""
+    if devices == "auto":
+        return None
+    return len(devices) if isinstance(devices, list) else int(devices)

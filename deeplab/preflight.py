@@ -83,27 +83,18 @@ def check_hardware(config: Any) -> None:
 
 
 def _check_devices(requested: str, gpu: bool) -> None:
-    if requested in ("auto", "-1"):
+    """The parsed --devices (deeplab.config.parse_devices) against this machine's GPUs or cores."""
+    from deeplab.config import device_count, parse_devices
+
+    devices = parse_devices(requested)
+    if devices == "auto":
         return
-    if "," in requested:
-        try:
-            indices = [int(part) for part in requested.split(",") if part.strip()]
-        except ValueError:
-            raise DeeplabError(f"--devices {requested!r}: give a count, a list of GPU indices like 0,1, or auto") from None
-        if len(set(indices)) != len(indices):
-            raise DeeplabError(f"--devices {requested}: a device is listed twice; list each GPU index once")
+    if isinstance(devices, list):
         if not gpu:
             raise DeeplabError(f"--devices {requested}: a list of indices selects GPUs; on the CPU give a count")
-        if indices and (min(indices) < 0 or max(indices) >= torch.cuda.device_count()):
+        if max(devices) >= torch.cuda.device_count():
             raise DeeplabError(f"--devices {requested}: this machine has GPUs 0..{torch.cuda.device_count() - 1}")
-        count = len(indices)
-    else:
-        try:
-            count = int(requested)
-        except ValueError:
-            raise DeeplabError(f"--devices {requested!r}: give a count, a list like 0,1, or auto") from None
-    if count < 1:
-        raise DeeplabError(f"--devices must be ≥ 1, got {requested}")
+    count = device_count(devices)
     if gpu:
         available = torch.cuda.device_count()
         if count > available:

@@ -369,8 +369,6 @@ class WriteRunConfig(pl.Callback):
 
 
 def _devices_argument(devices: str) -> Any:
-    if devices == "auto":
-        return "auto"
-    if "," in devices:
-        return [int(d) for d in devices.split(",") if d.strip()]
-    return int(devices)
+    from deeplab.config import parse_devices
+
+    return parse_devices(devices)

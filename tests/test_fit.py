@@ -394,3 +394,15 @@ def test_a_yaml_config_sets_what_it_names(tmp_path):
     config = json.loads(run.stdout)
     assert (config["model"], config["depth"], config["lr"], config["epochs"]) == ("cnn_tanh", 12, 0.02, 2)
     assert config["normalize_std"] == [0.3] and config["dataset"] == "mnist"  # the rest from the seed's protocol
+
+
+def test_devices_are_parsed_in_one_place():
+    from deeplab.config import device_count, parse_devices
+    from deeplab.errors import DeeplabError
+
+    assert parse_devices("auto") == parse_devices("-1") == "auto" and device_count("auto") is None
+    assert parse_devices("2") == 2 and parse_devices(" 0,1 ") == [0, 1] and device_count([0, 1]) == 2
+    for bad, message in (("0", "must be ≥ 1"), ("two", "give a count"), ("0,0", "listed twice"), ("1,x", "give a count"),
+                         ("-2,1", "GPU indices")):
+        with pytest.raises(DeeplabError, match=message):
+            parse_devices(bad)

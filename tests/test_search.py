@@ -619,3 +619,18 @@ def test_parallel_workers_find_what_one_process_finds_and_are_stopped_on_cancel(
         time.sleep(0.2)
     assert not workers & {p.pid for p in multiprocessing.active_children()}, "a cancelled worker is still alive"
     del iterator
+
+
+def test_search_takes_training_settings_from_a_config_file(tmp_path: Path, search_script: Any,
+                                                           synthetic_data_dir: Path) -> None:
+    """``search.py --config run.yaml``: the file's settings train every probe; options beside it win."""
+    config = tmp_path / "training.yaml"
+    config.write_text(f"model: cnn_tanh\nepochs: 1\nbatch_size: 16\nlr: 0.2\noptimizer: sgd\nmomentum: 0.9\n"
+                      f"data_dir: {synthetic_data_dir}\n")
+    out = tmp_path / "search"
+    assert call_script(search_script, "--config", str(config), "--upper", "6", "--threshold", "0.85",
+                       "--lr", "0.1", "--out", str(out)) == 0
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["model"] == "cnn_tanh" and summary["epochs"] == 1
+    assert summary["training"]["batch_size"] == 16 and summary["training"]["optimizer"] == "sgd"
+    assert summary["training"]["lr"] == 0.1  # the command line overrides the file

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--out", help="ledger, search.json, plot, report and runs "
                                       "(default lightning_logs/search/<model>, or .../table)")
     search.add_argument("--verbose", action="store_true", help="print each probe's per-epoch lines")
+    search.add_argument("--config", metavar="FILE",
+                        help="training settings from FILE — a run's config.json (its model and settings; the search "
+                             "varies the depth) or a YAML/JSON file; options given beside it override it")
     table = parser.add_argument_group("table (seed 002's seven families)")
     table.add_argument("--table", action="store_true", help="search all seven families with the seed's upper bounds")
     table.add_argument("--inits", type=_name_list, help="with --table: one column per init, e.g. seed,delta_orthogonal")
@@ -71,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from deeplab.config import parse_with_config
+
+    args = parse_with_config(build_parser(), argv)
     from deeplab.config import config_from_args
     from deeplab.errors import DeeplabError
 

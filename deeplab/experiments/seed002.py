@@ -26,10 +26,10 @@ QUICK_UPPER = 6
 
 
 def _parallel(devices: str) -> int:
-    try:
-        return max(1, int(devices))
-    except ValueError:
-        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else 1
+    """Probes at once: one per device --devices names (auto: one)."""
+    from deeplab.config import device_count, parse_devices
+
+    return device_count(parse_devices(devices)) or 1
 
 
 @register_recipe(

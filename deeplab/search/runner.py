@@ -169,7 +169,9 @@ def prepare_search(plan: SearchPlan) -> FitConfig:
     if (out / LEDGER_FILE).exists() and not (out / LEDGER_FILE).is_file():
         raise DeeplabError(f"the ledger {out / LEDGER_FILE} is a folder; move it away or give another --out")
     base = plan.training or FitConfig(model=plan.model)
-    if base.devices not in ("1", 1):
+    from deeplab.config import parse_devices
+
+    if parse_devices(base.devices) != 1:
         raise DeeplabError(
             f"--devices {base.devices}: a search trains each probe on one device; "
             f"use --parallel N to train N probes at once on N devices"
