@@ -12,7 +12,7 @@ then writes tables and figures into ``ctx.report`` and its own numbers into
 ``ctx.data``; :meth:`ExperimentContext.finish` writes ``report.md`` and
 ``results.json``.
 
-``--quick`` is a smoke budget (about a minute on a 2-core CPU for a whole
+``--quick`` is a smoke budget (seconds to 3 minutes on a 2-core CPU for a whole
 recipe): 1 epoch of :data:`QUICK_TRAIN_BATCHES` batches of at most
 :data:`QUICK_MAX_BATCH` images, :data:`QUICK_VAL_BATCHES` evaluation batch,
 gradient norms at every step; recipes shrink depths and batch sizes of their
