@@ -285,10 +285,11 @@ def int_or_fraction(text: str) -> float | int:
 def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bool = True) -> None:
     """The training options shared by fit.py, search.py and experiment.py."""
     group = parser.add_argument_group("training (unset options come from the model's seed protocol)")
-    group.add_argument("--dataset", help="mnist | fashion_mnist | cifar10 (default: the model's seed dataset)")
+    group.add_argument("--dataset", metavar="{mnist,fashion_mnist,cifar10}", help="mnist | fashion_mnist | cifar10 (default: the model's seed dataset)")
     if include_depth:
         group.add_argument("--depth", type=int, help="depth k of a depth family (seed 002: a multiple of 3)")
-    group.add_argument("--init", help="initialization of seed 002 families and cnn15 models: seed (default), "
+    group.add_argument("--init", metavar="{seed,xavier,kaiming,orthogonal,delta_orthogonal,fixup,skipinit}",
+                       help="initialization of seed 002 families and cnn15 models: seed (default), "
                                       "xavier, kaiming, orthogonal, delta_orthogonal; residual families also "
                                       "fixup, skipinit")
     group.add_argument("--epochs", type=int, help="training epochs")
@@ -296,9 +297,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--lr", type=float, help="learning rate η")
     group.add_argument("--momentum", type=float, help="momentum α in [0, 1) for momentum_sgd/sgd")
     group.add_argument("--weight-decay", type=float, help="L2 weight decay")
-    group.add_argument("--optimizer", help="momentum_sgd (seed 000's hand-written) | sgd | adam")
-    group.add_argument("--loss", help="torch (F.cross_entropy) | manual (seed 000's hand-written)")
-    group.add_argument("--schedule", help="none | cosine (seed 001) | step (seed 004: ×0.1 every 5 epochs)")
+    group.add_argument("--optimizer", metavar="{momentum_sgd,sgd,adam}", help="momentum_sgd (seed 000's hand-written) | sgd | adam")
+    group.add_argument("--loss", metavar="{torch,manual}", help="torch (F.cross_entropy) | manual (seed 000's hand-written)")
+    group.add_argument("--schedule", metavar="{none,cosine,step}", help="none | cosine (seed 001) | step (seed 004: ×0.1 every 5 epochs)")
     group.add_argument("--val-split", type=int_or_fraction,
                        help="hold out this fraction (0.1) or count (5000) of the training set for "
                             "per-epoch validation; the test split is then evaluated once at the end; "

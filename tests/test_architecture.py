@@ -142,3 +142,21 @@ def test_console_entry_points_name_the_commands() -> None:
         assert callable(getattr(module, function)) and callable(module.main) and callable(module.build_parser)
         launcher = (PACKAGE.parent / "scripts" / f"{name.removeprefix('deeplab-')}.py").read_text()
         assert f"from {module_name} import entry" in launcher
+
+
+def test_help_shows_the_choices_the_code_accepts() -> None:
+    """--help lists choices without importing torch, so they are written out: they must stay the code's."""
+    import argparse
+
+    from deeplab import inits
+    from deeplab.config import add_training_arguments
+    from deeplab.models import DATASET_SHAPES
+    from deeplab.module import LOSSES, OPTIMIZERS, SCHEDULES
+
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser)
+    usage = " ".join(parser.format_usage().split())
+    expected = {"--dataset": DATASET_SHAPES, "--optimizer": OPTIMIZERS, "--loss": LOSSES, "--schedule": SCHEDULES,
+                "--init": inits.SCHEMES}
+    for option, values in expected.items():
+        assert f"[{option} {{{','.join(values)}}}]" in usage, option
