@@ -49,6 +49,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         raise
 
 
+def make_writable_folder(folder: str | os.PathLike) -> None:
+    """Create ``folder`` (and parents) and prove a file can be written there; OSError if not.
+    Every command checks its output folder this way before it trains anything."""
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".deeplab-write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     """Strict JSON: NaN and ±inf (an epoch that diverged, a metric never measured) become ``null``."""
     text = json.dumps(finite_or_null(data), indent=2, sort_keys=False, default=_jsonable, allow_nan=False) + "\n"

@@ -32,7 +32,7 @@ from deeplab.data import create_datamodule
 from deeplab.engine import describe as describe_engine
 from deeplab.engine import resolve_engine
 from deeplab.errors import DeeplabError
-from deeplab.io import atomic_write_json, no_empty_tree_on_failure
+from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure
 from deeplab.tensorboard import RunLogger, RunRecords, log_run_end
 from deeplab.models import DATASET_SHAPES, count_parameters, model_spec
 from deeplab.module import Classifier
@@ -110,10 +110,7 @@ def _resume_run_dir(ckpt_path: str | None) -> Path | None:
 def _prepare_log_dir(log_dir: str) -> None:
     path = Path(log_dir)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".deeplab-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(path)
     except OSError as error:
         raise DeeplabError(f"--log-dir {log_dir} is not writable ({error.strerror}); give a folder you can write to") from None
 

@@ -58,14 +58,12 @@ def _parse_override(text: str) -> tuple[str, object]:
 
 def _check_json_destination(path: Path) -> None:
     from deeplab.errors import DeeplabError
+    from deeplab.io import make_writable_folder
 
     if path.is_dir():
         raise DeeplabError(f"--json {path} is a folder; give a file name such as {path / 'bench.json'}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent / f".deeplab-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(path.parent)
     except OSError as error:
         raise DeeplabError(f"--json {path}: cannot write there ({error.strerror}); give another path") from None
 

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Sequence
 from deeplab.errors import DeeplabError
 from deeplab.experiments.registry import DATASET_NAMES, Recipe, get_recipe
 from deeplab.experiments.report import Report, markdown_table
-from deeplab.io import atomic_write, atomic_write_json, no_empty_tree_on_failure
+from deeplab.io import atomic_write, atomic_write_json, make_writable_folder, no_empty_tree_on_failure
 
 __all__ = [
     "ExperimentOptions",
@@ -228,10 +228,7 @@ class ExperimentContext:
             raise DeeplabError(f"--seeds repeats a seed: {','.join(map(str, options.seeds))}")
         self.out = Path(options.out) if options.out else default_out(recipe.name, self.dataset, recipe.dataset, options.quick)
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
-            probe = self.out / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            make_writable_folder(self.out)
         except OSError as error:
             raise DeeplabError(f"--out {self.out} is not writable ({error.strerror}); give a folder you can write to") from None
         self.report = Report(self.out, quick=options.quick)

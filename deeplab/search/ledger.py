@@ -26,6 +26,7 @@ from typing import Any
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
 from deeplab.io import append_jsonl_line, atomic_write
+from deeplab.resume import LEGACY_SETTINGS
 
 __all__ = ["LEDGER_FILE", "KEY_SETTINGS", "ProbeLedger", "probe_settings", "probe_key"]
 
@@ -38,9 +39,10 @@ KEY_SETTINGS = (
     "limit_val_batches", "max_steps", "precision", "model_kwargs", "eval_mode_after_first_epoch",
     "crop_padding", "augment_eval", "normalize_mean", "normalize_std",
 )
-#: key settings added after ledgers were written without them, with the value those probes had: a key
-#: leaves such a setting out while it has that value, so committed ledgers keep matching their probes
-ADDED_KEY_SETTINGS = {"crop_padding": None, "augment_eval": False, "normalize_mean": None, "normalize_std": None}
+#: key settings added after ledgers were written without them, with the value those probes had (the same
+#: record the resume contract keeps, deeplab.resume.LEGACY_SETTINGS): a key leaves such a setting out while
+#: it has that value, so committed ledgers keep matching their probes
+ADDED_KEY_SETTINGS = {name: value for name, value in LEGACY_SETTINGS.items() if name in KEY_SETTINGS}
 
 
 def probe_settings(config: FitConfig) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from deeplab.config import MAX_SEED, FitConfig, resolve_config
 from deeplab.errors import DeeplabError, RunInterrupted
+from deeplab.io import make_writable_folder
 from deeplab.lifecycle import interrupt_at_once
 from deeplab.preflight import check_hardware, check_memory
 from deeplab.search.bisection import BoundarySearch, candidate_depths
@@ -200,10 +201,7 @@ def prepare_search(plan: SearchPlan) -> FitConfig:
     check_memory(resolved.model, build_model_kwargs(dataclasses.replace(resolved, depth=plan.upper)),
                  resolved.batch_size, resolved.accelerator, option="--upper")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".deeplab-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(out)
     except OSError as error:
         raise DeeplabError(f"--out {out} is not writable ({error.strerror}); give a folder you can write to") from None
     return resolved
