@@ -222,20 +222,14 @@ def _validate(config: FitConfig) -> None:
 
 def _check_statistics(config: FitConfig) -> None:
     """--normalize-mean/--normalize-std: one finite number per channel of the data set (std > 0)."""
+    from deeplab.checks import check_channel_statistics
     from deeplab.models import DATASET_SHAPES
 
     channels = DATASET_SHAPES[config.dataset][0] if config.dataset in DATASET_SHAPES else None
     for option, values, positive in (("--normalize-mean", config.normalize_mean, False),
                                      ("--normalize-std", config.normalize_std, True)):
-        if values is None:
-            continue
-        good = all(math.isfinite(v) and (v > 0 or not positive) for v in values)
-        if not good or (channels is not None and len(values) != channels):
-            need = "positive " if positive else ""
-            raise DeeplabError(f"{option} must be {channels or 'one per channel'} {need}finite number(s), "
-                               f"one per {config.dataset} channel, comma-separated; got "
-                               f"{','.join(f'{v:g}' for v in values)}")
-
+        if values is not None:
+            check_channel_statistics(option, values, channels, config.dataset, positive)
 
 def float_list(text: str) -> tuple[float, ...]:
     """argparse type: ``0.247,0.243,0.261`` → (0.247, 0.243, 0.261)."""

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets
 
+from deeplab.checks import check_channel_statistics
 from deeplab.errors import DeeplabError
 
 __all__ = [
@@ -266,8 +267,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_split = _check_val_split(val_split)
         self.seed = seed
         self.normalize = normalize
-        self.mean = self._check_statistics("--normalize-mean", self.mean if mean is None else mean, positive=False)
-        self.std = self._check_statistics("--normalize-std", self.std if std is None else std, positive=True)
+        channels = self.dims[0]
+        self.mean = check_channel_statistics("--normalize-mean", self.mean if mean is None else mean, channels,
+                                             self.name, positive=False)
+        self.std = check_channel_statistics("--normalize-std", self.std if std is None else std, channels,
+                                            self.name, positive=True)
         self.augment = self.augment_by_default if augment is None else augment
         self.crop_padding = self.crop_padding_by_default if crop_padding is None else crop_padding
         if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
@@ -285,19 +289,6 @@ class ImageDataModule(pl.LightningDataModule):
         # Augmentation randomness has its own generator so a checkpoint can carry it.
         self.augment_generator = torch.Generator().manual_seed(seed + 7919)
         self.eval_augment_generator = torch.Generator().manual_seed(seed + 104729)
-
-    def _check_statistics(self, option: str, values: Any, positive: bool) -> tuple[float, ...]:
-        """One finite number per channel (std: each > 0), as a tuple."""
-        channels = self.dims[0]
-        try:
-            numbers = tuple(float(v) for v in values)
-        except (TypeError, ValueError):
-            raise DeeplabError(f"{option} must be {channels} number(s), got {values!r}") from None
-        if len(numbers) != channels or not all(math.isfinite(v) and (v > 0 or not positive) for v in numbers):
-            need = "positive " if positive else ""
-            raise DeeplabError(f"{option} must be {channels} {need}finite number(s), one per {self.name} channel; "
-                               f"got {','.join(f'{v:g}' for v in numbers)}")
-        return numbers
 
     # ------------------------------------------------------------------ files
     def _files_present(self) -> bool:
