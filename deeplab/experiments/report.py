@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["Report", "markdown_table", "MAX_TABLE_WIDTH", "fit_columns"]
+__all__ = ["Report", "markdown_table", "MAX_TABLE_WIDTH", "fit_columns", "fitted_tables"]
 
 #: a report table wider than this many characters is split into narrower ones (first column repeated)
 MAX_TABLE_WIDTH = 100
@@ -63,6 +63,16 @@ def fit_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: st
     return groups
 
 
+def fitted_tables(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None,
+                  width: int = MAX_TABLE_WIDTH) -> list[tuple[list[int], str]]:
+    """The table as one or more markdown tables of at most ``width`` characters: (column group, markdown)."""
+    tables = []
+    for group in fit_columns(headers, rows, align, width):
+        tables.append((group, markdown_table([headers[i] for i in group], [[row[i] for i in group] for row in rows],
+                                             None if align is None else "".join(align[i] for i in group))))
+    return tables
+
+
 class Report:
     """Markdown body of a report, in the order the recipe writes it."""
 
@@ -94,11 +104,8 @@ class Report:
               align: str | None = None, caption: str | None = None) -> None:
         """A table, also stored as ``tables[name]`` in results.json."""
         self.tables[name] = {"headers": list(headers), "rows": [[None if v is None else str(v) for v in row] for row in rows]}
-        groups = fit_columns(headers, rows, align)  # results.json keeps the whole table; the report, readable widths
-        parts = []
-        for number, group in enumerate(groups):
-            sub_align = None if align is None else "".join(align[i] for i in group)
-            body = markdown_table([headers[i] for i in group], [[row[i] for i in group] for row in rows], sub_align)
+        parts = []  # results.json keeps the whole table; the report, readable widths
+        for number, (group, body) in enumerate(fitted_tables(headers, rows, align)):
             if number > 0:
                 seed_part = all(str(headers[i]).startswith("seed ") for i in group[1:])
                 body = f"*{'The seed' + chr(39) + 's numbers for' if seed_part else 'Continued:'} the rows above:*\n\n{body}"

@@ -394,7 +394,7 @@ class ExperimentContext:
     def settings_table(self) -> str:
         """Markdown: every training's exact settings (what was run), one column per training (split into
         several tables when they would be wider than the report's 100 characters)."""
-        from deeplab.experiments.report import fit_columns
+        from deeplab.experiments.report import fitted_tables
 
         names = ["model", "depth", "data", "epochs", "batch", "optimizer", "lr", "α", "weight decay", "schedule",
                  "loss", "hold-out", "augment", "input noise", "train batches/epoch", "eval batches", "seeds",
@@ -419,12 +419,7 @@ class ExperimentContext:
             ])
         headers = ["setting", *[t.label for t in self.trainings]]
         rows = [[name, *[column[i] for column in columns]] for i, name in enumerate(names)]
-        align = "l" * len(headers)
-        tables = []
-        for group in fit_columns(headers, rows, align):
-            tables.append(markdown_table([headers[i] for i in group], [[row[i] for i in group] for row in rows],
-                                         align="l" * len(group)))
-        return "\n\n".join(tables)
+        return "\n\n".join(table for _, table in fitted_tables(headers, rows, align="l" * len(headers)))
 
     def finish(self) -> Path:
         """Write report.md and results.json (rank 0 only); return the report's path."""
