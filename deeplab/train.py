@@ -107,6 +107,25 @@ def _resume_run_dir(ckpt_path: str | None) -> Path | None:
     return run_dir if (run_dir / CONFIG_FILE).is_file() else None
 
 
+def datamodule_for(config: FitConfig) -> Any:
+    """The DataModule a resolved config trains on: its data set, split, batches and data path."""
+    return create_datamodule(
+        config.dataset,
+        data_dir=config.data_dir,
+        batch_size=config.batch_size,
+        val_split=config.val_split,
+        seed=config.seed,
+        augment=config.augment,
+        crop_padding=config.crop_padding,
+        augment_eval=config.augment_eval,
+        mean=config.normalize_mean,
+        std=config.normalize_std,
+        input_noise_std=config.input_noise_std or 0.0,
+        limit_train_batches=config.limit_train_batches,
+        limit_val_batches=config.limit_val_batches,
+    )
+
+
 def _prepare_log_dir(log_dir: str) -> None:
     path = Path(log_dir)
     try:
@@ -152,21 +171,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
 
     model_kwargs = build_model_kwargs(config)  # a bad --depth/--dataset fails before any data is read
     check_memory(config.model, model_kwargs, config.batch_size, config.accelerator)
-    datamodule = create_datamodule(
-        config.dataset,
-        data_dir=config.data_dir,
-        batch_size=config.batch_size,
-        val_split=config.val_split,
-        seed=config.seed,
-        augment=config.augment,
-        crop_padding=config.crop_padding,
-        augment_eval=config.augment_eval,
-        mean=config.normalize_mean,
-        std=config.normalize_std,
-        input_noise_std=config.input_noise_std or 0.0,
-        limit_train_batches=config.limit_train_batches,
-        limit_val_batches=config.limit_val_batches,
-    )
+    datamodule = datamodule_for(config)
     datamodule.prepare_data()  # fails fast, with one clear line, when the files are missing
     datamodule.setup("fit")  # parse once, and check --val-split against the data, before any run dir exists
 

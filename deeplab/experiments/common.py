@@ -70,11 +70,9 @@ def one_batch_conv_gradients(model: Any, config: Any) -> tuple[list[str], list[f
     import torch
     import torch.nn.functional as F
 
-    from deeplab.data import create_datamodule
+    from deeplab.train import datamodule_for
 
-    datamodule = create_datamodule(config.dataset, data_dir=config.data_dir, batch_size=config.batch_size,
-                                   seed=config.seed, augment=config.augment, crop_padding=config.crop_padding,
-                                   mean=config.normalize_mean, std=config.normalize_std)
+    datamodule = datamodule_for(config)  # the run's own data path: its batches, augmentation, statistics
     datamodule.prepare_data()
     datamodule.setup()
     images, labels = next(iter(datamodule.train_dataloader()))  # the seed: next(iter(train_loader))
