@@ -29,7 +29,7 @@ COMPILE_MAX_BATCH = 64
 #: Lightning's short precision names
 PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
-__all__ = ["FitConfig", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
+__all__ = ["FitConfig", "LR_DEPTH_RULES", "LR_REFERENCE_DEPTH", "effective_lr", "parse_lr_depth_scaling", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
            "config_from_args", "int_or_fraction", "resolve_config", "read_config_file", "parse_with_config",
            "parse_devices", "device_count"]
 
@@ -40,9 +40,15 @@ class FitConfig:
     dataset: str | None = None  # mnist | fashion_mnist | cifar10 (default: the model's)
     depth: int | None = None  # for depth families (seed 002/004)
     init: str | None = None  # initialization scheme, for models that take one
+    sigma_w2: float | None = None  # σ_w² of the orthogonal/gaussian inits (None: the critical point)
+    sigma_b2: float | None = None  # σ_b² of the orthogonal/gaussian inits (None: deeplab.inits.DEFAULT_SIGMA_B2)
+    activation_checkpointing: bool = False  # recompute activations in backward (depth families)
     epochs: int | None = None
     batch_size: int | None = None  # per device
     lr: float | None = None
+    #: η scaled with depth (issue 19): "none" | "inverse" | "inverse_sqrt", optionally "@K" (--lr is η at
+    #: depth K, default LR_REFERENCE_DEPTH); the optimizer gets effective_lr(config)
+    lr_depth_scaling: str | None = None
     momentum: float | None = None  # α of the SGD variants
     weight_decay: float | None = None
     optimizer: str | None = None  # momentum_sgd | sgd | adam
@@ -105,6 +111,48 @@ GENERAL_DEFAULTS: dict[str, Any] = dict(
 )
 
 
+#: --lr-depth-scaling rules: the power p of η(k) = η · (K / k)^p
+LR_DEPTH_RULES: dict[str, float] = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
+#: the depth K at which --lr is the rate, unless the rule says "@K"
+LR_REFERENCE_DEPTH = 30
+
+
+def parse_lr_depth_scaling(text: str | None) -> tuple[float, int]:
+    """``"inverse_sqrt@30"`` → (0.5, 30), ``"power:1.4"`` → (1.4, 30): the rule's power p and reference
+    depth K of η(k) = η · (K / k)^p. DeeplabError if malformed."""
+    rule, at, reference = (text or "none").partition("@")
+    if rule.startswith("power:"):
+        try:
+            power = float(rule[len("power:"):])
+        except ValueError:
+            power = math.nan
+        if not (math.isfinite(power) and power >= 0):
+            raise DeeplabError(f"--lr-depth-scaling {text!r}: power:P needs a number P ≥ 0, e.g. power:1.4")
+    elif rule in LR_DEPTH_RULES:
+        power = LR_DEPTH_RULES[rule]
+    else:
+        raise DeeplabError(f"--lr-depth-scaling {text!r}: give one of {', '.join(LR_DEPTH_RULES)} or power:P, "
+                           f"optionally with @K for the depth at which --lr holds (default @{LR_REFERENCE_DEPTH})")
+    if not at:
+        return power, LR_REFERENCE_DEPTH
+    if not reference.isdigit() or int(reference) < 1:
+        raise DeeplabError(f"--lr-depth-scaling {text!r}: the reference depth after @ must be a positive integer")
+    return power, int(reference)
+
+
+def effective_lr(config: FitConfig) -> float:
+    """The optimizer's η: ``config.lr`` scaled by ``--lr-depth-scaling`` to ``config.depth``.
+
+    Issue 19's measurement (``scripts/experiment.py lr_depth_scaling``, table in the README): the largest
+    η that trains falls with depth at criticality (cnn_tanh + delta_orthogonal), so a rate tuned at a
+    shallow depth diverges or collapses at a deep one unless it is scaled down.
+    """
+    power, reference = parse_lr_depth_scaling(config.lr_depth_scaling)
+    if power == 0.0 or config.depth is None:
+        return float(config.lr)
+    return float(config.lr) * (reference / config.depth) ** power
+
+
 def resolve_config(config: FitConfig) -> FitConfig:
     """Fill unset fields from the model's seed protocol, then general defaults."""
     from deeplab.models import model_spec
@@ -138,6 +186,8 @@ def resolve_config(config: FitConfig) -> FitConfig:
     # Record what runs, not "unset": results.json and a resume's comparison see the same values.
     if resolved.init is None:  # every model's own initialization is its seed's
         resolved.init = "seed"
+    if resolved.lr_depth_scaling == "none":  # the same run as no rule: one ledger key, one resume setting
+        resolved.lr_depth_scaling = None
     from deeplab.data import DATAMODULES
 
     if resolved.augment is None and resolved.dataset in DATAMODULES:
@@ -170,6 +220,10 @@ def _validate(config: FitConfig) -> None:
         raise DeeplabError(f"--batch-size must be a positive integer, got {config.batch_size}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise DeeplabError(f"--lr must be a positive, finite number, got {config.lr}")
+    if parse_lr_depth_scaling(config.lr_depth_scaling)[0] and config.depth is None:
+        raise DeeplabError(f"--lr-depth-scaling scales η with depth, and {config.model} has a fixed depth; "
+                           "drop it or pick a depth family (fit.py --list-models)")
+    _check_init_options(config)
     if not 0.0 <= config.momentum < 1.0:
         raise DeeplabError(f"--momentum must be in [0, 1), got {config.momentum}")
     if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
@@ -218,6 +272,28 @@ def _validate(config: FitConfig) -> None:
         if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
             raise DeeplabError(f"--run-name {name!r} must be a plain folder name (no '/', no '..'); "
                                f"runs go to --log-dir/<run name>/version_N")
+
+
+def _check_init_options(config: FitConfig) -> None:
+    """--sigma-w2/--sigma-b2 only with an init that takes them; --activation-checkpointing only where built in."""
+    from deeplab.inits import check_variances
+    from deeplab.models import model_spec
+
+    spec = model_spec(config.model)
+    if config.sigma_w2 is not None or config.sigma_b2 is not None:
+        check_variances(config.init, config.sigma_w2, config.sigma_b2)
+        if "sigma_w2" not in spec.keywords:
+            raise DeeplabError(f"model {config.model!r} has no --sigma-w2/--sigma-b2 (they set the variances of "
+                               "the seed 002 depth families' and cnn15's --init)")
+    if config.activation_checkpointing:
+        if "activation_checkpointing" not in spec.keywords:
+            raise DeeplabError(f"--activation-checkpointing is built into the seed 002 depth families, not "
+                               f"{config.model!r}; drop it")
+        from deeplab.models.seed002 import FAMILY_CONFIGS
+
+        if FAMILY_CONFIGS[config.model].batch_norm:
+            raise DeeplabError(f"--activation-checkpointing would update {config.model}'s batch norm running "
+                               f"statistics twice (the backward pass recomputes the forward); drop it")
 
 
 def _check_statistics(config: FitConfig) -> None:
@@ -282,13 +358,22 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--dataset", metavar="{mnist,fashion_mnist,cifar10}", help="mnist | fashion_mnist | cifar10 (default: the model's seed dataset)")
     if include_depth:
         group.add_argument("--depth", type=int, help="depth k of a depth family (seed 002: a multiple of 3)")
-    group.add_argument("--init", metavar="{seed,xavier,kaiming,orthogonal,delta_orthogonal,fixup,skipinit}",
+    group.add_argument("--init", metavar="{seed,xavier,kaiming,orthogonal,delta_orthogonal,gaussian,fixup,skipinit}",
                        help="initialization of seed 002 families and cnn15 models: seed (default), "
-                                      "xavier, kaiming, orthogonal, delta_orthogonal; residual families also "
-                                      "fixup, skipinit")
+                            "xavier, kaiming, orthogonal, delta_orthogonal, gaussian (N(0, σ_w²/fan_in)); "
+                            "residual families also fixup, skipinit")
+    group.add_argument("--sigma-w2", type=float, metavar="W",
+                       help="σ_w² of --init orthogonal, delta_orthogonal and gaussian: weight variance × fan-in "
+                            "(default: the activation's critical point, tanh 1.086 at σ_b² 1e-4, 1.761 at 0.05)")
+    group.add_argument("--sigma-b2", type=float, metavar="B",
+                       help="σ_b² of those inits: bias variance (default 1e-4 for tanh/elu, 0 for relu)")
     group.add_argument("--epochs", type=int, help="training epochs")
     group.add_argument("--batch-size", type=int, help="training batch size per device")
     group.add_argument("--lr", type=float, help="learning rate η")
+    group.add_argument("--lr-depth-scaling", metavar="{none,inverse,inverse_sqrt,power:P}[@K]",
+                       help="scale η with the depth k of a depth family: η·(K/k)^P — inverse P = 1, "
+                            f"inverse_sqrt P = 0.5 — --lr being the rate at depth K (default {LR_REFERENCE_DEPTH}); "
+                            "measured P: the README's η-scaling table (default none)")
     group.add_argument("--momentum", type=float, help="momentum α in [0, 1) for momentum_sgd/sgd")
     group.add_argument("--weight-decay", type=float, help="L2 weight decay")
     group.add_argument("--optimizer", metavar="{momentum_sgd,sgd,adam}", help="momentum_sgd (seed 000's hand-written) | sgd | adam")
@@ -314,6 +399,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
                        help="per-channel normalization std (default: the data set's; CIFAR-10 "
                             "0.2023,0.1994,0.2010 as seed 001, seed 003's models 0.247,0.243,0.261)")
     group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--activation-checkpointing", action="store_true", default=False,
+                       help="depth families: recompute activations in the backward pass (√ of each stage's "
+                            "layers stored) — memory for ~1 more forward pass of time; same gradients")
     group.add_argument("--eval-mode-after-first-epoch", action="store_true", default=False,
                        help="seed 002's quirk: train epochs 2+ in eval mode (batch norm's running statistics "
                             "frozen), as its train_epoch never calls model.train() after test() called "

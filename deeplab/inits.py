@@ -40,6 +40,12 @@ Schemes (:data:`SCHEMES`):
     (σ_w², σ_b²) is a critical point of the activation, χ₁ = 1, computed by
     :func:`deeplab.mean_field.critical_sigma_w2` for the σ_b² of
     :data:`DEFAULT_SIGMA_B2`: see :func:`critical_point`.
+``gaussian``
+    The mean-field papers' i.i.d. Gaussian (Poole et al. 2016; Schoenholz et
+    al., "Deep Information Propagation", ICLR 2017): weights N(0, σ_w²/fan_in),
+    biases N(0, σ_b²), on every Conv/Linear layer. (σ_w², σ_b²) default to the
+    activation's critical point like the orthogonal schemes; the phase diagram
+    (``scripts/experiment.py phase_diagram``) sweeps σ_w² at σ_b² = 0.05.
 ``fixup`` (residual models only)
     Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without
     Normalization" (ICLR 2019): (1) zero-initialize the classifier and the
@@ -67,8 +73,8 @@ Schemes (:data:`SCHEMES`):
     block starts as the identity. Other layers keep the seed's init. The model
     must be built with ``init="skipinit"``.
 
-:func:`apply_init` applies ``xavier``, ``kaiming``, ``orthogonal`` and
-``delta_orthogonal`` to any model's ``Conv2d``/``Linear`` layers (e.g. seed
+:func:`apply_init` applies ``xavier``, ``kaiming``, ``orthogonal``,
+``delta_orthogonal`` and ``gaussian`` to any model's ``Conv2d``/``Linear`` layers (e.g. seed
 000's cnn15); ``seed``, ``fixup`` and ``skipinit`` defer to the model.
 """
 
@@ -87,6 +93,10 @@ from deeplab.errors import DeeplabError
 __all__ = [
     "SCHEMES",
     "RESIDUAL_SCHEMES",
+    "VARIANCE_SCHEMES",
+    "check_variances",
+    "resolve_variances",
+    "gaussian_",
     "DEFAULT_SIGMA_B2",
     "check_scheme",
     "critical_point",
@@ -102,7 +112,10 @@ __all__ = [
 ]
 
 #: every initialization scheme deeplab knows, ``seed`` (the model's own) first
-SCHEMES: tuple[str, ...] = ("seed", "xavier", "kaiming", "orthogonal", "delta_orthogonal", "fixup", "skipinit")
+SCHEMES: tuple[str, ...] = ("seed", "xavier", "kaiming", "orthogonal", "delta_orthogonal", "gaussian", "fixup",
+                            "skipinit")
+#: schemes whose (σ_w², σ_b²) can be chosen (``sigma_w2=``/``sigma_b2=``, ``--sigma-w2``/``--sigma-b2``)
+VARIANCE_SCHEMES: tuple[str, ...] = ("orthogonal", "delta_orthogonal", "gaussian")
 #: schemes that need residual branches (and scalar parameters made at construction)
 RESIDUAL_SCHEMES: tuple[str, ...] = ("fixup", "skipinit")
 
@@ -137,6 +150,19 @@ def check_scheme(scheme: str, *, residual: bool, family: str = "this model") -> 
     return scheme
 
 
+def check_variances(scheme: str, sigma_w2: float | None, sigma_b2: float | None) -> None:
+    """DeeplabError unless σ_w²/σ_b² are unset or finite numbers ≥ 0 given to a scheme that uses them."""
+    if sigma_w2 is None and sigma_b2 is None:
+        return
+    if scheme not in VARIANCE_SCHEMES:
+        raise DeeplabError(f"--sigma-w2/--sigma-b2 set the variances of {', '.join(VARIANCE_SCHEMES)}; "
+                           f"init {scheme!r} has its own: drop them or pick one of those inits")
+    for option, value in (("--sigma-w2", sigma_w2), ("--sigma-b2", sigma_b2)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+            raise DeeplabError(f"{option} is a variance, a finite number ≥ 0; got {value!r}")
+
+
 @lru_cache(maxsize=None)
 def critical_point(activation: str) -> tuple[float, float]:
     """(σ_w², σ_b²) on the edge of chaos (χ₁ = 1) for ``activation``, σ_b² from :data:`DEFAULT_SIGMA_B2`.
@@ -162,6 +188,21 @@ def critical_point(activation: str) -> tuple[float, float]:
     return mean_field.critical_sigma_w2(activation, sigma_b2), sigma_b2
 
 
+def resolve_variances(activation: str, sigma_w2: float | None, sigma_b2: float | None) -> tuple[float, float]:
+    """(σ_w², σ_b²) with unset ones filled: σ_b² from :data:`DEFAULT_SIGMA_B2`, σ_w² critical at that σ_b²."""
+    default_w2, default_b2 = critical_point(activation)
+    if sigma_b2 is None:
+        sigma_b2 = default_b2
+    if sigma_w2 is None:
+        if sigma_b2 == default_b2 or activation in ("relu", "leaky_relu", "linear"):  # χ₁ free of σ_b² there
+            sigma_w2 = default_w2
+        else:
+            from deeplab import mean_field
+
+            sigma_w2 = mean_field.critical_sigma_w2(activation, sigma_b2)
+    return float(sigma_w2), float(sigma_b2)
+
+
 def sigma_w2_for(scheme: str, activation: str, *, in_channels: int, out_channels: int, kernel_size: int = 3) -> float:
     """The mean-field σ_w² a conv layer gets under ``scheme`` (not ``seed``: that is the family's).
 
@@ -175,14 +216,14 @@ def sigma_w2_for(scheme: str, activation: str, *, in_channels: int, out_channels
         return 2.0 * fan_in / (fan_in + fan_out)
     if scheme == "kaiming":
         return 2.0
-    if scheme in ("orthogonal", "delta_orthogonal"):
+    if scheme in VARIANCE_SCHEMES:
         return critical_point(activation)[0]
     raise ValueError(f"sigma_w2_for: scheme {scheme!r} has no per-layer plain-network σ_w²")
 
 
 def sigma_b2_for(scheme: str, activation: str) -> float:
-    """Bias variance under ``scheme``: the critical σ_b² for the orthogonal schemes, else 0."""
-    if scheme in ("orthogonal", "delta_orthogonal"):
+    """Bias variance under ``scheme``: the critical σ_b² for the orthogonal and Gaussian schemes, else 0."""
+    if scheme in VARIANCE_SCHEMES:
         return critical_point(activation)[1]
     return 0.0
 
@@ -217,6 +258,14 @@ def kaiming_(layer: nn.Module) -> None:
 def orthogonal_(layer: nn.Module, sigma_w2: float, sigma_b2: float) -> None:
     """Weight flattened to (C_out, fan_in) = σ_w · (Haar orthogonal rows/columns); bias N(0, σ_b²)."""
     nn.init.orthogonal_(layer.weight, gain=math.sqrt(sigma_w2))
+    _init_bias_(layer, sigma_b2)
+
+
+@torch.no_grad()
+def gaussian_(layer: nn.Module, sigma_w2: float, sigma_b2: float) -> None:
+    """Poole et al. / Schoenholz et al.: weight N(0, σ_w²/fan_in), fan_in = C_in·k_h·k_w; bias N(0, σ_b²)."""
+    fan_in = layer.weight[0].numel()
+    layer.weight.normal_(0.0, math.sqrt(sigma_w2 / fan_in))
     _init_bias_(layer, sigma_b2)
 
 
@@ -297,8 +346,8 @@ def apply_init(
 
     ``xavier``, ``kaiming``, ``orthogonal``, ``delta_orthogonal`` act on every
     Conv/Linear layer of any model (other layers, e.g. batch norm, keep their
-    values). ``activation`` picks the critical (σ_w², σ_b²) for the orthogonal
-    schemes (:func:`critical_point`); ``sigma_w2``/``sigma_b2`` override it.
+    values); ``gaussian`` too. ``activation`` picks the critical (σ_w², σ_b²) for the orthogonal
+    and Gaussian schemes (:func:`critical_point`); ``sigma_w2``/``sigma_b2`` override it.
     ``seed`` resets every submodule to PyTorch's defaults
     (``reset_parameters()``: seed 000's own init), then calls
     ``model.seed_init_weights()`` where the model defines one (seed 002's conv
@@ -307,6 +356,7 @@ def apply_init(
     """
     residual = bool(getattr(model, "is_residual", False))
     check_scheme(scheme, residual=residual, family=getattr(model, "family", type(model).__name__))
+    check_variances(scheme, sigma_w2, sigma_b2)
     if scheme in RESIDUAL_SCHEMES:
         if getattr(model, "init", None) != scheme:
             raise DeeplabError(
@@ -322,13 +372,8 @@ def apply_init(
         if hasattr(model, "seed_init_weights"):
             model.seed_init_weights()
         return model
-    if scheme in ("orthogonal", "delta_orthogonal"):
-        if sigma_w2 is None or sigma_b2 is None:
-            critical_w2, critical_b2 = critical_point(activation)
-            sigma_w2 = critical_w2 if sigma_w2 is None else sigma_w2
-            sigma_b2 = critical_b2 if sigma_b2 is None else sigma_b2
-        if sigma_w2 < 0 or sigma_b2 < 0:
-            raise DeeplabError(f"sigma_w2 and sigma_b2 are variances, ≥ 0; got {sigma_w2}, {sigma_b2}.")
+    if scheme in VARIANCE_SCHEMES:
+        sigma_w2, sigma_b2 = resolve_variances(activation, sigma_w2, sigma_b2)
     for layer in _weight_layers(model):
         if scheme == "xavier":
             xavier_(layer)
@@ -336,6 +381,8 @@ def apply_init(
             kaiming_(layer)
         elif scheme == "orthogonal":
             orthogonal_(layer, sigma_w2, sigma_b2)
+        elif scheme == "gaussian":
+            gaussian_(layer, sigma_w2, sigma_b2)
         else:
             delta_orthogonal_(layer, sigma_w2, sigma_b2)
     return model

@@ -44,15 +44,16 @@ RUN_SETTINGS = (
     "model", "dataset", "depth", "init", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "loss",
     "schedule", "val_split", "augment", "input_noise_std", "seed", "model_kwargs", "precision", "channels_last",
     "compile", "fast_kernels", "eval_mode_after_first_epoch", "crop_padding", "augment_eval", "normalize_mean",
-    "normalize_std",
+    "normalize_std", "sigma_w2", "sigma_b2", "lr_depth_scaling",
 )
 #: run settings added after runs were recorded without them, with the value those runs had
 LEGACY_SETTINGS = {"fast_kernels": False, "eval_mode_after_first_epoch": False, "crop_padding": None,
-                   "augment_eval": False, "normalize_mean": None, "normalize_std": None}
+                   "augment_eval": False, "normalize_mean": None, "normalize_std": None, "sigma_w2": None,
+                   "sigma_b2": None, "lr_depth_scaling": None}
 #: settings a resume may change; they are applied and recorded
 CHANGEABLE_SETTINGS = (
     "epochs", "max_steps", "limit_train_batches", "limit_val_batches", "devices", "accelerator", "strategy",
-    "num_nodes",
+    "num_nodes", "activation_checkpointing",
 )
 
 

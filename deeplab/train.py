@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +28,7 @@ from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
 from deeplab.preflight import check_hardware, check_memory
 from deeplab.resume import LEGACY_SETTINGS, compare_settings, plan_resume, read_checkpoint
-from deeplab.config import FitConfig, resolve_config
+from deeplab.config import FitConfig, effective_lr, resolve_config
 from deeplab.data import create_datamodule
 from deeplab.engine import describe as describe_engine
 from deeplab.engine import resolve_engine
@@ -66,8 +67,25 @@ def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
             raise DeeplabError(f"model {config.model!r} has one initialization (its seed's); drop --init "
                                f"(models taking --init: {', '.join(takers)})")
         kwargs["init"] = config.init
+    for name in ("sigma_w2", "sigma_b2"):
+        if getattr(config, name) is not None:
+            kwargs[name] = getattr(config, name)
+    if config.activation_checkpointing:
+        kwargs["activation_checkpointing"] = True
     kwargs.update(config.model_kwargs)
     return kwargs
+
+
+def peak_memory(trainer: pl.Trainer) -> dict[str, float | None]:
+    """The process's peak resident memory (``getrusage``; the whole process, data set included) and, on a
+    GPU, the peak memory torch allocated there, in MiB (issue 19: the frontier runs report both)."""
+    import resource
+
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peak_rss_mib = peak_rss / (1024 * 1024) if sys.platform == "darwin" else peak_rss / 1024
+    root = trainer.strategy.root_device
+    gpu = torch.cuda.max_memory_allocated(root) / 2**20 if root.type == "cuda" else None
+    return {"peak_rss_mib": round(peak_rss_mib, 1), "peak_gpu_allocated_mib": None if gpu is None else round(gpu, 1)}
 
 
 def device_description(trainer: pl.Trainer) -> str:
@@ -179,7 +197,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         config.model,
         model_kwargs,
         optimizer=config.optimizer,
-        lr=config.lr,
+        lr=effective_lr(config),
         momentum=config.momentum,
         weight_decay=config.weight_decay,
         schedule=config.schedule,
@@ -324,6 +342,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         "train_time_s": round(throughput.train_seconds, 3),
         "images_per_s": round(throughput.images_per_second, 1),
         "device": device_description(trainer),
+        "lr_effective": effective_lr(config),
+        "memory": peak_memory(trainer),
         "run_dir": str(run_dir.resolve()),
         "checkpoint": str(checkpoint.path.resolve()) if checkpoint.last_saved_step is not None else None,
     }

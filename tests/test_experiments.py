@@ -97,6 +97,12 @@ def test_recipe_quick(name: str, data_dir: Path, outputs: Path, single_thread, c
     if name == "trainability":
         probes = [line for line in stdout.splitlines() if line.startswith("[trainability / ") and "probe k=" in line]
         assert len(probes) >= len(results["results"]["rows"]) == 7
+    elif name == "phase_diagram":  # one search per σ_w²: its probe lines
+        probes = [line for line in stdout.splitlines() if line.startswith("[phase_diagram σ_w²=") and "probe k=" in line]
+        assert len(probes) >= len(results["results"]["columns"]) == 3
+    elif name == "lr_depth_scaling":  # one line per η tried
+        tried = [line for line in stdout.splitlines() if line.startswith("[lr_depth_scaling] ")]
+        assert len(tried) == sum(len(sweep["probes"]) for sweep in results["results"]["sweeps"]) >= 4
     elif recipe.dataset is not None:
         progress = [line for line in stdout.splitlines() if line.startswith(f"[{name} ")]
         assert results["trainings"] and len(progress) == sum(len(t["per_seed"]) for t in results["trainings"])
@@ -173,7 +179,7 @@ def test_every_seed_experiment_has_a_recipe() -> None:
         "fmnist_baselines", "activations_bs1", "batch_size", "momentum_sweep", "skip_connections",
         "resnet_vs_plain", "architectures", "trainability", "cifar_architectures", "cifar_activations",
         "learning_rates", "xor_boundary", "conv2d_from_scratch", "degradation", "plain_vs_resnet",
-        "resnet_depths", "residual_magnitudes"}
+        "resnet_depths", "residual_magnitudes", "lr_depth_scaling", "phase_diagram"}
     assert {r.seed for r in list_recipes()} == {"000", "001", "002", "003", "004"}
 
 

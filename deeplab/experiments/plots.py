@@ -28,6 +28,8 @@ __all__ = [
     "layer_bars_figure",
     "series_figure",
     "weight_grid_figure",
+    "phase_diagram_figure",
+    "plot_phase_diagram",
 ]
 
 
@@ -216,7 +218,9 @@ def series_figure(panels: Sequence[dict[str, Any]], *, title: str) -> Any:
             axis.set_title(panel["title"], fontsize=10)
         if panel.get("log"):
             axis.set_yscale("log")
-        if panel.get("integer_x", True):
+        if panel.get("log_x"):
+            axis.set_xscale("log")
+        elif panel.get("integer_x", True):
             integer_ticks(axis.xaxis)
         axis.grid(True, which="both", alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
@@ -227,7 +231,7 @@ def series_figure(panels: Sequence[dict[str, Any]], *, title: str) -> Any:
 
 def plot_series(path: Path, panels: Sequence[dict[str, Any]], *, title: str) -> Path:
     """Line panels. Each panel: ``{"series": {label: (x_runs, y_runs)}, "xlabel", "ylabel", "log", "title",
-    "marks": [(x, label)], "integer_x" (default True)}`` — x_runs/y_runs are per-seed lists (mean line,
+    "marks": [(x, label)], "integer_x" (default True), "log_x"}`` — x_runs/y_runs are per-seed lists (mean line,
     min–max band); each series has its own marker and line style, markers only on short series."""
     return _save(series_figure(panels, title=title), path)
 
@@ -265,3 +269,56 @@ def plot_weight_grid(weights: np.ndarray, path: Path, title: str, max_filters: i
     three channels are shown as RGB, anything else as the channel mean in grey.
     """
     return _save(weight_grid_figure(weights, title, max_filters), path)
+
+
+def phase_diagram_figure(columns: Sequence[dict[str, Any]], theory: tuple[Sequence[float], Sequence[float]],
+                         critical: float, *, upper: int, threshold: float, title: str) -> Any:
+    """Schoenholz et al. (ICLR 2017), Fig. 5/6: depth up, σ_w² across. Each column (``{"sigma_w2",
+    "max_trainable", "probes": [{"depth", "error", "trainable"}]}``) shades its trainable depths and marks
+    every probed cell, coloured by its error; ``theory`` is the (σ_w², 6 ξ_c) curve, ``critical`` the
+    edge-of-chaos σ_w² (a dotted line)."""
+    plt = _pyplot()
+    from matplotlib import colors
+
+    figure, axis = plt.subplots(figsize=(8.0, 5.2))
+    xs = [float(c["sigma_w2"]) for c in columns]
+    gaps = np.diff(sorted(xs)) if len(xs) > 1 else np.array([0.5])
+    width = 0.8 * float(np.min(gaps)) if len(gaps) else 0.4
+    for column in columns:
+        top = column["max_trainable"]
+        if top is not None:
+            axis.bar(float(column["sigma_w2"]), top, width=width, color="#2ca02c", alpha=0.18, zorder=1)
+    norm = colors.Normalize(vmin=0.0, vmax=0.9)
+    cells = [(float(c["sigma_w2"]), p["depth"], 0.9 if p["error"] is None else min(float(p["error"]), 0.9),
+              p["trainable"]) for c in columns for p in c["probes"]]
+    if cells:
+        x, y, error, trainable = zip(*cells)
+        scatter = axis.scatter(x, y, c=error, cmap="RdYlGn_r", norm=norm, s=70, marker="s", zorder=3,
+                               edgecolors=["black" if t else "none" for t in trainable], linewidths=0.8)
+        bar = figure.colorbar(scatter, ax=axis, pad=0.02)
+        bar.set_label(f"error after the probe (trainable: < {threshold:.0%}, black edge)")
+    found = [(float(c["sigma_w2"]), c["max_trainable"]) for c in columns if c["max_trainable"] is not None]
+    if found:
+        axis.plot(*zip(*found), color="#1a7a1a", marker="o", linewidth=1.5, zorder=4, label="deepest trainable k")
+    theory_x, theory_y = np.asarray(theory[0], float), np.asarray(theory[1], float)
+    axis.plot(theory_x, np.minimum(theory_y, upper * 1.15), color="black", linestyle="--", linewidth=1.3,
+              zorder=2, label="6 ξ_c (mean field)")
+    axis.axvline(critical, color="#555555", linestyle=":", linewidth=1.2, label=f"critical σ_w² ≈ {critical:.2f}")
+    axis.axhline(upper, color="#999999", linewidth=0.8, zorder=0)
+    axis.annotate(f"search upper bound k = {upper}", (theory_x.max(), upper), ha="right", va="bottom",
+                  fontsize=7, color="#666666")
+    axis.set_ylim(0, upper * 1.15)
+    axis.set_xlim(min(theory_x.min(), min(xs) - width), max(theory_x.max(), max(xs) + width))
+    axis.set_xlabel("σ_w² (weight variance × fan-in)")
+    axis.set_ylabel("depth k (conv layers)")
+    axis.set_title(title)
+    axis.grid(True, alpha=0.25)
+    axis.legend(fontsize=8, loc="upper right")
+    return fit_text(figure)
+
+
+def plot_phase_diagram(path: Path, columns: Sequence[dict[str, Any]], theory: tuple[Sequence[float], Sequence[float]],
+                       critical: float, *, upper: int, threshold: float, title: str) -> Path:
+    """:func:`phase_diagram_figure`, written to ``path``."""
+    return _save(phase_diagram_figure(columns, theory, critical, upper=upper, threshold=threshold, title=title),
+                 path)

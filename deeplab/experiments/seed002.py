@@ -19,13 +19,13 @@ from deeplab.experiments.registry import register_recipe
 if TYPE_CHECKING:  # pragma: no cover
     from deeplab.experiments.runner import ExperimentContext
 
-__all__ = ["QUICK_UPPER"]
+__all__ = ["QUICK_UPPER", "parallel_probes"]
 
 #: --quick: every family searched over k ∈ {3, 6}
 QUICK_UPPER = 6
 
 
-def _parallel(devices: str) -> int:
+def parallel_probes(devices: str) -> int:
     """Probes at once: one per device --devices names (auto: one)."""
     from deeplab.config import device_count, parse_devices
 
@@ -57,7 +57,7 @@ def trainability(ctx: "ExperimentContext") -> None:
             training, epochs=ctx.options.epochs or 1, batch_size=32,
             limit_train_batches=ctx.options.limit_train_batches or 3,
             limit_val_batches=ctx.options.limit_val_batches or 1)
-    parallel = _parallel(ctx.options.devices)
+    parallel = parallel_probes(ctx.options.devices)
     out = ctx.out / "search"
     if ctx.quick:
         rows: list[dict[str, Any]] = []

@@ -50,6 +50,7 @@ class ModelSpec:
     has_depth: bool = False  # takes a `depth` keyword (seed 002/004 families)
     default_depth: int | None = None
     takes_init: bool = False  # takes an `init` keyword (--init: seed 002 families, cnn15)
+    keywords: tuple[str, ...] = ()  # every keyword the factory takes
 
 
 _MODELS: dict[str, tuple[Callable[..., nn.Module], ModelSpec]] = {}
@@ -85,6 +86,7 @@ def register_model(
             has_depth=has_depth,
             default_depth=default_depth,
             takes_init="init" in parameters,
+            keywords=tuple(parameters),
         )
         _MODELS[name] = (factory, spec)
         return factory

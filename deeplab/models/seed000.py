@@ -218,13 +218,15 @@ def _register_cnn15(name: str, skips: str, experiment: str, description: str) ->
         dataset="fashion_mnist",
         protocol=_SEED000_CNN_PROTOCOL,
     )
-    def factory(in_channels: int = 1, num_classes: int = 10, image_size: int = 28, init: str = "seed") -> nn.Module:
+    def factory(in_channels: int = 1, num_classes: int = 10, image_size: int = 28, init: str = "seed",
+                sigma_w2: float | None = None, sigma_b2: float | None = None) -> nn.Module:
+        from deeplab.inits import apply_init, check_scheme, check_variances
+
+        check_variances(check_scheme(init, residual=False, family=name), sigma_w2, sigma_b2)
         model = DeepCNN15(in_channels, num_classes, image_size, skips=skips)
         if init != "seed":
             # Issue 9: literature inits on seed 000's 15-layer nets; leaky ReLU 0.01 sets the critical point.
-            from deeplab.inits import apply_init
-
-            apply_init(model, init, activation="leaky_relu")
+            apply_init(model, init, activation="leaky_relu", sigma_w2=sigma_w2, sigma_b2=sigma_b2)
         return model
 
 

@@ -72,6 +72,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint_sequential
 
 from deeplab import inits
 from deeplab.errors import DeeplabError
@@ -250,6 +251,11 @@ class DepthCNN(nn.Module):
         in_channels, num_classes, image_size: input channels, classes, input
             side (≥ 8: three 2×2 pools).
         init: a scheme of :mod:`deeplab.inits`.
+        sigma_w2, sigma_b2: the variances of the ``orthogonal``, ``delta_orthogonal`` and ``gaussian``
+            schemes (default: the activation's critical point, :func:`deeplab.inits.resolve_variances`).
+        activation_checkpointing: recompute each stage's activations in the backward pass
+            (:func:`torch.utils.checkpoint.checkpoint_sequential`, √(k/3) segments per stage) instead of
+            storing them: memory per stage ~√ of the layers, about one more forward pass of time.
     """
 
     def __init__(
@@ -264,6 +270,9 @@ class DepthCNN(nn.Module):
         image_size: int = 28,
         init: str = "seed",
         family: str = "DepthCNN",
+        sigma_w2: float | None = None,
+        sigma_b2: float | None = None,
+        activation_checkpointing: bool = False,
     ):
         super().__init__()
         depth = validate_depth(depth)
@@ -277,6 +286,13 @@ class DepthCNN(nn.Module):
         if seed_std not in _SEED_STDS:
             raise DeeplabError(f"seed_std must be one of {', '.join(_SEED_STDS)}, got {seed_std!r}")
         self.init = inits.check_scheme(init, residual=residual, family=family)
+        inits.check_variances(self.init, sigma_w2, sigma_b2)
+        self.sigma_w2, self.sigma_b2 = sigma_w2, sigma_b2
+        if activation_checkpointing and batch_norm:
+            raise DeeplabError(f"--activation-checkpointing recomputes each layer's forward in the backward pass, "
+                               f"which would update {family}'s batch norm running statistics twice; drop it "
+                               f"(it is for the families without batch norm)")
+        self.activation_checkpointing = bool(activation_checkpointing)
         self.family = family
         self.depth = depth
         self.activation_name = activation
@@ -331,7 +347,8 @@ class DepthCNN(nn.Module):
             if self.init == "fixup":
                 inits.fixup_([[block.branch_last_layer()] for block in blocks], self.fully_connected)
         else:
-            inits.apply_init(self, self.init, activation=self.activation_name)
+            inits.apply_init(self, self.init, activation=self.activation_name, sigma_w2=self.sigma_w2,
+                             sigma_b2=self.sigma_b2)
 
     def init_weights(self) -> None:
         """(Re-)initialize every parameter by ``self.init``: the classifier and batch
@@ -344,7 +361,11 @@ class DepthCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages:
-            x = stage(x)  # (B, 4, 14, 14) → (B, 8, 7, 7) → (B, 16, 3, 3) on 1×28×28
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                segments = max(1, round(math.sqrt(len(stage))))
+                x = checkpoint_sequential(stage, segments, x, use_reentrant=False)
+            else:
+                x = stage(x)  # (B, 4, 14, 14) → (B, 8, 7, 7) → (B, 16, 3, 3) on 1×28×28
         return self.fully_connected(x.flatten(1))  # (B, num_classes) logits
 
 
@@ -377,6 +398,9 @@ def _register(name: str) -> None:
         num_classes: int = 10,
         image_size: int = 28,
         init: str = "seed",
+        sigma_w2: float | None = None,
+        sigma_b2: float | None = None,
+        activation_checkpointing: bool = False,
     ) -> nn.Module:
         return DepthCNN(
             depth,
@@ -389,6 +413,9 @@ def _register(name: str) -> None:
             image_size=image_size,
             init=init,
             family=name,
+            sigma_w2=sigma_w2,
+            sigma_b2=sigma_b2,
+            activation_checkpointing=activation_checkpointing,
         )
 
     factory.__name__ = factory.__qualname__ = name

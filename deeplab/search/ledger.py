@@ -37,7 +37,7 @@ KEY_SETTINGS = (
     "model", "dataset", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
     "loss", "schedule", "val_split", "augment", "input_noise_std", "limit_train_batches",
     "limit_val_batches", "max_steps", "precision", "model_kwargs", "eval_mode_after_first_epoch",
-    "crop_padding", "augment_eval", "normalize_mean", "normalize_std",
+    "crop_padding", "augment_eval", "normalize_mean", "normalize_std", "sigma_w2", "sigma_b2", "lr_depth_scaling",
 )
 #: key settings added after ledgers were written without them, with the value those probes had (the same
 #: record the resume contract keeps, deeplab.resume.LEGACY_SETTINGS): a key leaves such a setting out while

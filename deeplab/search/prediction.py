@@ -17,7 +17,8 @@ from deeplab.models.seed002 import FAMILY_CONFIGS, STAGE_WIDTHS, validate_depth
 __all__ = ["predict_for_model"]
 
 
-def predict_for_model(family_name: str, init: str = "seed", depth: int | None = None) -> dict:
+def predict_for_model(family_name: str, init: str = "seed", depth: int | None = None,
+                      sigma_w2: float | None = None, sigma_b2: float | None = None) -> dict:
     """Mean-field prediction for a seed 002 family under initialization ``init``.
 
     Returns a dict with ``q_star, chi1, depth_scale`` (ξ_c),
@@ -38,6 +39,10 @@ def predict_for_model(family_name: str, init: str = "seed", depth: int | None = 
     4, 8, 16 in equal numbers); pass ``depth`` for the exact layer list
     (adding each stage's first layer, C_in = 1, 4, 8).
 
+    ``sigma_w2``/``sigma_b2`` are the variances of the ``orthogonal``,
+    ``delta_orthogonal`` and ``gaussian`` inits (``--sigma-w2``/``--sigma-b2``;
+    default: the critical point, :func:`deeplab.inits.resolve_variances`).
+
     Batch-norm and residual families get ``None`` predictions and a
     ``reason``: the plain-network mean field does not describe them.
     """
@@ -47,6 +52,7 @@ def predict_for_model(family_name: str, init: str = "seed", depth: int | None = 
         )
     config = FAMILY_CONFIGS[family_name]
     inits.check_scheme(init, residual=config.residual, family=family_name)
+    inits.check_variances(init, sigma_w2, sigma_b2)
     activation = config.activation
     result: dict = dict(
         family=family_name,
@@ -87,11 +93,16 @@ def predict_for_model(family_name: str, init: str = "seed", depth: int | None = 
     for c_in, c_out in layers:
         if init == "seed":
             gains[(c_in, c_out)] = config.seed_sigma_w2(c_in)
+        elif init in inits.VARIANCE_SCHEMES:
+            gains[(c_in, c_out)] = inits.resolve_variances(activation, sigma_w2, sigma_b2)[0]
         else:
             gains[(c_in, c_out)] = inits.sigma_w2_for(init, activation, in_channels=c_in, out_channels=c_out)
     log_mean = sum(math.log(gains[layer]) for layer in layers) / len(layers)
     sigma_w2 = math.exp(log_mean)
-    sigma_b2 = inits.sigma_b2_for(init, activation)
+    if init in inits.VARIANCE_SCHEMES:
+        sigma_b2 = inits.resolve_variances(activation, sigma_w2, sigma_b2)[1]
+    else:
+        sigma_b2 = inits.sigma_b2_for(init, activation)
     mean_field = analyze(activation, sigma_w2, sigma_b2)
     result.update(
         q_star=mean_field.q_star,

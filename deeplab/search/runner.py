@@ -446,13 +446,14 @@ def summarize_seeds(per_seed: list[dict[str, Any]], lower: int, upper: int, step
     }
 
 
-def mean_field_prediction(model: str, init: str | None) -> float | None:
+def mean_field_prediction(model: str, init: str | None, sigma_w2: float | None = None,
+                          sigma_b2: float | None = None) -> float | None:
     """The mean-field predicted maximum depth (6 ξ_c) of a seed 002 family, or None where the theory
     makes none (another family, batch norm or residual branches, an init it does not cover)."""
     from deeplab.search.prediction import predict_for_model
 
     try:
-        prediction = predict_for_model(model, init or "seed")
+        prediction = predict_for_model(model, init or "seed", sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     except DeeplabError:  # not a seed 002 family, or an init the family does not take: no column value
         return None
     depth = prediction.get("predicted_max_depth")
@@ -581,7 +582,7 @@ def run_search(
         "per_seed": per_seed,
         "non_monotone": [dict(pair, seed=s["seed"]) for s in per_seed for pair in s["non_monotone"]],
         "seed_reported_max": reference[1] if reference else None,
-        "mean_field_predicted_max": mean_field_prediction(plan.model, base.init),
+        "mean_field_predicted_max": mean_field_prediction(plan.model, base.init, base.sigma_w2, base.sigma_b2),
         "rounds": sum(s["rounds"] for s in per_seed),
         "probes_trained": trained,
         "probes_reused": len(probes) - trained,
