@@ -320,6 +320,35 @@ def test_truncated_cifar_batch_is_a_clear_error(synthetic_data_dir, tmp_path):
         CIFAR10DataModule(tmp_path, download=False).prepare_data()
 
 
+def test_cifar_files_that_differ_from_the_official_archive_are_named_in_one_warning(synthetic_data_dir, tmp_path):
+    """md5 sums are checked, not switched off: a copy that differs from the official release loads with one
+    warning naming its files (once per folder), and files that match are not named."""
+    import hashlib
+
+    from torchvision import datasets
+
+    from deeplab.data import CheckedCIFAR10
+
+    folder = tmp_path / "cifar-10-batches-py"
+    shutil.copytree(synthetic_data_dir / "cifar-10-batches-py", folder)
+    # make batch 2 "official" by pinning its sum in a subclass: only the others must be named
+    digest = hashlib.md5((folder / "data_batch_2").read_bytes()).hexdigest()
+
+    class Pinned(CheckedCIFAR10):
+        train_list = [[name, digest if name == "data_batch_2" else md5] for name, md5 in datasets.CIFAR10.train_list]
+
+    with pytest.warns(UserWarning, match="differ from the official archive") as caught:
+        Pinned(str(tmp_path), train=False, download=False)
+    message = str(caught[0].message)
+    assert "data_batch_1" in message and "test_batch" in message and "batches.meta" in message
+    assert "data_batch_2" not in message
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same folder again in this process: checked once, no warning
+        Pinned(str(tmp_path), train=True, download=False)
+
+
 # ----------------------------------------------------------- TensorBatches
 def index_batches(n: int, batch_size: int, shuffle=True, seed=3, rank=0, world_size=1, epoch=0):
     """The batches of epoch ``epoch`` of a TensorBatches over images = labels = arange(n), as index lists."""

@@ -274,20 +274,6 @@ def seed_mnist_loader(data_dir, batch_size, mean_std=MNIST_SEED002_MEAN_STD, num
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers)
 
 
-def _presence_checked_cifar10():
-    """torchvision's ``CIFAR10`` with its md5 checks reduced to presence checks (synthetic files)."""
-    from torchvision import datasets
-
-    class PresenceCheckedCIFAR10(datasets.CIFAR10):
-        meta = {**datasets.CIFAR10.meta, "md5": None}  # _load_meta: md5 None → presence check
-
-        def _check_integrity(self) -> bool:
-            folder = Path(self.root) / self.base_folder
-            return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
-
-    return PresenceCheckedCIFAR10
-
-
 def seed_cifar10_loader(data_dir, batch_size=128, num_workers=2):
     """Seed 001's training loader: RandomCrop(32, 4) + flip + ToTensor + Normalize, ``num_workers=2``."""
     from torchvision import transforms
@@ -298,7 +284,9 @@ def seed_cifar10_loader(data_dir, batch_size=128, num_workers=2):
         transforms.ToTensor(),
         transforms.Normalize(*CIFAR_SEED001_MEAN_STD),
     ])
-    dataset = _presence_checked_cifar10()(str(data_dir), train=True, download=False, transform=transform_train)
+    from deeplab.data import CheckedCIFAR10  # the same md5 handling as deeplab's own CIFAR-10
+
+    dataset = CheckedCIFAR10(str(data_dir), train=True, download=False, transform=transform_train)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers)
 
 
