@@ -242,3 +242,31 @@ def test_sweep_stops_at_the_first_trainable_rate_and_reads_its_ledger_back(synth
     nothing = largest_trainable_lr(training, model="cnn_elu", init="seed", depth=3, out=tmp_path,
                                    lrs=[1e6], threshold=0.95, echo=lines.append)
     assert nothing["largest_lr"] is None
+
+
+# ------------------------------------------------------------------------------ scripts/frontier.sh
+def test_frontier_script_runs_each_network_at_the_scaled_rate(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """The k = 999 (CPU) / 9,999 (GPU) script, at k = 6 on the synthetic digits: the runs it names, each
+    at η(300)·(300/k)^p, with the activation-checkpointing switch passed through."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DATA_DIR": str(synthetic_data_dir), "OUT": str(tmp_path), "BATCHES": "2",
+           "RUNS": "tanh_delta_orthogonal resnet_seed", "ACTIVATION_CHECKPOINTING": "1", "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["bash", str(root / "scripts" / "frontier.sh"), "6", "cpu"], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    script = (root / "scripts" / "frontier.sh").read_text()
+    constants = dict(re.findall(r"^(\w+_(?:LR_300|POWER))=([\d.]+)$", script, re.MULTILINE))
+    paths = [Path(line[len("results: "):]) for line in done.stdout.splitlines() if line.startswith("results: ")]
+    assert len(paths) == 2 and "== tanh_delta_orthogonal" in done.stdout and "tanh_seed" not in done.stdout
+    for path, prefix in zip(paths, ("TANH", "RESNET")):
+        results = json.loads(path.read_text())
+        lr, power = float(constants[f"{prefix}_LR_300"]), float(constants[f"{prefix}_POWER"])
+        assert results["depth"] == 6 and results["global_step"] == 2
+        assert results["lr_effective"] == pytest.approx(lr * (300 / 6) ** power)
+        assert results["hparams"]["activation_checkpointing"] is True
