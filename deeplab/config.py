@@ -214,20 +214,19 @@ MAX_SEED = 2**32 - 1
 
 def _validate(config: FitConfig) -> None:
     """Every number and name of a run, checked before anything is read or written (one line each)."""
+    from deeplab.checks import optimizer_setting_problem
+
     if not _is_int(config.epochs) or config.epochs < 1:
         raise DeeplabError(f"--epochs must be a positive integer, got {config.epochs}")
     if not _is_int(config.batch_size) or config.batch_size < 1:
         raise DeeplabError(f"--batch-size must be a positive integer, got {config.batch_size}")
-    if not (math.isfinite(config.lr) and config.lr > 0):
-        raise DeeplabError(f"--lr must be a positive, finite number, got {config.lr}")
+    problem = optimizer_setting_problem(config.lr, config.momentum, config.weight_decay)
+    if problem is not None:
+        raise DeeplabError(f"--{problem[0].replace('_', '-')} {problem[1]}")
     if parse_lr_depth_scaling(config.lr_depth_scaling)[0] and config.depth is None:
         raise DeeplabError(f"--lr-depth-scaling scales η with depth, and {config.model} has a fixed depth; "
                            "drop it or pick a depth family (fit.py --list-models)")
     _check_init_options(config)
-    if not 0.0 <= config.momentum < 1.0:
-        raise DeeplabError(f"--momentum must be in [0, 1), got {config.momentum}")
-    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
-        raise DeeplabError(f"--weight-decay must be a finite number ≥ 0, got {config.weight_decay}")
     if not _is_int(config.grad_every) or config.grad_every < 1:
         raise DeeplabError(f"--grad-every must be ≥ 1, got {config.grad_every}")
     if not _is_int(config.grad_l1_epoch) or config.grad_l1_epoch < 1:

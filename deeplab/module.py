@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from deeplab import _compat
 from deeplab import functional as HF
 from deeplab.checkpointing import capture_rng_state, restore_rng_state
+from deeplab.checks import optimizer_setting_problem
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
 from deeplab.optim import MomentumSGD
@@ -115,12 +116,9 @@ class Classifier(pl.LightningModule):
         _check_choice("--optimizer", optimizer, OPTIMIZERS)
         _check_choice("--schedule", schedule, SCHEDULES)
         _check_choice("--loss", loss, LOSSES)
-        if not lr > 0:
-            raise DeeplabError(f"--lr must be positive, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise DeeplabError(f"--momentum must be in [0, 1), got {momentum}")
-        if weight_decay < 0:
-            raise DeeplabError(f"--weight-decay must be ≥ 0, got {weight_decay}")
+        problem = optimizer_setting_problem(lr, momentum, weight_decay)
+        if problem is not None:  # the config's rule and words (deeplab.checks)
+            raise DeeplabError(f"--{problem[0].replace('_', '-')} {problem[1]}")
         model_kwargs = dict(model_kwargs or {})
         if datamodule is not None:  # the data's shape and classes, unless model_kwargs says otherwise
             channels, height, _ = datamodule.dims

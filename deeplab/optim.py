@@ -19,6 +19,8 @@ from typing import Callable, Iterable
 
 import torch
 
+from deeplab.checks import optimizer_setting_problem
+
 __all__ = ["MomentumSGD"]
 
 
@@ -40,12 +42,9 @@ class MomentumSGD(torch.optim.Optimizer):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
     ):
-        if not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"weight decay must be ≥ 0, got {weight_decay}")
+        problem = optimizer_setting_problem(lr, momentum, weight_decay)
+        if problem is not None:  # ValueError, as torch's own optimizers raise
+            raise ValueError(f"{problem[0]} {problem[1]}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
 
     @torch.no_grad()

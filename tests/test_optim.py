@@ -175,3 +175,23 @@ def test_invalid_arguments_raise(kwargs):
 def test_defaults_are_the_seeds():
     optimizer = MomentumSGD(nn.Linear(2, 2).parameters())
     assert optimizer.defaults == {"lr": 0.005, "momentum": 0.9, "weight_decay": 0.0}
+
+
+@pytest.mark.parametrize("lr, momentum, weight_decay, option", [
+    (float("inf"), 0.9, 0.0, "--lr"), (0.0, 0.9, 0.0, "--lr"), (0.1, 1.0, 0.0, "--momentum"),
+    (0.1, -0.1, 0.0, "--momentum"), (0.1, 0.9, float("nan"), "--weight-decay"), (0.1, 0.9, -1.0, "--weight-decay"),
+])
+def test_optimizer_settings_are_refused_alike_everywhere(lr, momentum, weight_decay, option) -> None:
+    """One rule (deeplab.checks): the config, the Classifier and MomentumSGD refuse the same values, the
+    first two with the same line; MomentumSGD with a ValueError as torch's optimizers do."""
+    from deeplab.config import FitConfig, resolve_config
+    from deeplab.errors import DeeplabError
+    from deeplab.module import Classifier
+
+    with pytest.raises(DeeplabError) as from_config:
+        resolve_config(FitConfig(model="cnn5", lr=lr, momentum=momentum, weight_decay=weight_decay))
+    with pytest.raises(DeeplabError) as from_module:
+        Classifier("cnn5", lr=lr, momentum=momentum, weight_decay=weight_decay)
+    assert str(from_config.value) == str(from_module.value) and str(from_config.value).startswith(option + " ")
+    with pytest.raises(ValueError, match=option.lstrip("-").replace("-", "_")):
+        MomentumSGD([torch.zeros(1, requires_grad=True)], lr=lr, momentum=momentum, weight_decay=weight_decay)
