@@ -24,8 +24,8 @@ RUNS="${RUNS:-tanh_delta_orthogonal tanh_seed resnet_skipinit resnet_seed}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # measured at k = 30, 99, 300 (reduced budget, seed 0): η_max(300) and the fitted power p
-TANH_LR_300=0.0032
-TANH_POWER=1.3
+TANH_LR_300=0.002
+TANH_POWER=1.45
 RESNET_LR_300=0.02
 RESNET_POWER=0.4
 

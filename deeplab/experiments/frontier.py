@@ -106,11 +106,14 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
                                                         "—" if p["test_error"] is None else f"{100 * p['test_error']:.1f} %")
                                   for p in result["probes"])
                 rows.append([model, init, depth, seed, "none" if result["largest_lr"] is None else
-                             f"{result['largest_lr']:g}", tried])
+                             f"{result['largest_lr']:g}", "—" if result["smallest_failing_lr"] is None else
+                             f"{result['smallest_failing_lr']:g}", tried])
                 ctx.data.setdefault("sweeps", []).append({"model": model, "init": init, "seed": seed, **result})
                 if result["largest_lr"] is not None:
-                    # η_max falls with depth (measured): a deeper network starts below the shallower's maximum
-                    grid = [lr for lr in grid if lr <= result["largest_lr"]]
+                    # η_max falls with depth (measured): a deeper network starts at the shallower one's
+                    # smallest failing η (expected to fail again, so the deeper bracket is closed too)
+                    ceiling = result["smallest_failing_lr"] or result["largest_lr"]
+                    grid = sorted({ceiling, *(lr for lr in grid if lr < ceiling)}, reverse=True)
             label = f"{model} + {init}" + (f" (seed {seed})" if len(ctx.seeds) > 1 else "")
             measured = [(k, lr) for k, lr in zip(depths, maxima) if lr is not None]
             if len(measured) >= 2:
@@ -122,9 +125,10 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
                     f"{', '.join(f'{lr:g}' for lr in LR_GRID)} is walked from the largest η down to the first η "
                     f"that trains, then the bracket between it and the next larger η (which failed) is bisected "
                     f"geometrically {0 if ctx.quick else SWEEP_REFINEMENTS} times; a deeper depth starts at the "
-                    "shallower one's grid maximum (η_max is measured to fall with depth, so larger η are not "
-                    "re-tried).")
-    ctx.report.table("largest_lr", ["network", "init", "k", "seed", "η_max", "η tried → test error"], rows)
+                    "shallower one's smallest failing η (η_max is measured to fall with depth, so larger η are "
+                    "not re-tried).")
+    ctx.report.table("largest_lr", ["network", "init", "k", "seed", "η_max", "fails at", "η tried → test error"],
+                     rows)
     if fits:
         ctx.report.table("fit", ["network", "η_max ≈ c · k^(−p): c", "p"],
                          [[label, f"{fit['c']:.3g}", f"{fit['p']:.2f}"] for label, fit in fits.items()])
