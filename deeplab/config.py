@@ -288,7 +288,7 @@ def _check_init_options(config: FitConfig) -> None:
         if "activation_checkpointing" not in spec.keywords:
             raise DeeplabError(f"--activation-checkpointing is built into the seed 002 depth families, not "
                                f"{config.model!r}; drop it")
-        from deeplab.models.seed002 import FAMILY_CONFIGS
+        from deeplab.models.depth_family import FAMILY_CONFIGS
 
         if FAMILY_CONFIGS[config.model].batch_norm:
             raise DeeplabError(f"--activation-checkpointing would update {config.model}'s batch norm running "

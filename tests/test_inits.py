@@ -11,7 +11,7 @@ import torch.nn as nn
 from deeplab import inits, mean_field
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
-from deeplab.models.seed002 import FAMILY_CONFIGS, ResidualBlock
+from deeplab.models.depth_family import FAMILY_CONFIGS, ResidualBlock
 
 RESIDUAL = [name for name, config in FAMILY_CONFIGS.items() if config.residual]
 PLAIN = [name for name, config in FAMILY_CONFIGS.items() if not config.residual]
@@ -293,7 +293,7 @@ def test_fixup_with_one_conv_per_branch_makes_a_stages_branches_identical():
     computes a power of one map, which explodes with depth. SkipInit's zero gains leave
     each branch's random conv in place, so the branches stay distinct.
     """
-    from deeplab.models.seed002 import ResidualBlock
+    from deeplab.models.depth_family import ResidualBlock
 
     torch.manual_seed(0)
     images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))

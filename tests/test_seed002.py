@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from deeplab.errors import DeeplabError
 from deeplab.models import count_parameters, create_model, list_models, model_spec
-from deeplab.models.seed002 import (
+from deeplab.models.depth_family import (
     DEFAULT_DEPTH,
     FAMILY_CONFIGS,
     SEED002_SEARCH,

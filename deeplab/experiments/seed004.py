@@ -7,7 +7,7 @@ epochs, 20 epochs, batch 128, horizontal flips, test set every epoch.
 The seed's numbers are its "Expected Output" blocks: written into the
 solution text, not printed by a run it shows (Exercise 2's plain network
 cannot even run as written — ``PlainCNN`` never defines ``self.relu``; see
-:mod:`deeplab.models.seed004`). Exercise 4's parameter counts (23,520,000 /
+:mod:`deeplab.models.plain`). Exercise 4's parameter counts (23,520,000 /
 44,549,000 / 60,192,000) are not what its code builds (23,555,082 /
 42,573,322 / 58,240,010 on 3×32×32). Its gradient measures, reproduced here
 exactly (:class:`~deeplab.experiments.callbacks.SeedCurves`): Exercise 1 —

@@ -1,12 +1,13 @@
-"""Plain ``nn.Module`` architectures, one file per seed family, registered by name.
+"""Plain ``nn.Module`` architectures, one file per architecture family, registered by name.
 
-Models know nothing of Lightning. Importing this package imports every module
-in it, and each module registers its models with ``@register_model``.
+Models know nothing of Lightning. The family files (``mlp``, ``small_cnn``, ``cnn15``, ``vgg``,
+``resnet``, ``inception``, ``depth_family``, ``plain``) hold the modules; :mod:`deeplab.models.zoo`
+registers every named configuration of them, seed by seed, with its seed's protocol. Importing
+this package imports the zoo, so every model is registered, in the zoo's order: that is the order
+of ``list_models()`` (seed 000 first, then 001 … 004).
 """
 
-import importlib
-import pkgutil
-
+from deeplab.models import zoo  # noqa: F401  (registers every model, in listing order)
 from deeplab.models._registry import (
     DATASET_SHAPES,
     ModelSpec,
@@ -16,13 +17,6 @@ from deeplab.models._registry import (
     model_spec,
     register_model,
 )
-
-# Registration order = listing order: seed 000 first, then by file name.
-for _module in sorted(
-    (info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")),
-    key=lambda name: (name != "seed000", name),
-):
-    importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
     "DATASET_SHAPES",

@@ -42,7 +42,7 @@ class ModelSpec:
     """What a registered model is and how its seed trained it."""
 
     name: str
-    family: str  # e.g. "cnn15", "seed002-depth", "resnet-cifar"
+    family: str  # e.g. "cnn15", "seed002-depth", "seed001-resnet"
     seed: str  # seed document and experiment, e.g. "000 Part 3"
     description: str  # one line
     dataset: str  # default dataset: mnist | fashion_mnist | cifar10
@@ -96,7 +96,7 @@ def register_model(
 
 def _ensure_loaded() -> None:
     """Every entry is registered by now: importing this module imported its package first, whose
-    ``__init__`` imports every module that registers one (no import of the package from here: a cycle)."""
+    ``__init__`` imports ``zoo``, which registers every one (no import of the package from here: a cycle)."""
 
 
 def _lookup(name: str) -> tuple[Callable[..., nn.Module], ModelSpec]:

@@ -12,7 +12,7 @@ import math
 from deeplab import inits
 from deeplab.errors import DeeplabError
 from deeplab.mean_field import analyze
-from deeplab.models.seed002 import FAMILY_CONFIGS, STAGE_WIDTHS, validate_depth
+from deeplab.models.depth_family import FAMILY_CONFIGS, STAGE_WIDTHS, validate_depth
 
 __all__ = ["predict_for_model"]
 

@@ -113,7 +113,7 @@ ProbeRunner = Callable[[Sequence[ProbeRequest]], Iterable[dict[str, Any]]]
 def seed002_reference() -> dict[str, tuple[int, int]]:
     """Seed 002's ``{family: (search upper bound, reported max depth)}`` (empty if unavailable)."""
     try:
-        from deeplab.models.seed002 import SEED002_SEARCH
+        from deeplab.models.depth_family import SEED002_SEARCH
     except ImportError:  # pragma: no cover - the families ship with deeplab
         return {}
     return dict(SEED002_SEARCH)

@@ -58,7 +58,7 @@ def _earlier_search(folder: Path) -> dict[str, Any] | str:
 def init_applies(family: str, init: str) -> bool:
     """Whether ``family`` can be built with ``init`` (DeeplabError for an unknown init)."""
     from deeplab import inits
-    from deeplab.models.seed002 import FAMILY_CONFIGS
+    from deeplab.models.depth_family import FAMILY_CONFIGS
 
     if init not in inits.SCHEMES:
         inits.check_scheme(init, residual=True)  # raises with the list of schemes
@@ -87,7 +87,7 @@ def run_table(
     """Search every family × init; write ``table.md`` and ``table.json``; return the table data."""
     reference = seed002_reference()
     if not reference:
-        raise DeeplabError("the seed 002 families (deeplab.models.seed002) are not available")
+        raise DeeplabError("the seed 002 families (deeplab.models.depth_family) are not available")
     families = list(families or reference)
     for family in families:
         if family not in reference:

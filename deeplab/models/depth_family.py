@@ -1,7 +1,7 @@
 """Seed 002's depth/trainability families on MNIST: how deep can a CNN be and still train?
 
-Seven families, each exactly the seed's class, registered with a ``depth`` k
-(a positive multiple of 3): 3 stages of k/3 3×3 convs (stride 1, padding 1)
+Seven families, each exactly the seed's class, registered (:mod:`deeplab.models.zoo`)
+with a ``depth`` k (a positive multiple of 3): 3 stages of k/3 3×3 convs (stride 1, padding 1)
 with 4, 8, 16 channels, a 2×2 average pool closing each stage, then one
 linear layer 16·s·s → classes returning logits (no activation after it).
 
@@ -76,7 +76,6 @@ from torch.utils.checkpoint import checkpoint_sequential
 
 from deeplab import inits
 from deeplab.errors import DeeplabError
-from deeplab.models._registry import register_model
 
 __all__ = [
     "FamilyConfig",
@@ -97,13 +96,6 @@ STAGE_WIDTHS: tuple[int, int, int] = (4, 8, 16)
 DEFAULT_DEPTH = 9
 #: seed 002's trainability criterion: last-epoch test error below this
 SEED002_ERROR_THRESHOLD = 0.2
-
-# Seed 002 protocol: MNIST, 3 epochs, batch 256, torch.optim.SGD(lr=0.01, momentum=0.9),
-# nn.CrossEntropyLoss, constant learning rate.
-_SEED002_PROTOCOL = dict(
-    epochs=3, batch_size=256, optimizer="sgd", lr=0.01, momentum=0.9, loss="torch", schedule="none"
-)
-
 
 @dataclass(frozen=True)
 class FamilyConfig:
@@ -367,60 +359,3 @@ class DepthCNN(nn.Module):
             else:
                 x = stage(x)  # (B, 4, 14, 14) → (B, 8, 7, 7) → (B, 16, 3, 3) on 1×28×28
         return self.fully_connected(x.flatten(1))  # (B, num_classes) logits
-
-
-def _register(name: str) -> None:
-    config = FAMILY_CONFIGS[name]
-    layer = {
-        (False, False): f"conv→{config.activation}",
-        (True, False): f"conv→BN→{config.activation}",
-        (False, True): f"x + {config.activation}(conv x)",
-        (True, True): f"x + {config.activation}(BN(conv x))",
-    }[(config.batch_norm, config.residual)]
-    std = "0.05" if config.seed_std == "0.05" else "√(1/(9·C_in))"
-    description = (
-        f"seed 002 {config.seed_class}: k convs ({layer}), 4/8/16 ch, avg-pool, N(0, std {std}); "
-        f"seed search upper {config.search_upper}, reported max k={config.seed_max_depth}"
-    )
-
-    @register_model(
-        name,
-        family="seed002-depth",
-        seed=f"002 ({config.seed_class})",
-        description=description,
-        dataset="mnist",
-        protocol=_SEED002_PROTOCOL,
-        default_depth=DEFAULT_DEPTH,
-    )
-    def factory(
-        depth: int = DEFAULT_DEPTH,
-        in_channels: int = 1,
-        num_classes: int = 10,
-        image_size: int = 28,
-        init: str = "seed",
-        sigma_w2: float | None = None,
-        sigma_b2: float | None = None,
-        activation_checkpointing: bool = False,
-    ) -> nn.Module:
-        return DepthCNN(
-            depth,
-            activation=config.activation,
-            batch_norm=config.batch_norm,
-            residual=config.residual,
-            seed_std=config.seed_std,
-            in_channels=in_channels,
-            num_classes=num_classes,
-            image_size=image_size,
-            init=init,
-            family=name,
-            sigma_w2=sigma_w2,
-            sigma_b2=sigma_b2,
-            activation_checkpointing=activation_checkpointing,
-        )
-
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = f"{description}. ``depth`` k: a positive multiple of 3."
-
-
-for _name in FAMILY_CONFIGS:
-    _register(_name)
