@@ -43,8 +43,8 @@ SWEEP_NETWORKS = (("cnn_tanh", "delta_orthogonal"), ("resnet_elu_nobn", "skipini
 PHASE_SIGMA_W2 = (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0)
 #: σ_b² of the phase diagram (Schoenholz et al.'s Fig. 5)
 PHASE_SIGMA_B2 = 0.05
-#: the deepest k a phase-diagram column considers (6 ξ_c crosses it for σ_w² ≈ 1.5 … 2.3)
-PHASE_UPPER = 90
+#: the deepest k a phase-diagram column considers (6 ξ_c crosses it near σ_w² = 1.5 and 2.2)
+PHASE_UPPER = 120
 #: the phase diagram's fixed step size (η_max of cnn_tanh + delta_orthogonal at k = 99 was 0.01)
 PHASE_LR = 0.005
 #: the reduced budget: 1 epoch of this many batches of REDUCED_BATCH images, the full test set
@@ -145,8 +145,8 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
     title="Phase diagram: deepest trainable tanh CNN over σ_w² (Gaussian init, σ_b² = 0.05) against 6 ξ_c",
     dataset="mnist",
     trainings=f"{len(PHASE_SIGMA_W2)} bisections over k = 3…{PHASE_UPPER} (≈ 5 probes each), 200 batches of 64",
-    full_cost="≈ 40 min on the 2-core CPU with --devices 2 (two probes at once)",
-    quick_cost="≈ 20 s",
+    full_cost="≈ 40 min of one CPU core (k = 120 probes: ≈ 1 min each); --devices 2 probes two depths at once",
+    quick_cost="≈ 10 s",
 )
 def phase_diagram(ctx: "ExperimentContext") -> None:
     from deeplab import mean_field
