@@ -27,7 +27,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TANH_LR_300=0.002
 TANH_POWER=1.45
 RESNET_LR_300=0.02
-RESNET_POWER=0.4
+RESNET_POWER=0.5
 
 extra=()
 if [[ "${ACTIVATION_CHECKPOINTING:-0}" == 1 ]]; then extra+=(--activation-checkpointing); fi

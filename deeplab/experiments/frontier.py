@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from deeplab.experiments.runner import ExperimentContext
 
 __all__ = ["SWEEP_DEPTHS", "SWEEP_NETWORKS", "PHASE_SIGMA_W2", "PHASE_SIGMA_B2", "PHASE_UPPER", "PHASE_LR",
+           "PHASE_THRESHOLD",
            "reduced_budget"]
 
 #: depths of the η sweep (multiples of 3 near 30, 100, 300)
@@ -45,6 +46,11 @@ PHASE_SIGMA_W2 = (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0)
 PHASE_SIGMA_B2 = 0.05
 #: the deepest k a phase-diagram column considers (6 ξ_c crosses it near σ_w² = 1.5 and 2.2)
 PHASE_UPPER = 120
+#: the phase diagram's "trains at all": test error below 50 % after the budget (chance: 90 %). At this
+#: budget the shallowest nets of the ordered phase stay near 28 % (σ_w² = 1, k = 3), so seed 002's 20 %
+#: would mark whole columns untrainable for the budget's sake, not the depth's; Schoenholz et al. colour
+#: accuracy and draw the boundary where it falls to chance
+PHASE_THRESHOLD = 0.5
 #: the phase diagram's fixed step size (η_max of cnn_tanh + delta_orthogonal at k = 99 was 0.01)
 PHASE_LR = 0.005
 #: the reduced budget: 1 epoch of this many batches of REDUCED_BATCH images, the full test set
@@ -67,14 +73,14 @@ def reduced_budget(ctx: "ExperimentContext", model: str, **fields: Any) -> "FitC
     return dataclasses.replace(training, **overrides)
 
 
-def _budget_text(training: "FitConfig") -> str:
+def _budget_text(training: "FitConfig", threshold: float = 0.2) -> str:
     from deeplab.config import resolve_config
 
     probe = resolve_config(dataclasses.replace(training, depth=training.depth or 3))
     batches = "all" if probe.limit_train_batches is None else f"{probe.limit_train_batches:g}"
     evaluation = "the full test set" if probe.limit_val_batches is None else f"{probe.limit_val_batches:g} test batches"
     return (f"{probe.epochs} epoch(s) of {batches} batches of {probe.batch_size} ({probe.optimizer}, momentum "
-            f"{probe.momentum:g}), evaluated on {evaluation}; trainable = test error below 20 % with a finite loss")
+            f"{probe.momentum:g}), evaluated on {evaluation}; trainable = test error below {threshold:.0%} with a finite loss")
 
 
 @register_recipe(
@@ -160,7 +166,7 @@ def phase_diagram(ctx: "ExperimentContext") -> None:
     training = reduced_budget(ctx, "cnn_tanh", init="gaussian", sigma_b2=PHASE_SIGMA_B2, lr=PHASE_LR)
     columns, rows = [], []
     for sigma_w2 in grid:
-        plan = SearchPlan(model="cnn_tanh", upper=upper, lower=3, step=3, seeds=ctx.seeds,
+        plan = SearchPlan(model="cnn_tanh", upper=upper, lower=3, step=3, seeds=ctx.seeds, threshold=PHASE_THRESHOLD,
                           parallel=parallel_probes(ctx.options.devices),
                           out=str(ctx.out / "search" / f"sigma_w2_{sigma_w2:g}"),
                           training=dataclasses.replace(training, sigma_w2=sigma_w2))
@@ -180,10 +186,12 @@ def phase_diagram(ctx: "ExperimentContext") -> None:
     dense = [1.0 + 0.01 * i for i in range(301)] if not ctx.quick else list(grid)
     curve = [min(mean_field.analyze("tanh", w, PHASE_SIGMA_B2).predicted_max_depth, 1e6) for w in dense]
     path = plot_phase_diagram(ctx.path("phase_diagram.png"), columns, (dense, curve), critical, upper=upper,
-                              threshold=0.2, title=f"tanh depth family, Gaussian init, σ_b² = {PHASE_SIGMA_B2:g}")
+                              threshold=PHASE_THRESHOLD,
+                              title=f"tanh depth family, Gaussian init, σ_b² = {PHASE_SIGMA_B2:g}")
     ctx.report.heading("Results")
     ctx.report.text(f"Each probe: `cnn_tanh` at depth k, weights N(0, σ_w²/fan_in), biases N(0, {PHASE_SIGMA_B2:g}), "
-                    f"η = {PHASE_LR:g}; {_budget_text(training)}. One bisection per σ_w² over k = 3, 6, …, {upper}. "
+                    f"η = {PHASE_LR:g}; {_budget_text(training, PHASE_THRESHOLD)}"
+                    f" (chance: 90 %; see `PHASE_THRESHOLD`). One bisection per σ_w² over k = 3, 6, …, {upper}. "
                     f"Mean field (Schoenholz et al. 2017): ξ_c = −1/ln χ_c, trainable up to ≈ 6 ξ_c, "
                     f"critical σ_w² = {critical:.3f} at σ_b² = {PHASE_SIGMA_B2:g}.")
     ctx.report.figure(path, "Deepest trainable depth over σ_w² (green: trainable depths; squares: probes coloured "
