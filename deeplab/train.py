@@ -23,7 +23,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from deeplab.allocator import keep_freed_memory
-from deeplab.callbacks import BatchProgressBar, EpochLine, Throughput
+from deeplab.callbacks.progress import BatchProgressBar, EpochLine
+from deeplab.callbacks.throughput import Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
 from deeplab.preflight import check_hardware, check_memory

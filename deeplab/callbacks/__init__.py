@@ -1,0 +1,36 @@
+"""The callbacks a training run is observed through, one module per concern.
+
+* :mod:`~deeplab.callbacks.progress` — :class:`EpochLine` (the seeds' per-epoch
+  line), :class:`BatchProgressBar` (counts batches, not chunks) and the line
+  formatting;
+* :mod:`~deeplab.callbacks.throughput` — :class:`Throughput` (training images
+  per second for ``results.json``).
+
+Names load on first use (PEP 562), as in :mod:`deeplab` and :mod:`deeplab.search`.
+"""
+
+import importlib
+from typing import Any
+
+#: public name → the submodule that defines it
+_PUBLIC = {
+    "EpochLine": "progress",
+    "BatchProgressBar": "progress",
+    "Throughput": "throughput",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's submodule on first use (PEP 562)."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deeplab.callbacks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"deeplab.callbacks.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
