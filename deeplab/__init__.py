@@ -40,7 +40,7 @@ _PUBLIC = {
     "CIFAR10DataModule": "deeplab.data",
     "create_datamodule": "deeplab.data",
     "Classifier": "deeplab.module",
-    "EpochObserver": "deeplab.module",
+    "EpochObserver": "deeplab.callbacks.base",
     "MomentumSGD": "deeplab.optim",
     "GradientNorms": "deeplab.gradients",
     "TrainabilityJudge": "deeplab.search.judge",

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from deeplab.layers import parameterized_layers  # re-exported: deeplab.gradients.parameterized_layers
-from deeplab.module import EpochObserver, GradientObserver
+from deeplab.callbacks.base import EpochObserver, GradientObserver
 
 __all__ = ["GradientNorms", "parameterized_layers", "gradient_norm_vector", "total_l1_norm", "write_scalars"]
 

@@ -1,5 +1,8 @@
 """The callbacks a training run is observed through, one module per concern.
 
+* :mod:`~deeplab.callbacks.base` — :class:`EpochObserver` (told when an epoch
+  closed) and :class:`GradientObserver` (gradient norms, also from a compiled
+  step), the two hooks the :class:`~deeplab.module.Classifier` calls itself;
 * :mod:`~deeplab.callbacks.progress` — :class:`EpochLine` (the seeds' per-epoch
   line), :class:`BatchProgressBar` (counts batches, not chunks) and the line
   formatting;
@@ -14,6 +17,8 @@ from typing import Any
 
 #: public name → the submodule that defines it
 _PUBLIC = {
+    "EpochObserver": "base",
+    "GradientObserver": "base",
     "EpochLine": "progress",
     "BatchProgressBar": "progress",
     "Throughput": "throughput",

@@ -11,7 +11,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar
 
-from deeplab.module import EpochObserver
+from deeplab.callbacks.base import EpochObserver
 
 __all__ = ["EpochLine", "BatchProgressBar", "format_epoch_line", "format_closing_line"]
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
-from deeplab.module import EpochObserver
+from deeplab.callbacks.base import EpochObserver
 
 __all__ = ["LrDropOnValAccuracy", "validation_accuracy", "SeedCurves", "KeepModel", "SEED003_LR_TARGETS", "SEED003_LR_FACTOR"]
 

@@ -27,7 +27,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from deeplab.errors import DeeplabError
-from deeplab.module import EpochObserver
+from deeplab.callbacks.base import EpochObserver
 from deeplab.search.metrics import METRICS
 
 __all__ = ["METRICS", "TrainabilityJudge", "check_threshold", "check_metric", "judge_errors"]
