@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from deeplab.allocator import keep_freed_memory
+from deeplab.callbacks.base import ResultsContributor
 from deeplab.callbacks.progress import BatchProgressBar, EpochLine
 from deeplab.callbacks.throughput import Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
@@ -349,9 +350,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         "checkpoint": str(checkpoint.path.resolve()) if checkpoint.last_saved_step is not None else None,
     }
     for callback in all_callbacks:
-        contribute = getattr(callback, "contribute_results", None)
-        if contribute is not None:
-            contribute(results)
+        if isinstance(callback, ResultsContributor):  # e.g. GradientNorms: results["grad"]
+            callback.contribute_results(results)
     results_path = (run_dir / RESULTS_FILE).resolve()
     if trainer.is_global_zero and not config.fast_dev_run:
         log_run_end(logger, results)  # the HParams tab's metrics: the run's outcome

@@ -2,7 +2,8 @@
 
 * :mod:`~deeplab.callbacks.base` — :class:`EpochObserver` (told when an epoch
   closed) and :class:`GradientObserver` (gradient norms, also from a compiled
-  step), the two hooks the :class:`~deeplab.module.Classifier` calls itself;
+  step), the two hooks the :class:`~deeplab.module.Classifier` calls itself,
+  and :class:`ResultsContributor` (adds to ``results.json``);
 * :mod:`~deeplab.callbacks.progress` — :class:`EpochLine` (the seeds' per-epoch
   line), :class:`BatchProgressBar` (counts batches, not chunks) and the line
   formatting;
@@ -19,6 +20,7 @@ from typing import Any
 _PUBLIC = {
     "EpochObserver": "base",
     "GradientObserver": "base",
+    "ResultsContributor": "base",
     "EpochLine": "progress",
     "BatchProgressBar": "progress",
     "Throughput": "throughput",

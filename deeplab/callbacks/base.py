@@ -1,9 +1,11 @@
-"""What deeplab adds to Lightning's ``Callback``: a closed epoch, and compiled-step gradient norms.
+"""What deeplab adds to Lightning's ``Callback``: a closed epoch, compiled-step gradient norms, results.
 
 * :class:`EpochObserver` — told when an epoch *closed*: its train and
   evaluation metrics both known (``on_epoch_closed``);
 * :class:`GradientObserver` — records gradient norms, also from a compiled
-  step that never materializes ``.grad`` (``on_compiled_norms``).
+  step that never materializes ``.grad`` (``on_compiled_norms``);
+* :class:`ResultsContributor` — anything with ``contribute_results(results)``
+  adds its part to ``results.json`` (``deeplab.train.fit``).
 
 The two observers are called by :class:`~deeplab.module.Classifier`, not by
 Lightning: the module is where an epoch closes and where a compiled step's
@@ -13,7 +15,7 @@ time, so the module imports it without a cycle.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -21,7 +23,7 @@ import torch
 if TYPE_CHECKING:
     from deeplab.module import Classifier
 
-__all__ = ["EpochObserver", "GradientObserver", "notify_epoch_closed"]
+__all__ = ["EpochObserver", "GradientObserver", "ResultsContributor", "notify_epoch_closed"]
 
 
 class EpochObserver(pl.Callback):
@@ -74,3 +76,17 @@ class GradientObserver(pl.Callback):
     def on_compiled_norms(self, trainer: pl.Trainer, module: "Classifier", steps: list[int], epoch: int,
                           norms: torch.Tensor) -> None:
         """``norms[i]`` = [total L2, total L1, layer L2s…] of global step ``steps[i]``; NaN where not computed."""
+
+
+@runtime_checkable
+class ResultsContributor(Protocol):
+    """A callback that adds its part to ``results.json``: ``fit`` calls ``contribute_results(results)``
+    on each of its callbacks that has the method, after training and testing, before writing the file.
+
+    Structural (``isinstance`` checks only that ``contribute_results`` is there
+    and not None): a callback need not inherit from this class, e.g. ``GradientNorms`` adds
+    ``results["grad"]`` and ``TrainabilityJudge`` ``results["trainability"]``.
+    """
+
+    def contribute_results(self, results: dict[str, Any]) -> None:
+        """Add to (or amend) ``results`` in place."""
