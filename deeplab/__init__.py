@@ -42,7 +42,7 @@ _PUBLIC = {
     "Classifier": "deeplab.module",
     "EpochObserver": "deeplab.callbacks.base",
     "MomentumSGD": "deeplab.optim",
-    "GradientNorms": "deeplab.gradients",
+    "GradientNorms": "deeplab.callbacks.gradients",
     "TrainabilityJudge": "deeplab.search.judge",
     "TrainabilitySearch": "deeplab.search.callback",
     "FitConfig": "deeplab.config",

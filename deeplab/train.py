@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from deeplab.allocator import keep_freed_memory
 from deeplab.callbacks.base import ResultsContributor
+from deeplab.callbacks.gradients import GradientNorms
 from deeplab.callbacks.progress import BatchProgressBar, EpochLine
 from deeplab.callbacks.throughput import Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
@@ -236,8 +237,6 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     if config.progress_bar and not quiet:
         all_callbacks.append(BatchProgressBar())
     if config.grad_norms:
-        from deeplab.gradients import GradientNorms  # imported lazily: matplotlib
-
         all_callbacks.append(GradientNorms(every_n_steps=config.grad_every,
                                            histograms_every_n_steps=config.grad_histograms_every,
                                            run_dir=None if config.fast_dev_run else run_dir,

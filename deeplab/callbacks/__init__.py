@@ -8,7 +8,10 @@
   line), :class:`BatchProgressBar` (counts batches, not chunks) and the line
   formatting;
 * :mod:`~deeplab.callbacks.throughput` — :class:`Throughput` (training images
-  per second for ``results.json``).
+  per second for ``results.json``);
+* :mod:`~deeplab.callbacks.gradients` — :class:`GradientNorms` (per-layer and
+  total gradient norms: TensorBoard, ``results.json``, ``grad_norms.png``) and
+  its helpers.
 
 Names load on first use (PEP 562), as in :mod:`deeplab` and :mod:`deeplab.search`.
 """
@@ -24,6 +27,7 @@ _PUBLIC = {
     "EpochLine": "progress",
     "BatchProgressBar": "progress",
     "Throughput": "throughput",
+    "GradientNorms": "gradients",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -187,7 +187,7 @@ class SeedCurves(pl.Callback):
         self._grad_l2: float | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from deeplab.gradients import parameterized_layers
+        from deeplab.layers import parameterized_layers
 
         model = getattr(pl_module, "model", pl_module)
         self._params = [p for p in model.parameters() if p.requires_grad]
