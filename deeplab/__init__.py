@@ -43,7 +43,7 @@ _PUBLIC = {
     "EpochObserver": "deeplab.callbacks.base",
     "MomentumSGD": "deeplab.optim",
     "GradientNorms": "deeplab.callbacks.gradients",
-    "TrainabilityJudge": "deeplab.search.judge",
+    "TrainabilityJudge": "deeplab.callbacks.trainability",
     "TrainabilitySearch": "deeplab.search.callback",
     "FitConfig": "deeplab.config",
     "fit": "deeplab.train",

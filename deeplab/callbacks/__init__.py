@@ -11,7 +11,10 @@
   per second for ``results.json``);
 * :mod:`~deeplab.callbacks.gradients` — :class:`GradientNorms` (per-layer and
   total gradient norms: TensorBoard, ``results.json``, ``grad_norms.png``) and
-  its helpers.
+  its helpers;
+* :mod:`~deeplab.callbacks.trainability` — :class:`TrainabilityJudge` (a
+  probe's per-epoch errors, divergence and verdict, for the depth search) and
+  the verdict rule ``judge_errors``.
 
 Names load on first use (PEP 562), as in :mod:`deeplab` and :mod:`deeplab.search`.
 """
@@ -28,6 +31,7 @@ _PUBLIC = {
     "BatchProgressBar": "progress",
     "Throughput": "throughput",
     "GradientNorms": "gradients",
+    "TrainabilityJudge": "trainability",
 }
 
 __all__ = sorted(_PUBLIC)
