@@ -374,6 +374,17 @@ class Classifier(pl.LightningModule):
         (inf − inf is NaN, NaN stays NaN), so checking that sum every
         ``divergence_check_every`` steps sees every divergence without a
         per-step flag; 1 on the CPU, where reading a tensor costs no sync.
+
+        Not Lightning's ``EarlyStopping(check_finite=True)``, which does not give
+        what ``results.json`` and the search need: it checks a logged metric
+        only at an epoch's end or after validation, so a diverged run (a search
+        probe of a very deep net) would train the rest of its epoch on NaN,
+        where this stops within ``divergence_check_every`` steps, mid-chunk; it
+        keeps the epoch it stopped in, not the step, where ``results.json``,
+        the ledger and ``TrainabilityJudge`` record :attr:`diverged_at_step`
+        (which also lets the diverged epoch close and skips the final test);
+        and its patience would stop a run that stops improving, which a probe
+        must not do (seed 000's plain net learned only from its 18th epoch).
         """
         if self.global_step % self._divergence_check_every == 0 and not bool(torch.isfinite(self.train_loss_sum)):
             if self.diverged_at_step is None:

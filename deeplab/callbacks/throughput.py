@@ -1,4 +1,5 @@
-"""Training throughput: images per second over the time spent training, for ``results.json``."""
+"""Training throughput: images per second over the time spent training, for ``results.json``
+(and why not Lightning's ``ThroughputMonitor``: see :class:`Throughput`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,28 @@ __all__ = ["Throughput"]
 class Throughput(pl.Callback):
     """Training images per second, counting only time spent in training batches' loop
     (the epoch's wall time minus its evaluation). Images come from the module's running
-    count (``Classifier.train_seen``), which a chunk cut short by ``--max-steps`` counts right."""
+    count (``Classifier.train_seen``), which a chunk cut short by ``--max-steps`` counts right.
+
+    ``results.json``'s ``train_time_s`` and ``images_per_s`` are :attr:`train_seconds` and
+    :attr:`images_per_second`. Lightning's ``ThroughputMonitor`` (read in Lightning 2.6) does
+    not give those numbers, so this callback stays:
+
+    * it logs its totals (``train|time``, ``train|samples``) and rolling rates (over the
+      last ``window_size`` = 100 calls, once that many have run) to the logger at logging
+      steps; after ``fit`` the totals are only in its private state;
+    * it counts images with ``batch_size_fn(batch)`` once per ``training_step``, which sees
+      a whole chunk of ``--steps-per-call`` batches even when ``--max-steps`` ends it early;
+    * it has no ``state_dict``, and restarts at every ``on_train_start``: a resumed run
+      would report its last segment, where this one sums every segment;
+    * its clock runs from ``on_train_start`` and pauses only for validation, so the work
+      between epochs (the module's and ``RunCheckpoint``'s ``on_train_epoch_end``, i.e. the
+      epoch-close checkpoint; the next epoch's data-loader reload) counts as training; this
+      one times each epoch from ``on_train_epoch_start`` to its own ``on_train_epoch_end``,
+      which Lightning runs before the module's and the checkpoint's;
+    * on a GPU it calls ``torch.cuda.synchronize()`` after every ``training_step``, a host
+      sync per step that the chunked and compiled steps are built to avoid; this one reads
+      the clock and the image count at epoch boundaries only.
+    """
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
