@@ -16,7 +16,17 @@
   probe's per-epoch errors, divergence and verdict, for the depth search) and
   the verdict rule ``judge_errors``.
 
-Names load on first use (PEP 562), as in :mod:`deeplab` and :mod:`deeplab.search`.
+Callbacks that belong to a mechanism stay with it: ``RunCheckpoint``
+(:mod:`deeplab.lifecycle`, stopping and resuming), ``RunRecords``
+(:mod:`deeplab.tensorboard`, with the HParams and layout it writes),
+``WriteRunConfig`` (:mod:`deeplab.train`), ``TrainabilitySearch``
+(:mod:`deeplab.search.callback`, the search run from a Trainer); the recipes'
+seed-specific ones are :mod:`deeplab.experiments.callbacks`.
+
+Names load on first use (PEP 562), as in :mod:`deeplab` and :mod:`deeplab.search`:
+importing :mod:`deeplab.callbacks.base` (as :mod:`deeplab.module` does) loads
+no other callback. Inside ``deeplab``, import from the defining submodule, so
+``tests/test_architecture.py`` sees the import.
 """
 
 import importlib

@@ -12,6 +12,10 @@
   each gradient's L2).
 * :class:`KeepModel` — hands the trained model back to the recipe (first-layer
   weights, activation statistics).
+
+They stay with the recipes, not in :mod:`deeplab.callbacks`: each reproduces one
+seed's own protocol for a recipe's report (its schedule, its measurement
+windows), ``fit`` never adds them, and no other run needs them.
 """
 
 from __future__ import annotations
