@@ -120,7 +120,7 @@ class CompiledStep:
         optimizer: the torch optimizer whose ``param_groups[0]`` (lr) and ``state`` this step uses.
         rule: ``momentum_sgd`` | ``sgd`` | ``adam``.
         loss: ``(logits, labels) → scalar`` (deeplab's ``torch`` or ``manual`` loss).
-        layer_weights: for gradient norms, each layer's weight tensor (``gradients.parameterized_layers``);
+        layer_weights: for gradient norms, each layer's weight tensor (``layers.parameterized_layers``);
             None: no norms computed.
         unroll: steps per compiled graph (see the module docstring).
         channels_last: feed 4-D inputs in NHWC.
@@ -230,8 +230,9 @@ class CompiledStep:
             p.sub_(torch.where(active > 0, (step_lr / bias_correction1) * m / denom, torch.zeros_like(p)))
 
     def _norms(self, grads: list[torch.Tensor], stats: str) -> torch.Tensor:
-        """``full``: [total L2, total L1, each layer's weight-gradient L2] (``gradients.gradient_norm_vector``);
-        ``l1``: [nan, total L1, nan…] (seed 000's per-step L1 of the first epoch alone)."""
+        """``full``: [total L2, total L1, each layer's weight-gradient L2]
+        (``callbacks.gradients.gradient_norm_vector``); ``l1``: [nan, total L1, nan…] (seed 000's
+        per-step L1 of the first epoch alone)."""
         # Row sums first, then the total: Inductor's CPU code for one flat reduction over a
         # (256, 784) gradient takes ~65 µs (cascade summation); this takes ~15 µs, fused into the update.
         rows = [g.float().reshape(g.shape[0] if g.dim() > 1 else 1, -1) for g in grads]

@@ -1,7 +1,8 @@
 """A network's parameterized layers in order: what gradient norms are measured over.
 
-Its own small module because both the training module (the compiled step's norms) and the
-gradient callback (:mod:`deeplab.gradients`) need it, and the callback builds on the module.
+Its own small module because the training module (the compiled step's norms), the gradient
+callback (:mod:`deeplab.callbacks.gradients`) and the recipes' own measurements all need it, and
+none of them should have to import another for it.
 """
 
 from __future__ import annotations

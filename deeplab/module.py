@@ -23,13 +23,14 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from deeplab import _compat
 from deeplab import functional as HF
+from deeplab.callbacks.base import GradientObserver, notify_epoch_closed
 from deeplab.checkpointing import capture_rng_state, restore_rng_state
 from deeplab.checks import optimizer_setting_problem
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
 from deeplab.optim import MomentumSGD
 
-__all__ = ["Classifier", "EpochObserver", "GradientObserver", "OPTIMIZERS", "SCHEDULES", "LOSSES", "COMPILE_MODES"]
+__all__ = ["Classifier", "OPTIMIZERS", "SCHEDULES", "LOSSES", "COMPILE_MODES"]
 
 OPTIMIZERS = ("momentum_sgd", "sgd", "adam")
 SCHEDULES = ("none", "cosine", "step")
@@ -38,39 +39,6 @@ LOSSES = ("torch", "manual")
 COMPILE_MODES = ("off", "model", "step")
 STEP_SCHEDULE_EVERY_EPOCHS = 5  # seed 004: StepLR(step_size=5, gamma=0.1)
 STEP_SCHEDULE_GAMMA = 0.1
-
-
-class EpochObserver(pl.Callback):
-    """A callback told when an epoch's train and evaluation metrics are both known.
-
-    Lightning runs callbacks' ``on_train_epoch_end`` before the module's, and
-    validation before either, so no built-in hook sees a finished epoch's
-    train *and* evaluation metrics; :class:`Classifier` calls this one.
-    """
-
-    def on_epoch_closed(self, trainer: pl.Trainer, module: "Classifier", entry: dict[str, float]) -> None:
-        """``entry``: epoch (1-based), train_loss, train_acc, val_loss, val_acc."""
-
-
-class GradientObserver(pl.Callback):
-    """A callback that records gradient norms (``deeplab.gradients.GradientNorms``).
-
-    Eager steps fire ``on_before_optimizer_step`` with the gradients in
-    ``.grad``. A compiled step (``deeplab.compiled_step``) never materializes
-    them: it computes the norms inside its graph and hands them over in
-    :meth:`on_compiled_norms`, once per ``training_step``.
-    """
-
-    #: steps between full records (the compiled step rounds it up to a multiple of its unroll)
-    every_n_steps: int = 10
-    #: also the total L1 norm of every step of one epoch (seed 000's measure) ...
-    first_epoch_l1: bool = True
-    #: ... this one (0-based; seed 000 takes the first)
-    l1_epoch: int = 0
-
-    def on_compiled_norms(self, trainer: pl.Trainer, module: "Classifier", steps: list[int], epoch: int,
-                          norms: torch.Tensor) -> None:
-        """``norms[i]`` = [total L2, total L1, layer L2s…] of global step ``steps[i]``; NaN where not computed."""
 
 
 class Classifier(pl.LightningModule):
@@ -406,6 +374,17 @@ class Classifier(pl.LightningModule):
         (inf − inf is NaN, NaN stays NaN), so checking that sum every
         ``divergence_check_every`` steps sees every divergence without a
         per-step flag; 1 on the CPU, where reading a tensor costs no sync.
+
+        Not Lightning's ``EarlyStopping(check_finite=True)``, which does not give
+        what ``results.json`` and the search need: it checks a logged metric
+        only at an epoch's end or after validation, so a diverged run (a search
+        probe of a very deep net) would train the rest of its epoch on NaN,
+        where this stops within ``divergence_check_every`` steps, mid-chunk; it
+        keeps the epoch it stopped in, not the step, where ``results.json``,
+        the ledger and ``TrainabilityJudge`` record :attr:`diverged_at_step`
+        (which also lets the diverged epoch close and skips the final test);
+        and its patience would stop a run that stops improving, which a probe
+        must not do (seed 000's plain net learned only from its 18th epoch).
         """
         if self.global_step % self._divergence_check_every == 0 and not bool(torch.isfinite(self.train_loss_sum)):
             if self.diverged_at_step is None:
@@ -427,10 +406,12 @@ class Classifier(pl.LightningModule):
                 "train_loss": loss_sum / seen if seen else None, "train_acc": correct / seen if seen else None}
 
     def _close_epoch(self) -> None:
-        """Record the epoch's metrics and tell every :class:`EpochObserver` callback.
+        """Record the epoch's metrics and tell every :class:`~deeplab.callbacks.base.EpochObserver` callback.
 
         Called right after the epoch's evaluation (or at the epoch's end when
-        there is none), so observers see train and evaluation metrics together.
+        there is none), so observers see train and evaluation metrics together;
+        the module is the one place that knows the epoch closed, hence the call
+        from here (:func:`~deeplab.callbacks.base.notify_epoch_closed` says why).
         The running sums are not reset here but when the next epoch starts: a
         checkpoint written now still holds them, so a resume with a longer
         ``--limit-train-batches`` can reopen this epoch and replace its row.
@@ -451,9 +432,7 @@ class Classifier(pl.LightningModule):
         del self.history[self.current_epoch:]  # a reopened epoch replaces its earlier row
         self.history.append(entry)
         self._last_val = {}
-        for callback in self.trainer.callbacks:
-            if isinstance(callback, EpochObserver):
-                callback.on_epoch_closed(self.trainer, self, entry)
+        notify_epoch_closed(self.trainer, self, entry)
 
     # ---------------------------------------------------------- evaluate
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], loss_mean: MeanMetric, accuracy: Any) -> None:

@@ -23,7 +23,10 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from deeplab.allocator import keep_freed_memory
-from deeplab.callbacks import BatchProgressBar, EpochLine, Throughput
+from deeplab.callbacks.base import ResultsContributor
+from deeplab.callbacks.gradients import GradientNorms
+from deeplab.callbacks.progress import BatchProgressBar, EpochLine
+from deeplab.callbacks.throughput import Throughput
 from deeplab.checkpointing import AtomicCheckpointIO
 from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
 from deeplab.preflight import check_hardware, check_memory
@@ -234,8 +237,6 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     if config.progress_bar and not quiet:
         all_callbacks.append(BatchProgressBar())
     if config.grad_norms:
-        from deeplab.gradients import GradientNorms  # imported lazily: matplotlib
-
         all_callbacks.append(GradientNorms(every_n_steps=config.grad_every,
                                            histograms_every_n_steps=config.grad_histograms_every,
                                            run_dir=None if config.fast_dev_run else run_dir,
@@ -348,9 +349,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         "checkpoint": str(checkpoint.path.resolve()) if checkpoint.last_saved_step is not None else None,
     }
     for callback in all_callbacks:
-        contribute = getattr(callback, "contribute_results", None)
-        if contribute is not None:
-            contribute(results)
+        if isinstance(callback, ResultsContributor):  # e.g. GradientNorms: results["grad"]
+            callback.contribute_results(results)
     results_path = (run_dir / RESULTS_FILE).resolve()
     if trainer.is_global_zero and not config.fast_dev_run:
         log_run_end(logger, results)  # the HParams tab's metrics: the run's outcome

@@ -43,6 +43,31 @@ def test_import_deeplab_is_light_and_every_public_name_resolves() -> None:
         deeplab.nope  # noqa: B018
 
 
+def test_callbacks_package_names_and_results_contributors() -> None:
+    """deeplab.callbacks resolves every public name; fit asks a callback for its part of results.json
+    through the ResultsContributor protocol (having a contribute_results method, not None)."""
+    import deeplab
+    import deeplab.callbacks as callbacks
+    from deeplab.callbacks.base import ResultsContributor
+
+    assert {"EpochObserver", "GradientObserver", "ResultsContributor", "EpochLine", "BatchProgressBar",
+            "Throughput", "GradientNorms", "TrainabilityJudge"} <= set(callbacks.__all__)
+    for name in callbacks.__all__:
+        assert getattr(callbacks, name).__module__.startswith("deeplab.callbacks."), name
+    assert deeplab.GradientNorms is callbacks.GradientNorms and deeplab.EpochObserver is callbacks.EpochObserver
+    assert deeplab.TrainabilityJudge is callbacks.TrainabilityJudge
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        callbacks.nope  # noqa: B018
+
+    class Unset(pl.Callback):
+        contribute_results = None
+
+    contributors = [c for c in (callbacks.GradientNorms(), callbacks.TrainabilityJudge(), callbacks.EpochLine(1),
+                                callbacks.Throughput(), callbacks.BatchProgressBar(), Unset())
+                    if isinstance(c, ResultsContributor)]
+    assert [type(c).__name__ for c in contributors] == ["GradientNorms", "TrainabilityJudge"]
+
+
 # ------------------------------------------------------------------------ Classifier
 def test_classifier_takes_shape_and_classes_from_the_datamodule(synthetic_data_dir, tmp_path) -> None:
     import deeplab

@@ -111,6 +111,22 @@ def test_mean_field_is_numbers_only() -> None:
     assert import_graph()["deeplab.mean_field"] <= {"deeplab.errors"}
 
 
+def test_the_module_loads_only_the_callback_bases() -> None:
+    """``module.py`` imports ``callbacks/base.py``; the package's lazy ``__init__`` keeps that from loading
+    every callback (an eager one would, and a callback importing the module would then be a cycle at run
+    time that the graph above cannot see)."""
+    import subprocess
+    import sys
+
+    assert import_graph()["deeplab.callbacks.base"] == set()  # base imports nothing of deeplab
+    code = ("import sys, deeplab.module; "
+            "print(sorted(m for m in sys.modules if m.startswith('deeplab.callbacks')))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                               cwd=PACKAGE.parent)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split("\n")[-2] == "['deeplab.callbacks', 'deeplab.callbacks.base']"
+
+
 def test_help_imports_no_torch() -> None:
     """``--help`` of the training scripts answers without importing torch (it used to take 4-9 s)."""
     import subprocess

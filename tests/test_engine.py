@@ -27,7 +27,7 @@ from deeplab.compiled_step import CompiledStep
 from deeplab.config import FitConfig
 from deeplab.engine import COMPILE_MIN_STEPS, resolve_engine
 from deeplab.errors import DeeplabError
-from deeplab.gradients import parameterized_layers
+from deeplab.layers import parameterized_layers
 from deeplab.models import create_model
 from deeplab.optim import MomentumSGD
 from deeplab.train import fit
@@ -221,7 +221,7 @@ def test_compiled_gradient_norms_are_the_eager_norms(single_thread):
     torch.manual_seed(0)
     reference = create_model("cnn5", in_channels=1, num_classes=10, image_size=28)
     HF.cross_entropy(reference(images[0]), labels[0]).backward()
-    from deeplab.gradients import gradient_norm_vector
+    from deeplab.callbacks.gradients import gradient_norm_vector
 
     expected = gradient_norm_vector(list(reference.parameters()), [w for _, _, w in parameterized_layers(reference)])
     torch.testing.assert_close(out.norms[0], expected, rtol=1e-5, atol=1e-6)

@@ -20,7 +20,7 @@ from deeplab.experiments import plots  # noqa: E402
 from deeplab.experiments.runner import Training  # noqa: E402
 from deeplab.experiments.seed004 import _channel_bars  # noqa: E402
 from deeplab.figures import fit_text, run_title, series_style, text_overflow  # noqa: E402
-from deeplab.gradients import plot_layer_profile  # noqa: E402
+from deeplab.callbacks.gradients import plot_layer_profile  # noqa: E402
 from deeplab.search.report import search_figure  # noqa: E402
 
 LONG_TITLE = ("A deliberately long title that no six-inch figure can hold on one line: gradient norm per layer "
@@ -99,7 +99,7 @@ def test_run_title_and_series_style() -> None:
     assert len({tuple(sorted(series_style(i, 5).items())) for i in range(8)}) == 8
 
 
-# ------------------------------------------------------------------------------------ gradients.py
+# -------------------------------------------------------------------------- callbacks/gradients.py
 @pytest.mark.parametrize("epochs", [1, 3])
 def test_layer_profile_fits_and_names_the_run(tmp_path: Path, epochs: int) -> None:
     per_epoch = [[10.0 ** (-i / 2) * (e + 1) for i in range(len(LAYERS))] for e in range(epochs)]

@@ -203,7 +203,7 @@ def test_progress_bar_counts_batches_not_chunks_and_starts_where_a_resume_does(m
     one per ``plain_every_s``, with no carriage returns."""
     from types import SimpleNamespace
 
-    from deeplab import callbacks as cb
+    from deeplab.callbacks import progress as cb
 
     monkeypatch.setattr(cb.sys.stderr, "isatty", lambda: True, raising=False)
     bar = cb.BatchProgressBar()
@@ -286,7 +286,7 @@ def test_closed_form_schedules_match_torchs_schedulers(schedule):
 
 
 def test_epoch_lines_show_unmeasured_errors_as_a_dash_and_say_when_an_epoch_is_partial():
-    from deeplab.callbacks import format_closing_line, format_epoch_line
+    from deeplab.callbacks.progress import format_closing_line, format_epoch_line
 
     entry = {"epoch": 2, "train_acc": 0.9, "val_acc": float("nan")}  # --limit-val-batches 0: no evaluation
     assert format_epoch_line(entry, 10, "test") == "Epoch 002/010, Train Error 10.00% || Test Error —"

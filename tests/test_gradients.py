@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from deeplab.gradients import GradientNorms, gradient_norm_vector, parameterized_layers
+from deeplab.callbacks.gradients import GradientNorms, gradient_norm_vector
+from deeplab.layers import parameterized_layers
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import pytest
 
 from conftest import SCRIPTS_DIR
+from deeplab.callbacks.trainability import TrainabilityJudge, judge_errors
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
 from deeplab.search import (
@@ -28,9 +29,7 @@ from deeplab.search import (
     ProbeLedger,
     ProbeRequest,
     SearchPlan,
-    TrainabilityJudge,
     bisect_trainability,
-    judge_errors,
     non_monotone_pairs,
     prepare_search,
     run_probe,

@@ -102,7 +102,7 @@ def _compiled_step_for(context: BenchContext, model: str, batch: int, grad_norms
     from deeplab import functional as HF
     from deeplab.compiled_step import CompiledStep
     from deeplab.engine import resolve_engine
-    from deeplab.gradients import parameterized_layers
+    from deeplab.layers import parameterized_layers
     from deeplab.models import create_model
     from deeplab.optim import MomentumSGD
 

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     results = fit(config)
     if not results["is_global_zero"]:
         return 0
-    from deeplab.callbacks import format_closing_line, format_epoch_line
+    from deeplab.callbacks.progress import format_closing_line, format_epoch_line
 
     if results.get("partial_epoch"):
         print(format_epoch_line({**results["partial_epoch"], "val_acc": None}, results["hparams"]["epochs"],

@@ -12,6 +12,10 @@
   each gradient's L2).
 * :class:`KeepModel` — hands the trained model back to the recipe (first-layer
   weights, activation statistics).
+
+They stay with the recipes, not in :mod:`deeplab.callbacks`: each reproduces one
+seed's own protocol for a recipe's report (its schedule, its measurement
+windows), ``fit`` never adds them, and no other run needs them.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
-from deeplab.module import EpochObserver
+from deeplab.callbacks.base import EpochObserver
 
 __all__ = ["LrDropOnValAccuracy", "validation_accuracy", "SeedCurves", "KeepModel", "SEED003_LR_TARGETS", "SEED003_LR_FACTOR"]
 
@@ -187,7 +191,7 @@ class SeedCurves(pl.Callback):
         self._grad_l2: float | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from deeplab.gradients import parameterized_layers
+        from deeplab.layers import parameterized_layers
 
         model = getattr(pl_module, "model", pl_module)
         self._params = [p for p in model.parameters() if p.requires_grad]

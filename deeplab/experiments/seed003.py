@@ -74,7 +74,7 @@ def _curve_every(ctx: "ExperimentContext") -> int:
 
 def _first_layer_weights(model: Any, dataset_shape: tuple[int, int, int]) -> np.ndarray:
     """(N, C, H, W) first-layer weights; an MLP's rows become C×H×W images."""
-    from deeplab.gradients import parameterized_layers
+    from deeplab.layers import parameterized_layers
 
     weight = parameterized_layers(model)[0][2].detach().cpu().numpy()
     if weight.ndim == 2:  # fc1: (hidden, C·H·W)

@@ -7,8 +7,6 @@ resumably:
 
 * :mod:`~deeplab.search.bisection` — the search itself, a pure function of a
   predicate ``is_trainable(k)`` (and where the seed's search goes wrong);
-* :mod:`~deeplab.search.judge` — the :class:`TrainabilityJudge` callback that
-  records each probe's per-epoch errors and divergence, and the verdict rule;
 * :mod:`~deeplab.search.ledger` — the JSON Lines ledger that makes a search
   resumable (``kill -9`` loses one probe);
 * :mod:`~deeplab.search.runner` — probes as ``fit`` runs, on 1 or N devices,
@@ -18,6 +16,10 @@ resumably:
 * :mod:`~deeplab.search.callback` — :class:`TrainabilitySearch`, the same search
   as a Lightning callback (run at ``on_fit_start``, then the chosen depth trains).
 
+Each probe is judged by :class:`~deeplab.callbacks.trainability.TrainabilityJudge`
+(a training callback like the others, so it lives in :mod:`deeplab.callbacks`),
+which records its per-epoch errors and divergence; the verdict rule
+(``judge_errors``) and the ``--metric``/``--threshold`` checks live beside it.
 ``scripts/search.py`` is the command line.
 """
 
@@ -30,7 +32,6 @@ from deeplab.search.metrics import METRICS
 _PUBLIC = {
     "BisectionResult": "bisection", "BoundarySearch": "bisection", "bisect_trainability": "bisection",
     "candidate_depths": "bisection", "non_monotone_pairs": "bisection",
-    "TrainabilityJudge": "judge", "judge_errors": "judge",
     "LEDGER_FILE": "ledger", "ProbeLedger": "ledger", "probe_key": "ledger", "probe_settings": "ledger",
     "ProbeRequest": "runner", "SearchPlan": "runner", "prepare_search": "runner", "run_probe": "runner",
     "run_search": "runner",

@@ -5,7 +5,7 @@ at ``on_fit_start`` it runs trial fits, picks a value and lets the real fit go
 on. Here the trial fits are the search's probes — fresh networks of the
 module's depth family at depths k, trained with the module's optimizer
 settings on the trainer's DataModule's data, judged by
-:class:`~deeplab.search.judge.TrainabilityJudge` — run by the same
+:class:`~deeplab.callbacks.trainability.TrainabilityJudge` — run by the same
 :func:`~deeplab.search.runner.run_search` that ``scripts/search.py`` runs (same
 bisection, same ledger, same ``search.json``/``report.md``/``search.png``).
 Then the module's network is replaced by a fresh one at the deepest trainable
@@ -59,7 +59,7 @@ class TrainabilitySearch(pl.Callback):
                  out: str | Path | None = None, fit_after: bool = True, limit_train_batches: int | float | None = None,
                  limit_val_batches: int | float | None = None, echo: Callable[[str], None] | None = None,
                  backend: str = "local", ray_address: str | None = None, runner: Any = None):
-        from deeplab.search.judge import check_metric, check_threshold
+        from deeplab.callbacks.trainability import check_metric, check_threshold
 
         self.lower, self.upper, self.step = int(lower), int(upper), int(step)
         self.threshold = check_threshold(threshold)

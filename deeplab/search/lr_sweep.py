@@ -20,9 +20,9 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from deeplab.callbacks.trainability import judge_errors
 from deeplab.config import FitConfig, resolve_config
 from deeplab.errors import DeeplabError
-from deeplab.search.judge import judge_errors
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
 
 __all__ = ["LR_GRID", "largest_trainable_lr", "fit_power_law", "sweep_config"]

@@ -1,4 +1,5 @@
-"""The judge's metrics: a module of its own, with no imports, so ``search.py --help`` needs no torch."""
+"""The judge's metrics (:mod:`deeplab.callbacks.trainability`): a module of its own, with no imports, so
+``search.py --help`` needs no torch."""
 
 __all__ = ["METRICS"]
 

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from deeplab.callbacks.trainability import TrainabilityJudge, check_metric, check_threshold, judge_errors
 from deeplab.config import MAX_SEED, FitConfig, resolve_config
 from deeplab.errors import DeeplabError, RunInterrupted
 from deeplab.io import make_writable_folder
 from deeplab.lifecycle import interrupt_at_once
 from deeplab.preflight import check_hardware, check_memory
 from deeplab.search.bisection import BoundarySearch, candidate_depths
-from deeplab.search.judge import check_metric, check_threshold, judge_errors
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
 
 __all__ = [
@@ -253,7 +253,6 @@ def unfinished_probe_checkpoint(config: FitConfig) -> tuple[Path, int] | None:
 def run_probe(request: ProbeRequest) -> dict[str, Any]:
     """Train one probe (continuing it when an earlier attempt was stopped part-way) and return its
     ledger record (raw errors, no verdict)."""
-    from deeplab.search.judge import TrainabilityJudge
     from deeplab.train import fit
 
     config = FitConfig(**request.config)

@@ -10,13 +10,18 @@ last epoch's *test* error (``test_err >= max_err`` → too deep). Three metrics:
 * ``either``: the assignment's words — either of the two < threshold.
 
 A probe whose loss turned NaN/inf is untrainable whatever its error (deeplab
-stops it at the first non-finite loss; seed 002's probes ran all three epochs
-on NaN: the same verdict, a shorter per-epoch record). The judge never stops a
+stops it at the first non-finite loss, or within ``divergence_check_every``
+steps of it on a GPU; seed 002's probes ran all three epochs on NaN: the same
+verdict, a shorter per-epoch record). The judge never stops a
 run on slow progress: seed 000's plain 15-layer net sat at chance for 17
 epochs and began learning in the 18th (cells [14] and [18], one object trained
 twice), so a probe runs all its epochs unless its loss diverges (the
 :class:`~deeplab.module.Classifier` stops those itself,
 ``module.diverged_at_step``; the judge records it).
+
+The depth search (:mod:`deeplab.search`) puts a judge on every probe and
+applies :func:`judge_errors` to the ledger's records; ``TrainabilitySearch``
+and ``scripts/search.py`` check their ``--metric``/``--threshold`` here.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from deeplab.callbacks.base import EpochObserver
 from deeplab.errors import DeeplabError
-from deeplab.module import EpochObserver
 from deeplab.search.metrics import METRICS
 
 __all__ = ["METRICS", "TrainabilityJudge", "check_threshold", "check_metric", "judge_errors"]

@@ -1,12 +1,9 @@
-"""Callbacks that observe a run: the seeds' per-epoch line and training throughput.
-
-(Gradient-norm logging and the trainability judge live beside these.)
-"""
+"""What a run prints while it trains: the seeds' per-epoch line, a progress bar that counts batches,
+and the closing line ``scripts/fit.py`` prints from ``results.json``."""
 
 from __future__ import annotations
 
 import math
-
 import sys
 import time
 from typing import Any
@@ -14,9 +11,9 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar
 
-from deeplab.module import EpochObserver
+from deeplab.callbacks.base import EpochObserver
 
-__all__ = ["EpochLine", "Throughput", "BatchProgressBar", "format_epoch_line", "format_closing_line"]
+__all__ = ["EpochLine", "BatchProgressBar", "format_epoch_line", "format_closing_line"]
 
 
 def format_epoch_line(entry: dict[str, Any], total_epochs: int, eval_split: str) -> str:
@@ -65,56 +62,6 @@ class EpochLine(EpochObserver):
 
     def on_epoch_closed(self, trainer: pl.Trainer, module: pl.LightningModule, entry: dict[str, float]) -> None:
         module.print(format_epoch_line(entry, self.total_epochs, self.eval_split))
-
-
-class Throughput(pl.Callback):
-    """Training images per second, counting only time spent in training batches' loop
-    (the epoch's wall time minus its evaluation). Images come from the module's running
-    count (``Classifier.train_seen``), which a chunk cut short by ``--max-steps`` counts right."""
-
-    def __init__(self) -> None:
-        self.train_seconds = 0.0
-        self.train_images = 0
-        self._epoch_start: float | None = None
-        self._seen_at_start = 0
-        self._eval_seconds = 0.0
-        self._eval_start: float | None = None
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_start = time.perf_counter()
-        self._eval_seconds = 0.0
-        self._seen_at_start = self._seen(pl_module)
-
-    @staticmethod
-    def _seen(pl_module: pl.LightningModule) -> int:
-        seen = getattr(pl_module, "train_seen", None)
-        return int(seen) if seen is not None else 0
-
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._eval_start = time.perf_counter()
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._eval_start is not None:
-            self._eval_seconds += time.perf_counter() - self._eval_start
-            self._eval_start = None
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._epoch_start is not None:
-            self.train_seconds += time.perf_counter() - self._epoch_start - self._eval_seconds
-            self.train_images += (self._seen(pl_module) - self._seen_at_start) * trainer.world_size
-            self._epoch_start = None
-
-    @property
-    def images_per_second(self) -> float:
-        return self.train_images / self.train_seconds if self.train_seconds > 0 else 0.0
-
-    def state_dict(self) -> dict[str, Any]:
-        # A resumed run reports its throughput over every segment it trained.
-        return {"train_seconds": self.train_seconds, "train_images": self.train_images}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.train_seconds = float(state.get("train_seconds", 0.0))
-        self.train_images = int(state.get("train_images", 0))
 
 
 class BatchProgressBar(ProgressBar):

@@ -2,7 +2,8 @@
 
 Each seed measures vanishing/exploding gradients its own way; this callback
 records all of them from the complete gradients of a step
-(``on_before_optimizer_step``):
+(``on_before_optimizer_step``; under a compiled step, from the norms its graph
+computes, handed over in ``on_compiled_norms``):
 
 - per layer (each parameterized module, in network order): L2 norm of the
   weight gradient — seed 001's gradient-flow bars;
@@ -26,12 +27,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn as nn
 
-from deeplab.layers import parameterized_layers  # re-exported: deeplab.gradients.parameterized_layers
-from deeplab.module import EpochObserver, GradientObserver
+from deeplab.callbacks.base import EpochObserver, GradientObserver
+from deeplab.layers import parameterized_layers
 
-__all__ = ["GradientNorms", "parameterized_layers", "gradient_norm_vector", "total_l1_norm", "write_scalars"]
+__all__ = ["GradientNorms", "gradient_norm_vector", "total_l1_norm", "write_scalars", "plot_layer_profile"]
 
 FLUSH_EVERY_RECORDS = 50
 
