@@ -6,7 +6,8 @@ and then wrapped, and whatever still sticks out (e.g. long rotated tick
 labels) makes the canvas grow until it fits. :func:`text_overflow` measures the result (pixels of the
 figure's tight bounding box outside the canvas; 0 when everything fits).
 
-This module never selects a backend: the drawing modules keep doing that.
+:func:`pyplot` is the one place that selects matplotlib's backend (Agg: files only, no display);
+every drawing module takes ``plt`` from it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import warnings
 from typing import Any, Iterable, Sequence
 
 __all__ = [
+    "pyplot",
     "fit_text",
     "text_overflow",
     "run_title",
@@ -27,6 +29,16 @@ __all__ = [
 
 #: series of at most this many points are drawn with markers (a one-epoch curve is a visible dot)
 MARKER_MAX_POINTS = 30
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (figures go to files; no display is needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 _MARKERS = "osD^v<>ph*"
 _LINESTYLES = ("-", "--", "-.", ":")

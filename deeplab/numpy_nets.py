@@ -313,13 +313,10 @@ def train_xor(
 
 
 def _pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
+    """matplotlib.pyplot on the file-only Agg backend (:func:`deeplab.figures.pyplot`)."""
+    from deeplab.figures import pyplot
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _prepare_path(path: str | os.PathLike) -> str:

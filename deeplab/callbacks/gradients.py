@@ -295,12 +295,9 @@ def plot_layer_profile(layer_names: list[str], per_epoch: list[list[float]], pat
                        title_prefix: str | None = None) -> Any:
     """Per-layer mean gradient L2 norm against depth (log scale), one line per epoch (own marker and line
     style each); ``title_prefix`` (e.g. "model · dataset · run") heads the title."""
-    import matplotlib
+    from deeplab.figures import fit_text, integer_ticks, pyplot, series_style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from deeplab.figures import fit_text, integer_ticks, series_style
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(layer_names)), 4.2))
     colors = plt.cm.viridis([i / max(1, len(per_epoch) - 1) for i in range(len(per_epoch))])

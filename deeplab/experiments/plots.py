@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from deeplab.figures import figure_legend, fit_text, integer_ticks, run_title, series_style
+from deeplab.figures import figure_legend, fit_text, integer_ticks, pyplot, run_title, series_style
 
 if TYPE_CHECKING:  # pragma: no cover
     from deeplab.experiments.runner import Training
@@ -34,12 +34,7 @@ __all__ = [
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _save(figure: Any, path: Path) -> Path:

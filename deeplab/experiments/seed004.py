@@ -311,12 +311,9 @@ def _channel_bars(stats: list[dict[str, Any]], path: Any, state: str, title: str
     "resnet_deep · cifar10 · version_0" (default: what the figure shows)."""
     import math
 
-    import matplotlib
+    from deeplab.figures import fit_text, integer_ticks, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from deeplab.figures import fit_text, integer_ticks
+    plt = pyplot()
 
     shown = stats[:16]
     cols = 4

@@ -44,7 +44,9 @@ def _depth(depth: int | None) -> str:
 
 
 def plot_search(summary: dict[str, Any], path: str | Path) -> None:
-    import matplotlib.pyplot as plt
+    from deeplab.figures import pyplot
+
+    plt = pyplot()
 
     figure = search_figure(summary)
 
@@ -58,11 +60,9 @@ def plot_search(summary: dict[str, Any], path: str | Path) -> None:
 def search_figure(summary: dict[str, Any]) -> Any:
     """The matplotlib figure of :func:`plot_search` (error against depth per seed, threshold,
     boundary, seed 002's reported depth and the mean-field prediction)."""
-    import matplotlib
+    from deeplab.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
     markers = "os^Dv<>ph*"
     for index, seed in enumerate(summary["seeds"]):
