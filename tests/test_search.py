@@ -202,6 +202,9 @@ def test_a_nan_loss_ends_the_probe(synthetic_data_dir: Path, tmp_path: Path) -> 
     assert trainable is False
     results = json.loads((Path(record["run_dir"]) / "results.json").read_text())
     assert results["trainability"]["diverged"] is True
+    # a NaN model is not evaluated (its "accuracy" would be argmax-of-NaN's class 0): no error, no accuracy
+    assert record["test_error"] is None and results["history"][-1]["val_acc"] is None
+    assert results["test_acc"] is None
 
 
 def test_a_probe_stopped_part_way_continues_from_its_checkpoint(synthetic_data_dir: Path, tmp_path: Path) -> None:
