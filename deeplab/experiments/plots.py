@@ -214,7 +214,14 @@ def series_figure(panels: Sequence[dict[str, Any]], *, title: str) -> Any:
         if panel.get("log"):
             axis.set_yscale("log")
         if panel.get("log_x"):
+            from matplotlib.ticker import NullFormatter, ScalarFormatter
+
             axis.set_xscale("log")
+            axis.xaxis.set_major_formatter(ScalarFormatter())  # 30, 100, 300 rather than 3×10¹
+            axis.xaxis.set_minor_formatter(NullFormatter())
+            ticks = sorted({x for _, (x_runs, _) in panel["series"].items() for run in x_runs for x in run})
+            if ticks:
+                axis.set_xticks(ticks)
         elif panel.get("integer_x", True):
             integer_ticks(axis.xaxis)
         axis.grid(True, which="both", alpha=0.3)
