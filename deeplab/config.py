@@ -31,7 +31,7 @@ PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16":
 
 __all__ = ["FitConfig", "LR_DEPTH_RULES", "LR_REFERENCE_DEPTH", "effective_lr", "parse_lr_depth_scaling", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
            "config_from_args", "int_or_fraction", "resolve_config", "read_config_file", "parse_with_config",
-           "parse_devices", "device_count"]
+           "parse_devices", "device_count", "read_settings_file"]
 
 
 @dataclass
@@ -448,13 +448,15 @@ def config_to_json(config: FitConfig) -> str:
 NOT_RERUN = ("ckpt_path",)
 
 
-def read_config_file(path: str) -> dict[str, Any]:
-    """The FitConfig fields a ``--config`` file sets: a run's ``config.json``, or YAML (``.yaml``/``.yml``)."""
+def read_settings_file(path: str, names: set[str], what: str, printer: str) -> dict[str, Any]:
+    """The settings a ``--config`` file (JSON, or YAML for ``.yaml``/``.yml``) holds, each one of ``names``;
+    DeeplabError (one line) for a missing file, bad syntax, a non-mapping or an unknown name. ``what``
+    says what the file is ("a run's config.json"), ``printer`` the command that prints the names."""
     from pathlib import Path
 
     file = Path(path)
     if not file.is_file():
-        raise DeeplabError(f"--config {file}: no such file; give a run's config.json (or a YAML file of settings)")
+        raise DeeplabError(f"--config {file}: no such file; give {what} (or a YAML file of settings)")
     text = file.read_text()
     try:
         if file.suffix in (".yaml", ".yml"):
@@ -469,11 +471,17 @@ def read_config_file(path: str) -> dict[str, Any]:
                            f"({first})") from None
     if not isinstance(data, dict):
         raise DeeplabError(f"--config {file} must hold settings by name (a JSON object / YAML mapping)")
-    names = {f.name for f in dataclasses.fields(FitConfig)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise DeeplabError(f"--config {file}: unknown setting(s) {', '.join(unknown)}; settings are named as in a "
-                           f"run's config.json (see --print-config)")
+        raise DeeplabError(f"--config {file}: unknown setting(s) {', '.join(unknown)}; settings are named as "
+                           f"`{printer}` prints them")
+    return data
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The FitConfig fields a ``--config`` file sets: a run's ``config.json``, or YAML (``.yaml``/``.yml``)."""
+    data = read_settings_file(path, {f.name for f in dataclasses.fields(FitConfig)}, "a run's config.json",
+                              "fit.py --print-config")
     values = {name: value for name, value in data.items() if name not in NOT_RERUN}
     if "val_split" in values and values["val_split"] is None:
         values["val_split"] = "none"  # a saved (resolved) config's None is "no hold-out", not "the seed's choice"

@@ -359,3 +359,27 @@ def test_a_failed_recipe_leaves_no_empty_tree(tmp_path: Path, capsys) -> None:
                                  capsys)
     assert code == 2 and "files not found" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_print_config_reruns_through_config(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """experiment.py's --print-config prints the resolved options; --config FILE takes them back, options
+    beside it win, YAML works too, and an unknown name is one line, exit 2."""
+    code, stdout, _ = run_script(["trainability", "--quick", "--seeds", "0,1", "--data-dir", str(data_dir),
+                                  "--out", str(tmp_path / "out"), "--print-config"], capsys)
+    assert code == 0 and not (tmp_path / "out").exists()  # printing runs nothing and writes nothing
+    printed = json.loads(stdout)
+    assert printed["name"] == "trainability" and printed["quick"] is True and printed["seeds"] == [0, 1]
+    saved = tmp_path / "run.json"
+    saved.write_text(stdout)
+    code, again, _ = run_script(["--config", str(saved), "--print-config"], capsys)
+    assert code == 0 and json.loads(again) == printed
+    code, changed, _ = run_script(["--config", str(saved), "--seeds", "2", "--print-config"], capsys)
+    assert json.loads(changed) == {**printed, "seeds": [2]}
+    (tmp_path / "run.yaml").write_text("name: trainability\nquick: true\nseeds: [3, 4]\n")
+    code, from_yaml, _ = run_script(["--config", str(tmp_path / "run.yaml"), "--print-config"], capsys)
+    assert json.loads(from_yaml)["seeds"] == [3, 4] and json.loads(from_yaml)["quick"] is True
+    (tmp_path / "bad.json").write_text('{"nme": "trainability"}')
+    code, _, stderr = run_script(["--config", str(tmp_path / "bad.json")], capsys)
+    assert code == 2 and stderr.strip().splitlines() == [
+        f"error: --config {tmp_path / 'bad.json'}: unknown setting(s) nme; settings are named as "
+        "`experiment.py NAME --print-config` prints them"]

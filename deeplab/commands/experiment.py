@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", help="recipe to run (see --list)")
     parser.add_argument("--list", action="store_true", help="print every recipe with its seed and cost, then exit")
+    parser.add_argument("--config", metavar="FILE",
+                        help="take the options from FILE (JSON, or YAML for .yaml/.yml), named as --print-config "
+                             "prints them (name, quick, dataset, data_dir, out, seeds, ...); options given beside "
+                             "it override it")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved options as JSON and exit without running: save it, edit it, run it "
+                             "with --config")
     parser.add_argument("--measure-quick-costs", action="store_true",
                         help=f"run every recipe with --quick (on --dataset, default mnist) in a temporary folder and "
                              f"write their wall times, with the machine and its load, to {COSTS_FILE}; "
@@ -141,8 +148,31 @@ def measure_quick_costs(dataset: str, data_dir: str | None) -> dict:
     return data
 
 
+#: options a --config file may set (the run's options, not the listing and measuring modes)
+CONFIG_OPTIONS = ("name", "quick", "dataset", "data_dir", "out", "seeds", "devices", "accelerator", "seed_protocol",
+                  "epochs", "limit_train_batches", "limit_val_batches")
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, over the options of ``--config FILE`` when one is given (the line wins)."""
+    parser = build_parser()
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config")
+    known, _ = first.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if known.config:
+        from deeplab.config import read_settings_file
+
+        values = read_settings_file(known.config, set(CONFIG_OPTIONS), "experiment.py --print-config's output",
+                                    "experiment.py NAME --print-config")
+        if "seeds" in values:  # a list in the file, "0,1,2" on the command line
+            seeds = values["seeds"]
+            values["seeds"] = _seed_list(",".join(map(str, seeds)) if isinstance(seeds, (list, tuple)) else str(seeds))
+        parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     if args.list:
         print(format_recipe_list())
         return 0
@@ -166,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     from deeplab.experiments.runner import command_line
 
     get_recipe(args.name)  # an unknown name fails before anything is imported or written
+    if args.print_config:
+        import json
+
+        settings = {name: getattr(args, name) for name in CONFIG_OPTIONS}
+        settings["seeds"] = list(settings["seeds"])
+        print(json.dumps(settings, indent=2))
+        return 0
     options = ExperimentOptions(
         quick=args.quick, dataset=args.dataset, data_dir=args.data_dir, out=args.out, seeds=args.seeds,
         devices=args.devices, accelerator=args.accelerator, epochs=args.epochs,
