@@ -36,6 +36,8 @@ from typing import Any, Callable, Iterator, Sequence
 import lightning.pytorch as pl
 import torch
 
+from deeplab.tables import text_table
+
 __all__ = [
     "Segment",
     "SeedSide",
@@ -328,7 +330,7 @@ def format_table(rows: Sequence[dict[str, Any]], judged: bool = True) -> str:
     """A plain-text table: case, both throughputs, the wall and CPU ratios, target (met or missed
     when ``judged``; a ``--quick`` smoke run's segments are too short to judge)."""
     header = ("case", "deeplab img/s", "reference img/s", "ratio", "CPU ratio", "target", "steps×pairs")
-    lines = [header]
+    lines = []
     for row in rows:
         target = "—" if row.get("target") is None else f"≥ {row['target']:g}×"
         if row.get("met") is not None and row.get("target") is not None:
@@ -343,15 +345,7 @@ def format_table(rows: Sequence[dict[str, Any]], judged: bool = True) -> str:
             target,
             "" if "steps_per_segment" not in row else f"{row['steps_per_segment']}×{row['repeats']}",
         ))
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    rendered = []
-    for index, line in enumerate(lines):
-        cells = [str(cell).ljust(width) if i == 0 else str(cell).rjust(width)
-                 for i, (cell, width) in enumerate(zip(line, widths))]
-        rendered.append("  ".join(cells))
-        if index == 0:
-            rendered.append("  ".join("-" * width for width in widths))
-    return "\n".join(rendered)
+    return text_table(header, lines)
 
 
 def iter_case_names(spec: str | None, default: Sequence[str]) -> Iterator[str]:

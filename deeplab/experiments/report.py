@@ -13,27 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from deeplab.tables import markdown_table
+
 __all__ = ["Report", "markdown_table", "MAX_TABLE_WIDTH", "fit_columns", "fitted_tables"]
 
 #: a report table wider than this many characters is split into narrower ones (first column repeated)
 MAX_TABLE_WIDTH = 100
-
-
-def _cell(value: Any) -> str:
-    text = "—" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """A GitHub markdown table; ``align`` is one character per column ('l', 'r', 'c'); default:
-    first column left, the rest right."""
-    align = align or ("l" + "r" * (len(headers) - 1))
-    marks = {"l": ":---", "r": "---:", "c": ":---:"}
-    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |",
-             "| " + " | ".join(marks[a] for a in align) + " |"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines)
 
 
 def _width(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None) -> int:

@@ -43,7 +43,7 @@ def parallel_probes(devices: str) -> int:
 def trainability(ctx: "ExperimentContext") -> None:
     from deeplab.config import FitConfig, resolve_config
     from deeplab.search import SearchPlan, run_search
-    from deeplab.search.report import format_table
+    from deeplab.search.report import table_rows
     from deeplab.search.runner import mean_field_prediction, seed002_reference
     from deeplab.search.table import run_table
 
@@ -68,12 +68,10 @@ def trainability(ctx: "ExperimentContext") -> None:
             rows.append({"family": family, "upper": QUICK_UPPER, "seed_reported_max": reported,
                          "searches": {"seed": {k: v for k, v in summary.items() if k != "probes"}},
                          "mean_field": {"seed": mean_field_prediction(family, "seed")}})
-        table = format_table(rows, ["seed"])
     else:
         data = run_table(out, seeds=ctx.seeds, parallel=parallel, training=training,
                          echo=lambda line: ctx.echo(f"[trainability] {line}"))
         rows = data["rows"]
-        table = (out / "table.md").read_text()
 
     probe = resolve_config(dataclasses.replace(training, model="cnn_tanh", depth=3,
                                                epochs=training.epochs or 3))
@@ -85,7 +83,7 @@ def trainability(ctx: "ExperimentContext") -> None:
         + ") and calls it trainable when its test error is below 20 % and its loss never turned NaN/inf. "
         + (f"**--quick** searches only k ∈ {{3, {QUICK_UPPER}}} (the `upper` column), so its maxima are capped there."
            if ctx.quick else "Upper bounds are the seed's."))
-    headers, body = _parse_markdown_table(table)
+    headers, body = table_rows(rows, ["seed"])  # the cells of search.py --table's table.md
     ctx.report.table("trainability", headers, body)
     ctx.report.text(
         "'seed 002 max k' is what the seed's notebook printed; 'mean-field k' is deeplab's mean-field depth scale "
@@ -110,12 +108,3 @@ def trainability(ctx: "ExperimentContext") -> None:
     ctx.data["probe_settings"] = {"epochs": probe.epochs, "batch_size": probe.batch_size, "optimizer": probe.optimizer,
                                   "lr": probe.lr, "momentum": probe.momentum,
                                   "limit_train_batches": probe.limit_train_batches}
-
-
-def _parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip().startswith("|")]
-
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip("|").split("|")]
-
-    return cells(lines[0]), [cells(line) for line in lines[2:]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deeplab.tables import text_table
 from deeplab.models._registry import DATASET_SHAPES, count_parameters, create_model, list_models, model_spec
 
 __all__ = ["format_model_table", "model_rows"]
@@ -22,11 +23,6 @@ def model_rows() -> list[dict[str, str]]:
 
 
 def format_model_table() -> str:
-    rows = model_rows()
     columns = ["name", "family", "seed", "dataset", "parameters", "description"]
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns[:-1]}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns[:-1]) + "  description"]
-    lines.append("  ".join("-" * widths[c] for c in columns[:-1]) + "  " + "-" * 11)
-    for row in rows:
-        lines.append("  ".join(row[c].ljust(widths[c]) for c in columns[:-1]) + "  " + row["description"])
-    return "\n".join(lines)
+    rows = [[row[c] for c in columns] for row in model_rows()]
+    return text_table(columns, rows, align="l" * len(columns), ragged_last=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deeplab.io import atomic_write, atomic_write_json
+from deeplab.tables import markdown_table
 
 __all__ = [
     "SEARCH_JSON", "SEARCH_PNG", "REPORT_MD", "TABLE_MD", "TABLE_JSON",
@@ -142,12 +143,10 @@ def format_report(summary: dict[str, Any]) -> str:
         "",
         "## Per seed",
         "",
-        "| seed | max trainable | min untrainable | probes | rounds |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        markdown_table(["seed", "max trainable", "min untrainable", "probes", "rounds"],
+                       [[seed["seed"], _depth(seed["max_trainable"]), _depth(seed["min_untrainable"]), seed["probes"],
+                         seed["rounds"]] for seed in s["per_seed"]], align="rrrrr"),
     ]
-    for seed in s["per_seed"]:
-        lines.append(f"| {seed['seed']} | {_depth(seed['max_trainable'])} | {_depth(seed['min_untrainable'])} "
-                     f"| {seed['probes']} | {seed['rounds']} |")
     lines += [
         "",
         "## Non-monotone pairs",
@@ -239,18 +238,23 @@ def _max_depth_text(summary: dict[str, Any]) -> str:
     return best
 
 
-def format_table(rows: Sequence[dict[str, Any]], inits: Sequence[str]) -> str:
-    """Markdown: one row per family; seed 002's upper bound and reported maximum, then per init
-    deeplab's maximum trainable depth and the mean-field prediction."""
+def table_rows(rows: Sequence[dict[str, Any]], inits: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the table: one row per family; seed 002's upper bound and reported maximum,
+    then per init deeplab's maximum trainable depth and the mean-field prediction."""
     header = ["family", "upper", "seed 002 max k"]
     for init in inits:
         suffix = f" ({init})" if len(inits) > 1 or init != "seed" else ""
         header += [f"deeplab max k{suffix}", f"mean-field k{suffix}"]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
+    body = []
     for row in rows:
         cells = [row["family"], str(row["upper"]), _depth(row["seed_reported_max"])]
         for init in inits:
             cells.append(format_depth_cell(row["searches"].get(init)))
             cells.append(_mean_field_text(row["mean_field"].get(init)))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        body.append(cells)
+    return header, body
+
+
+def format_table(rows: Sequence[dict[str, Any]], inits: Sequence[str]) -> str:
+    """:func:`table_rows` as markdown (``table.md``)."""
+    return markdown_table(*table_rows(rows, inits)) + "\n"
