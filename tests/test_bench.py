@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from deeplab.synthetic import write_synthetic_datasets
 import torch
 import torch.nn as nn
 
@@ -28,7 +30,6 @@ from deeplab.bench import (
     seed002_train_steps,
     seed_cifar10_loader,
     seed_mnist_loader,
-    write_synthetic_cifar10,
 )
 from deeplab.cli import run_main
 from deeplab.models import create_model
@@ -93,7 +94,7 @@ def test_seed002_and_seed001_loops_run(tiny_mnist: Path, tmp_path: Path) -> None
 
     _positive_segment(build002, 2, 8)
 
-    write_synthetic_cifar10(tmp_path, train=20, test=4)
+    write_synthetic_datasets(tmp_path, train=20, test=4, datasets=("cifar10",))
     cifar_loader = seed_cifar10_loader(tmp_path, batch_size=2, num_workers=0)
     image, _ = cifar_loader.dataset[0]
     assert image.shape == (3, 32, 32)  # RandomCrop + flip + ToTensor + Normalize through torchvision's CIFAR10

@@ -34,7 +34,6 @@ from deeplab.bench.seeds import (
     seed002_train_steps,
     seed_cifar10_loader,
     seed_mnist_loader,
-    write_synthetic_cifar10,
 )
 
 __all__ = [
@@ -42,5 +41,5 @@ __all__ = [
     "CeilingSide", "DeeplabFitSide", "PlainLoopSide", "SeedSide", "Segment", "SegmentTimer", "cpu_seconds",
     "format_table", "iter_case_names", "quick_selection", "run_case", "summary_rows", "SeedFiveLayerCNN", "SeedFiveLayerCNNSigmoid",
     "SeedTwoLayerNet", "seed000_train_steps", "seed001_train_steps", "seed002_train_steps", "seed_cifar10_loader",
-    "seed_mnist_loader", "write_synthetic_cifar10",
+    "seed_mnist_loader",
 ]

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from deeplab.synthetic import write_synthetic_datasets
 from deeplab.bench.harness import (
     BenchCase,
     BenchContext,
@@ -34,7 +35,6 @@ from deeplab.bench.seeds import (
     seed002_train_steps,
     seed_cifar10_loader,
     seed_mnist_loader,
-    write_synthetic_cifar10,
 )
 
 __all__ = ["CASES", "DEFAULT_CASES", "GROUP_TARGETS", "SEED002_FAMILIES"]
@@ -259,7 +259,8 @@ def _build_resnet18(context: BenchContext, steps: int) -> tuple[Any, Any]:
     batch = 128
     cifar_root = context.work_dir / f"cifar10-{steps}"
     if not (cifar_root / "cifar-10-batches-py" / "batches.meta").is_file():
-        write_synthetic_cifar10(cifar_root, train=steps * batch)  # one epoch of full batches per segment
+        # one epoch of full batches per segment, in the format the tests use (deeplab.synthetic)
+        write_synthetic_datasets(cifar_root, train=steps * batch, test=16, datasets=("cifar10",))
     loader = seed_cifar10_loader(cifar_root, batch, num_workers=2)
     device = torch.device(context.device)
 

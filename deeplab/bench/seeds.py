@@ -10,13 +10,6 @@ numbers and deeplab's models.
 
 from __future__ import annotations
 
-import math
-import os
-import pickle
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -29,7 +22,6 @@ __all__ = [
     "seed002_train_steps",
     "seed_mnist_loader",
     "seed_cifar10_loader",
-    "write_synthetic_cifar10",
     "MNIST_SEED000_MEAN_STD",
     "MNIST_SEED002_MEAN_STD",
     "CIFAR_SEED001_MEAN_STD",
@@ -288,35 +280,3 @@ def seed_cifar10_loader(data_dir, batch_size=128, num_workers=2):
 
     dataset = CheckedCIFAR10(str(data_dir), train=True, download=False, transform=transform_train)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers)
-
-
-def write_synthetic_cifar10(root: str | os.PathLike, train: int, test: int = 16, seed: int = 0) -> Path:
-    """Random CIFAR-10 pickles in torchvision's on-disk format under ``root/cifar-10-batches-py``.
-
-    ``data_batch_1..5`` and ``test_batch``: dicts with ``data`` (N, 3072) uint8
-    (channel-major rows) and ``labels``; ``batches.meta`` with ``label_names``.
-    (Protocol-2 pickles with str keys; torchvision reads them with
-    ``encoding="latin1"`` like the official files.)
-    """
-    rng = np.random.default_rng(seed)
-    folder = Path(root) / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def batch(count: int, name: str) -> dict[str, Any]:
-        return {
-            "batch_label": name,
-            "labels": [int(v) for v in rng.integers(0, 10, size=count)],
-            "data": rng.integers(0, 256, size=(count, 3072), dtype=np.uint8),
-            "filenames": [f"synthetic_{i:05d}.png" for i in range(count)],
-        }
-
-    per_file = math.ceil(train / 5)
-    for number in range(1, 6):
-        with open(folder / f"data_batch_{number}", "wb") as file:
-            pickle.dump(batch(per_file, f"training batch {number} of 5"), file, protocol=2)
-    with open(folder / "test_batch", "wb") as file:
-        pickle.dump(batch(test, "testing batch 1 of 1"), file, protocol=2)
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    with open(folder / "batches.meta", "wb") as file:
-        pickle.dump({"num_cases_per_batch": per_file, "label_names": names, "num_vis": 3072}, file, protocol=2)
-    return Path(root)
