@@ -23,12 +23,7 @@ from deeplab.search.prediction import predict_for_model
 from deeplab.train import fit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one torch thread (conftest)
 
 
 # ------------------------------------------------------------------ the Gaussian init and (σ_w², σ_b²)

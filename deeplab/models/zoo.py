@@ -246,10 +246,13 @@ _SEED003_PROTOCOL = dict(
 )
 
 
-def _register_seed003_mlp(name: str, seed_class: str, description: str) -> None:
+def _register_seed003(name: str, seed_class: str, description: str) -> None:
+    """Seed 003's MLPs (``mlp_*``: :class:`SeedMLP`) and CNNs (``cnn_*``: :class:`SeedCNN`), one factory shape."""
+    mlp = name.startswith("mlp")
+
     @register_model(
         name,
-        family="seed003-mlp",
+        family="seed003-mlp" if mlp else "seed003-cnn",
         seed=f"003 Part 3 ({seed_class}; Part 4 {seed_class}_Sigmoid with activation='sigmoid')",
         description=description,
         dataset="cifar10",
@@ -258,29 +261,16 @@ def _register_seed003_mlp(name: str, seed_class: str, description: str) -> None:
     def factory(
         in_channels: int = 3, num_classes: int = 10, image_size: int = 32, activation: str = "relu"
     ) -> nn.Module:
-        return SeedMLP(MLP_HIDDEN[name], in_channels, num_classes, image_size, activation)
-
-
-def _register_seed003_cnn(name: str, seed_class: str, description: str) -> None:
-    @register_model(
-        name,
-        family="seed003-cnn",
-        seed=f"003 Part 3 ({seed_class}; Part 4 {seed_class}_Sigmoid with activation='sigmoid')",
-        description=description,
-        dataset="cifar10",
-        protocol=_SEED003_PROTOCOL,
-    )
-    def factory(
-        in_channels: int = 3, num_classes: int = 10, image_size: int = 32, activation: str = "relu"
-    ) -> nn.Module:
+        if mlp:
+            return SeedMLP(MLP_HIDDEN[name], in_channels, num_classes, image_size, activation)
         return SeedCNN(CNN_LAYERS[name], in_channels, num_classes, image_size, activation)
 
 
-_register_seed003_mlp("mlp_1", "MLP_1", "3072→32→10 MLP, He-uniform init (98,666 params)")
-_register_seed003_mlp("mlp_2", "MLP_2", "3072→32→64 (no bias)→10 MLP, He-uniform init (101,034 params)")
-_register_seed003_cnn("cnn_3", "CNN_3", "conv 3×3×16, 5×5×8, pool, 7×7×16, pool, fc 1024→64→10 (76,194 params)")
-_register_seed003_cnn("cnn_4", "CNN_4", "conv 3×3×16, 3×3×8, 5×5×16, pool, 5×5×16, pool, fc 1024→64→10 (77,490 params)")
-_register_seed003_cnn("cnn_5", "CNN_5", "six 3×3 convs 8/16/8/16, pool, 16/8, pool, fc 512→64→10 (40,682 params)")
+_register_seed003("mlp_1", "MLP_1", "3072→32→10 MLP, He-uniform init (98,666 params)")
+_register_seed003("mlp_2", "MLP_2", "3072→32→64 (no bias)→10 MLP, He-uniform init (101,034 params)")
+_register_seed003("cnn_3", "CNN_3", "conv 3×3×16, 5×5×8, pool, 7×7×16, pool, fc 1024→64→10 (76,194 params)")
+_register_seed003("cnn_4", "CNN_4", "conv 3×3×16, 3×3×8, 5×5×16, pool, 5×5×16, pool, fc 1024→64→10 (77,490 params)")
+_register_seed003("cnn_5", "CNN_5", "six 3×3 convs 8/16/8/16, pool, 16/8, pool, fc 512→64→10 (40,682 params)")
 
 # ================================================================================= seed 004
 # CIFAR-10, Exercises 1, 2 and 4 alike: ``optim.SGD(lr=0.01, momentum=0.9)`` (no weight decay),
