@@ -401,6 +401,10 @@ def test_format_table_with_several_seeds() -> None:
     text = format_table([{"family": "cnn_elu", "upper": 150, "seed_reported_max": 93,
                           "searches": {"seed": same}, "mean_field": {"seed": None}}], ["seed"])
     assert "| 9 (all 3 seeds) |" in text
+    capped = dict(same, min_untrainable=None)  # every seed trained up to the upper bound
+    text = format_table([{"family": "cnn_elu", "upper": 9, "seed_reported_max": 93,
+                          "searches": {"seed": capped}, "mean_field": {"seed": None}}], ["seed"])
+    assert "| ≥ 9 (all 3 seeds) |" in text
     jagged = dict(search, non_monotone=[{"untrainable_depth": 12, "trainable_depth": 18, "seed": 1}])
     text = format_table([{"family": "cnn_elu", "upper": 150, "seed_reported_max": 93,
                           "searches": {"seed": jagged}, "mean_field": {"seed": None}}], ["seed"])

@@ -233,7 +233,9 @@ def _max_depth_text(summary: dict[str, Any]) -> str:
         missing = summary.get("seeds_nothing_trainable") or []
         note = f"; seed {', '.join(map(str, missing))}: < {summary['lower']}" if missing else ""
         if low == high and not missing:
-            return f"{median:g} (all {len(summary['seeds'])} seeds)"
+            # every seed trained up to the upper bound: the boundary lies above it, as one seed's "≥ k" says
+            above = "≥ " if summary["min_untrainable"] is None else ""
+            return f"{above}{median:g} (all {len(summary['seeds'])} seeds)"
         return f"{median:g} ({low}–{high}{note})" if low != high else f"{median:g} ({low}{note})"
     return best
 
