@@ -89,7 +89,7 @@ def _budget_text(training: "FitConfig", threshold: float = 0.2) -> str:
     dataset="mnist",
     trainings="≈ 25 probes: η from 0.1 down until one trains, then 2 bisections, at k = 30, 99, 300, for 2 networks",
     full_cost="≈ 45 min of one CPU core (k = 300 probes: 2-4 min each)",
-    quick_cost="≈ 10 s",
+    quick_cost="≈ 2 s",
 )
 def lr_depth_scaling(ctx: "ExperimentContext") -> None:
     from deeplab.experiments.plots import plot_series
@@ -152,7 +152,7 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
     dataset="mnist",
     trainings=f"{len(PHASE_SIGMA_W2)} bisections over k = 3…{PHASE_UPPER} (≈ 5 probes each), 200 batches of 64",
     full_cost="≈ 40 min of one CPU core (k = 120 probes: ≈ 1 min each); --devices 2 probes two depths at once",
-    quick_cost="≈ 10 s",
+    quick_cost="≈ 2 s",
 )
 def phase_diagram(ctx: "ExperimentContext") -> None:
     from deeplab import mean_field
