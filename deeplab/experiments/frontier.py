@@ -87,8 +87,8 @@ def _budget_text(training: "FitConfig", threshold: float = 0.2) -> str:
     "lr_depth_scaling", seed="002", experiment="beyond the seed: the largest stable step size against depth",
     title="How the largest trainable step size shrinks with depth (delta-orthogonal tanh, SkipInit ResNet)",
     dataset="mnist",
-    trainings="≈ 25 probes: η from 0.1 down until one trains, then 2 bisections, at k = 30, 99, 300, for 2 networks",
-    full_cost="≈ 45 min of one CPU core (k = 300 probes: 2-4 min each)",
+    trainings="≈ 30 probes: η from 0.1 down until one trains, then 2 bisections, at k = 30, 99, 300, for 2 networks",
+    full_cost="≈ 50 min of one CPU core (measured: 29 probes, 51 min; k = 300 probes 2-8 min each)",
     quick_cost="≈ 2 s",
 )
 def lr_depth_scaling(ctx: "ExperimentContext") -> None:
@@ -151,7 +151,7 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
     title="Phase diagram: deepest trainable tanh CNN over σ_w² (Gaussian init, σ_b² = 0.05) against 6 ξ_c",
     dataset="mnist",
     trainings=f"{len(PHASE_SIGMA_W2)} bisections over k = 3…{PHASE_UPPER} (≈ 5 probes each), 200 batches of 64",
-    full_cost="≈ 40 min of one CPU core (k = 120 probes: ≈ 1 min each); --devices 2 probes two depths at once",
+    full_cost="≈ 40 min of one CPU core (measured: 55 probes, 41 min); --devices 2 probes two depths at once",
     quick_cost="≈ 2 s",
 )
 def phase_diagram(ctx: "ExperimentContext") -> None:
