@@ -5,7 +5,7 @@
 #   scripts/frontier.sh                 # k = 999 on this CPU (the README's rows)
 #   scripts/frontier.sh 9999 gpu        # k = 9,999 on a GPU (Xiao et al. 2018's depth)
 #
-# Environment: DATA_DIR (default ../shared/datasets), OUT (default runs/frontier), BATCHES (training
+# Environment: DATA_DIR (default ../shared/datasets), OUT (default runs/frontier), SEED (default 0), BATCHES (training
 # batches of 64, default 200 = the η sweep's reduced budget), RUNS (which of tanh_delta_orthogonal,
 # tanh_seed, resnet_skipinit, resnet_seed; default all four), ACTIVATION_CHECKPOINTING=1 (recompute
 # activations in the backward pass: for a GPU whose memory the k = 9,999 ResNet would exceed, ≈ 25 GB).
@@ -20,6 +20,7 @@ ACCELERATOR="${2:-cpu}"
 DATA_DIR="${DATA_DIR:-../shared/datasets}"
 OUT="${OUT:-runs/frontier}"
 BATCHES="${BATCHES:-200}"
+SEED="${SEED:-0}"
 RUNS="${RUNS:-tanh_delta_orthogonal tanh_seed resnet_skipinit resnet_seed}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -38,9 +39,9 @@ run() {  # run NAME MODEL INIT LR POWER
     echo "== $name: $model --init $init at k = $DEPTH on $ACCELERATOR"
     python "$HERE/fit.py" --model "$model" --depth "$DEPTH" --init "$init" \
         --lr "$lr" --lr-depth-scaling "power:$power@300" \
-        --epochs 1 --limit-train-batches "$BATCHES" --batch-size 64 --val-split none --seed 0 \
+        --epochs 1 --limit-train-batches "$BATCHES" --batch-size 64 --val-split none --seed "$SEED" \
         --accelerator "$ACCELERATOR" --data-dir "$DATA_DIR" --out "$OUT" \
-        --run-name "$model-$init-k$DEPTH" --no-progress-bar "${extra[@]}" || echo "(exit $?: see above)"
+        --run-name "$model-$init-k$DEPTH-seed$SEED" --no-progress-bar "${extra[@]}" || echo "(exit $?: see above)"
 }
 
 run tanh_delta_orthogonal cnn_tanh delta_orthogonal "$TANH_LR_300" "$TANH_POWER"
