@@ -20,15 +20,15 @@ optimization), :class:`MomentumSGD` (the seeds' hand-written optimizer),
 :class:`GradientNorms`, :class:`TrainabilityJudge`, :class:`TrainabilitySearch`.
 """
 
-import importlib
 import logging
-from typing import Any
 
 __version__ = "0.1.0"
 
 # Inductor (the compiled step, the fused CPU kernels) logs "No CUDA runtime is found, using
 # CUDA_HOME=…" at its first compile on a CPU-only machine: noise in a training console
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+from deeplab._lazy import lazy_names
 
 #: public name → the module that defines it
 _PUBLIC = {
@@ -52,16 +52,4 @@ _PUBLIC = {
 
 __all__ = sorted(_PUBLIC)
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (PEP 562)."""
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deeplab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

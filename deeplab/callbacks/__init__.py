@@ -29,33 +29,20 @@ no other callback. Inside ``deeplab``, import from the defining submodule, so
 ``tests/test_architecture.py`` sees the import.
 """
 
-import importlib
-from typing import Any
+from deeplab._lazy import lazy_names
 
 #: public name → the submodule that defines it
 _PUBLIC = {
-    "EpochObserver": "base",
-    "GradientObserver": "base",
-    "ResultsContributor": "base",
-    "EpochLine": "progress",
-    "BatchProgressBar": "progress",
-    "Throughput": "throughput",
-    "GradientNorms": "gradients",
-    "TrainabilityJudge": "trainability",
+    "EpochObserver": ".base",
+    "GradientObserver": ".base",
+    "ResultsContributor": ".base",
+    "EpochLine": ".progress",
+    "BatchProgressBar": ".progress",
+    "Throughput": ".throughput",
+    "GradientNorms": ".gradients",
+    "TrainabilityJudge": ".trainability",
 }
 
 __all__ = sorted(_PUBLIC)
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's submodule on first use (PEP 562)."""
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deeplab.callbacks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"deeplab.callbacks.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

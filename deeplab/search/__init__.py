@@ -23,28 +23,19 @@ which records its per-epoch errors and divergence; the verdict rule
 ``scripts/search.py`` is the command line.
 """
 
-import importlib
-from typing import Any
-
+from deeplab._lazy import lazy_names
 from deeplab.search.metrics import METRICS
 
 #: public name → the submodule that defines it, imported on first use (``search.py --help`` stays fast)
 _PUBLIC = {
-    "BisectionResult": "bisection", "BoundarySearch": "bisection", "bisect_trainability": "bisection",
-    "candidate_depths": "bisection", "non_monotone_pairs": "bisection",
-    "LEDGER_FILE": "ledger", "ProbeLedger": "ledger", "probe_key": "ledger", "probe_settings": "ledger",
-    "ProbeRequest": "runner", "SearchPlan": "runner", "prepare_search": "runner", "run_probe": "runner",
-    "run_search": "runner",
-    "TrainabilitySearch": "callback",
+    "BisectionResult": ".bisection", "BoundarySearch": ".bisection", "bisect_trainability": ".bisection",
+    "candidate_depths": ".bisection", "non_monotone_pairs": ".bisection",
+    "LEDGER_FILE": ".ledger", "ProbeLedger": ".ledger", "probe_key": ".ledger", "probe_settings": ".ledger",
+    "ProbeRequest": ".runner", "SearchPlan": ".runner", "prepare_search": ".runner", "run_probe": ".runner",
+    "run_search": ".runner",
+    "TrainabilitySearch": ".callback",
 }
 
 __all__ = ["METRICS", *_PUBLIC]
 
-
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deeplab.search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"deeplab.search.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)
