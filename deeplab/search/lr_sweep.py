@@ -21,21 +21,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from deeplab.callbacks.trainability import judge_errors
-from deeplab.config import FitConfig, resolve_config
+from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
 
-__all__ = ["LR_GRID", "largest_trainable_lr", "fit_power_law", "sweep_config"]
+__all__ = ["LR_GRID", "largest_trainable_lr", "fit_power_law"]
 
 #: descending step sizes tried at each depth (≈ ×2.5 apart: 1-2-5 per decade)
 LR_GRID: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)
-
-
-def sweep_config(training: FitConfig, *, model: str, init: str, depth: int, lr: float, out: Path) -> FitConfig:
-    """One probe of the sweep: ``training`` at this model, init, depth and η, its run under ``out/runs``."""
-    return resolve_config(dataclasses.replace(
-        training, model=model, init=init, depth=depth, lr=lr, devices="1", grad_norms=False,
-        progress_bar=False, ckpt_path=None, fast_dev_run=False, log_dir=str(out / "runs")))
 
 
 def largest_trainable_lr(
@@ -58,16 +51,19 @@ def largest_trainable_lr(
     "probes": [{"lr", "test_error", "train_error", "diverged", "trainable", "wall_time_s"}, ...]}``;
     ``largest_lr`` is None when no η of the grid trained.
     """
-    from deeplab.search.runner import ProbeRequest, run_probe
+    from deeplab.search.runner import ProbeRequest, SearchPlan, prepare_search, run_probe
 
     if not lrs or any(not (math.isfinite(lr) and lr > 0) for lr in lrs):
         raise DeeplabError(f"learning rates must be positive numbers, got {list(lrs)}")
     out = Path(out)
+    # A probe's config is a one-depth search's (the same checks, run folder and ledger settings), at each η.
+    base = prepare_search(SearchPlan(model=model, upper=depth, lower=depth, out=str(out),
+                                     training=dataclasses.replace(training, init=init)))
     ledger = ProbeLedger(out / LEDGER_FILE)
     probes: list[dict[str, Any]] = []
 
     def probe(lr: float) -> bool:
-        config = sweep_config(training, model=model, init=init, depth=depth, lr=lr, out=out)
+        config = dataclasses.replace(base, lr=lr)
         settings = probe_settings(config)
         record = ledger.get(settings, depth, config.seed)
         reused = record is not None
