@@ -67,7 +67,10 @@ def reduced_budget(ctx: "ExperimentContext", model: str, **fields: Any) -> "FitC
                          epochs=1, batch_size=REDUCED_BATCH, limit_train_batches=REDUCED_BATCHES, val_split="none",
                          compile="off", **fields)
     if ctx.quick:
-        training = dataclasses.replace(training, batch_size=32, limit_train_batches=3, limit_val_batches=1)
+        from deeplab.experiments.runner import QUICK_MAX_BATCH, QUICK_TRAIN_BATCHES, QUICK_VAL_BATCHES
+
+        training = dataclasses.replace(training, batch_size=QUICK_MAX_BATCH, limit_train_batches=QUICK_TRAIN_BATCHES,
+                                       limit_val_batches=QUICK_VAL_BATCHES)  # every recipe's smoke budget
     overrides = {name: getattr(options, name) for name in ("epochs", "limit_train_batches", "limit_val_batches")
                  if getattr(options, name) is not None}
     return dataclasses.replace(training, **overrides)
