@@ -298,11 +298,9 @@ def _check_init_options(config: FitConfig) -> None:
         if "activation_checkpointing" not in spec.keywords:
             raise DeeplabError(f"--activation-checkpointing is built into the seed 002 depth families, not "
                                f"{config.model!r}; drop it")
-        from deeplab.models.depth_family import FAMILY_CONFIGS
+        from deeplab.models.depth_family import FAMILY_CONFIGS, check_checkpointing
 
-        if FAMILY_CONFIGS[config.model].batch_norm:
-            raise DeeplabError(f"--activation-checkpointing would update {config.model}'s batch norm running "
-                               f"statistics twice (the backward pass recomputes the forward); drop it")
+        check_checkpointing(config.model, FAMILY_CONFIGS[config.model].batch_norm)
 
 
 def _check_statistics(config: FitConfig) -> None:

@@ -85,6 +85,7 @@ __all__ = [
     "STAGE_WIDTHS",
     "DEFAULT_DEPTH",
     "validate_depth",
+    "check_checkpointing",
     "seed_weight_std",
     "ResidualBlock",
     "DepthCNN",
@@ -168,6 +169,16 @@ def _positive_int(value: object, name: str) -> int:
     if number <= 0:
         raise DeeplabError(f"{name} must be a positive integer, got {value!r}")
     return number
+
+
+def check_checkpointing(family: str, batch_norm: bool) -> None:
+    """``--activation-checkpointing`` recomputes each layer's forward in the backward pass, which would
+    update a batch norm's running statistics twice: DeeplabError for a batch-norm family (the model and
+    the config, which refuses it before any data is read, both ask here)."""
+    if batch_norm:
+        raise DeeplabError(f"--activation-checkpointing recomputes each layer's forward in the backward pass, "
+                           f"which would update {family}'s batch norm running statistics twice; drop it "
+                           f"(it is for the families without batch norm)")
 
 
 class ResidualBlock(nn.Module):
@@ -280,10 +291,8 @@ class DepthCNN(nn.Module):
         self.init = inits.check_scheme(init, residual=residual, family=family)
         inits.check_variances(self.init, sigma_w2, sigma_b2)
         self.sigma_w2, self.sigma_b2 = sigma_w2, sigma_b2
-        if activation_checkpointing and batch_norm:
-            raise DeeplabError(f"--activation-checkpointing recomputes each layer's forward in the backward pass, "
-                               f"which would update {family}'s batch norm running statistics twice; drop it "
-                               f"(it is for the families without batch norm)")
+        if activation_checkpointing:
+            check_checkpointing(family, batch_norm)
         self.activation_checkpointing = bool(activation_checkpointing)
         self.family = family
         self.depth = depth
