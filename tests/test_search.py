@@ -26,6 +26,7 @@ from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
 from deeplab.search import (
     BoundarySearch,
+    PriorStartSearch,
     ProbeLedger,
     ProbeRequest,
     SearchPlan,
@@ -165,6 +166,124 @@ def test_non_monotone_pairs_are_recorded() -> None:
     assert (30, 60) in result.non_monotone
     assert result.max_trainable == 24 and result.min_untrainable == 27  # bracket below the first failure
     assert non_monotone_pairs({3: True, 6: False, 9: True, 12: False}) == [(6, 9)]
+
+
+# ----------------------------------------------------------------- prior start
+def run_machine(search: Any, predicate: Callable[[int], bool]) -> Any:
+    while depths := search.next_round():
+        for depth in depths:
+            search.record(depth, predicate(depth))
+    return search.result()
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+@pytest.mark.parametrize("lower, upper, step", [(3, 24, 3), (3, 450, 3), (1, 10, 1)])
+def test_prior_start_finds_every_boundary_from_every_start(lower: int, upper: int, step: int, parallel: int) -> None:
+    depths = list(range(lower, upper + 1, step))
+    for boundary in [lower - step] + depths[:: max(1, len(depths) // 12)] + [upper]:
+        for start in depths[:: max(1, len(depths) // 15)] + [upper]:
+            predicate, calls = counting(lambda k, b=boundary: k <= b)
+            result = run_machine(PriorStartSearch(lower, upper, step, start, parallel), predicate)
+            assert result.max_trainable == (boundary if boundary >= lower else None)
+            assert result.min_untrainable == (boundary + step if boundary < upper else None)
+            assert calls[0] == start and len(calls) == len(set(calls)) == result.probes
+            # the seed's criterion: a trainable k and an untrainable k + step, both probed
+            if result.max_trainable is not None:
+                assert result.outcomes[result.max_trainable] is True
+            if result.min_untrainable is not None:
+                assert result.outcomes[result.min_untrainable] is False
+                if result.max_trainable is not None:
+                    assert result.min_untrainable - result.max_trainable == step
+
+
+def test_a_prior_near_the_boundary_beats_bisection() -> None:
+    """Probe counts: at the boundary 2 probes, s steps away ≤ 2·log2(s + 1) + 2; bisection ~log2(range) + 1."""
+    for boundary in (156, 447, 60, 300):
+        bisection = bisect_trainability(lambda k: k <= boundary, 3, 450, 3).probes
+        for distance in (0, 1, 3, 8, 20):
+            for start in (boundary - 3 * distance, boundary + 3 * distance):
+                if not 3 <= start <= 450:
+                    continue
+                result = run_machine(PriorStartSearch(3, 450, 3, start), lambda k: k <= boundary)
+                assert result.max_trainable == boundary
+                assert result.probes <= 2 * math.log2(distance + 1) + 2
+                if distance <= 3:
+                    assert result.probes < bisection, (boundary, start)
+        # the notebook's 447 as prior for resnet_elu: 447 then 450
+        exact = run_machine(PriorStartSearch(3, 450, 3, boundary if boundary < 450 else 447),
+                            lambda k: k <= boundary)
+        assert exact.probes <= 3
+
+
+def test_prior_start_on_a_ragged_edge_finds_a_pair_near_the_prior() -> None:
+    # trains up to 93, fails at 96, trains again at 99 and 102, fails from 105 (cnn_tanh_bn_oldinit's shape)
+    def ragged(k: int) -> bool:
+        return k <= 93 or k in (99, 102)
+
+    from_above = run_machine(PriorStartSearch(3, 120, 3, 102), ragged)
+    assert (from_above.max_trainable, from_above.min_untrainable) == (102, 105)
+    at_93 = run_machine(PriorStartSearch(3, 120, 3, 93), ragged)
+    assert (at_93.max_trainable, at_93.min_untrainable) == (93, 96)
+    # from 90 the doubling stride steps over 96 (90, 93, 99, 111, then back: 105, 102)
+    from_below = run_machine(PriorStartSearch(3, 120, 3, 90), ragged)
+    assert (from_below.max_trainable, from_below.min_untrainable) == (102, 105)
+    assert from_below.non_monotone == []  # nothing it probed shows the ragged part
+    bisection = bisect_trainability(ragged, 3, 120, 3)
+    assert bisection.min_untrainable - bisection.max_trainable == 3
+    # both pairs meet the criterion; the walk that crossed the ragged part reports it
+    long_walk = run_machine(PriorStartSearch(3, 120, 3, 60), ragged)
+    assert long_walk.min_untrainable - long_walk.max_trainable == 3
+    assert long_walk.outcomes[long_walk.max_trainable] and not long_walk.outcomes[long_walk.min_untrainable]
+    # two at a time from 96 (96 and 99): 96 fails, so the walk goes down, and the pair (96, 99) is reported
+    two = run_machine(PriorStartSearch(3, 120, 3, 96, parallel=2), ragged)
+    assert (two.max_trainable, two.min_untrainable) == (93, 96) and (96, 99) in two.non_monotone
+
+
+def test_known_verdicts_are_used_for_free() -> None:
+    # seed 1 of cnn_tanh_newinit, bisected before: 39, 81, 51, 66, 69, 75, 78 probed
+    known = {39: True, 81: False, 51: True, 66: True, 69: True, 75: True, 78: True}
+    predicate, calls = counting(lambda k: k <= 78)
+    result = run_machine(PriorStartSearch(3, 120, 3, 93, known=known), predicate)
+    assert calls == [93] and (result.max_trainable, result.min_untrainable) == (78, 81)
+    # a finished bisection's probes close a bisection's bracket at once: nothing to train
+    predicate, calls = counting(lambda k: k <= 78)
+    again = run_machine(BoundarySearch(3, 120, 3, known=known), predicate)
+    assert calls == [] and (again.max_trainable, again.min_untrainable) == (78, 81)
+    # a known verdict off the grid is ignored
+    assert 80 not in BoundarySearch(3, 120, 3, known={80: True}).outcomes
+
+
+def test_prior_start_refuses_a_start_off_the_grid() -> None:
+    with pytest.raises(DeeplabError, match="--start 448 .* give --start 447 or 450"):
+        PriorStartSearch(3, 450, 3, 448)
+    with pytest.raises(DeeplabError, match="--start 999"):
+        PriorStartSearch(3, 450, 3, 999)
+
+
+def test_later_seeds_start_at_the_first_seeds_boundary(tmp_path: Path) -> None:
+    boundaries = {0: 150, 1: 153, 2: 144}
+    calls: list[tuple[int, int]] = []
+    summary = run_search(plan_for(tmp_path, upper=300, seeds=(0, 1, 2), start=147),
+                         runner=fake_runner(lambda k, s: k <= boundaries[s], calls), echo=quiet)
+    assert [s["max_trainable"] for s in summary["per_seed"]] == [150, 153, 144]
+    assert [(s["method"], s["start"]) for s in summary["per_seed"]] == [("prior", 147), ("prior", 150),
+                                                                        ("prior", 150)]
+    assert calls[0] == (147, 0) and (150, 1) in calls and (150, 2) in calls
+    assert all(s["probes"] < s["bisection_probes"] for s in summary["per_seed"])
+    report = (tmp_path / "report.md").read_text()
+    assert "from k = 147" in report and "from k = 150" in report
+    # the table: seed 0 by bisection, later seeds from its boundary
+    calls.clear()
+    run_table(tmp_path / "table", families=["cnn_elu_bn"], seeds=(0, 1), runner=fake_runner(
+        lambda k, s: k <= boundaries[s], calls), echo=quiet)
+    searched = json.loads((tmp_path / "table" / "cnn_elu_bn" / "seed" / "search.json").read_text())
+    assert [(s["method"], s["start"]) for s in searched["per_seed"]] == [("bisection", None), ("prior", 150)]
+    assert calls[:5] == [(150, 0), (225, 0), (186, 0), (168, 0), (159, 0)]  # the seed's own order
+    # --start seed: the notebook's 156
+    calls.clear()
+    run_table(tmp_path / "prior", families=["cnn_elu_bn"], seeds=(0,), start="seed",
+              runner=fake_runner(lambda k, s: k <= boundaries[s], calls), echo=quiet)
+    assert calls[0] == (156, 0)
 
 
 # ---------------------------------------------------------------------------- judge
@@ -523,6 +642,10 @@ def test_search_script_end_to_end(synthetic_data_dir: Path, tmp_path: Path, sear
     (["--model", "nope", "--upper", "24"], "unknown model"),
     (["--model", "cnn_tanh"], "--upper"),
     (["--table", "--upper", "24"], "drop --upper"),
+    (["--model", "cnn_tanh", "--upper", "24", "--start", "13"], "give --start 12 or 15"),
+    (["--model", "cnn_tanh", "--upper", "24", "--start", "deep"], "a depth K or 'seed'"),
+    (["--model", "cnn5", "--upper", "24", "--start", "seed"], "no number in seed 002"),
+    (["--table", "--start", "12"], "--start seed"),
 ])
 def test_search_script_user_error_is_one_line_and_exit_2(tmp_path: Path, search_script: Any,
                                                          capsys: pytest.CaptureFixture,

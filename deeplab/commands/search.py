@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--upper", type=int, help="deepest depth to consider (seed 002: 24 for cnn_tanh)")
     search.add_argument("--lower", type=int, default=3, help="shallowest depth to consider (default 3)")
     search.add_argument("--step", type=int, default=3, help="spacing of the candidate depths (default 3)")
+    search.add_argument("--start", metavar="K|seed",
+                        help="start from a prior depth K instead of bisecting: probe K, walk up or down by --step "
+                             "(doubling the stride) and bisect back to a trainable k and an untrainable k + step; "
+                             "'seed': the notebook's own number (seed 002 families). Later --seeds start at the "
+                             "first seed's boundary. (default: bisection over --lower…--upper)")
     search.add_argument("--threshold", type=float, default=0.2,
                         help="trainable: error below this after the probe's epochs (default 0.2)")
     search.add_argument("--metric", default="test_error", choices=METRICS,
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
         out = args.out or "lightning_logs/search/table"
         data = run_table(
-            out, families=args.families, inits=args.inits or ["seed"], seeds=seeds,
+            out, start=args.start, families=args.families, inits=args.inits or ["seed"], seeds=seeds,
             threshold=args.threshold, metric=args.metric, parallel=args.parallel,
             training=config_from_args(args, model="cnn_tanh"), backend=args.backend, ray_address=args.ray_address,
         )
@@ -107,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         raise DeeplabError("give --model FAMILY and --upper K (or --table for all seed 002 families)")
     if args.upper is None:
         raise DeeplabError(f"give --upper K, the deepest depth to try (seed 002 used 24 for cnn_tanh)")
-    from deeplab.search.runner import SearchPlan, max_depth_line, run_search
+    from deeplab.search.runner import SearchPlan, max_depth_line, run_search, seed002_reference
 
+    start = _start_depth(args.start, args.model, seed002_reference())
     plan = SearchPlan(
+        start=start,
         model=args.model, upper=args.upper, lower=args.lower, step=args.step, threshold=args.threshold,
         metric=args.metric, seeds=seeds, parallel=args.parallel,
         out=args.out or f"lightning_logs/search/{args.model}",
@@ -139,6 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     print(_mean_field_line(args.model, args.init or "seed"))
     print(max_depth_line(summary))
     return 0
+
+
+def _start_depth(text: str | None, model: str, reference: dict[str, tuple[int, int]]) -> int | None:
+    """``--start``: a depth, or ``seed`` for the notebook's number of a seed 002 family."""
+    from deeplab.errors import DeeplabError
+
+    if text is None:
+        return None
+    if text == "seed":
+        if model not in reference:
+            raise DeeplabError(f"--start seed: {model} has no number in seed 002's table; give --start K")
+        return reference[model][1]
+    try:
+        return int(text)
+    except ValueError:
+        raise DeeplabError(f"--start takes a depth K or 'seed', got {text!r}") from None
 
 
 def _mean_field_line(model: str, init: str) -> str:

@@ -28,7 +28,8 @@ from deeplab.search.metrics import METRICS
 
 #: public name → the submodule that defines it, imported on first use (``search.py --help`` stays fast)
 _PUBLIC = {
-    "BisectionResult": ".bisection", "BoundarySearch": ".bisection", "bisect_trainability": ".bisection",
+    "BisectionResult": ".bisection", "BoundarySearch": ".bisection", "PriorStartSearch": ".bisection",
+    "bisect_trainability": ".bisection",
     "candidate_depths": ".bisection", "non_monotone_pairs": ".bisection",
     "LEDGER_FILE": ".ledger", "ProbeLedger": ".ledger", "probe_key": ".ledger", "probe_settings": ".ledger",
     "ProbeRequest": ".runner", "SearchPlan": ".runner", "prepare_search": ".runner", "run_probe": ".runner",

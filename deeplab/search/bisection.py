@@ -45,6 +45,26 @@ Real trainability need not be monotone; after a round the bracket becomes
 shallowest untrainable one), and every pair "trainable at a deeper depth than
 an untrainable one" that the probes show is reported in ``non_monotone`` —
 a finding about the networks, not an error of the search.
+
+What the ledger already knows. Both searches take ``known`` outcomes (the
+ledger's probes of the same settings and seed, judged): they are used as if
+probed, for free, so a search shares every probe with every other search of the
+same settings. For a fresh ledger nothing changes (the seed's order above); for
+a finished search the bracket closes at once and nothing is trained.
+
+From a prior (:class:`PriorStartSearch`). Where the boundary is roughly known —
+the notebook reports it, or another seed found it — a bisection over the whole
+range wastes its first probes far from it (resnet_elu's k = 225, 339, 396, …,
+about an hour each near k = 447). Starting at the prior K, the search probes K,
+then walks up (K trainable) or down (K untrainable) by ``step``, doubling the
+stride while the verdict does not change (K ± 1, 3, 7, 15 steps), and bisects
+back inside the last stride, until it holds the seed's own criterion: "two
+consecutive values for k such that the network is trainable with the smaller
+one but not with the larger one". A prior within s steps of the boundary costs
+at most 2·log₂(s + 1) + 2 probes; bisection costs log₂(range) + 1 whatever the prior.
+Where the edge is ragged the pair it finds is the one nearest the prior, and a
+bisection may find another (both are pairs by the criterion; ``non_monotone``
+lists what the probes show).
 """
 
 from __future__ import annotations
@@ -57,6 +77,7 @@ from deeplab.errors import DeeplabError
 __all__ = [
     "BisectionResult",
     "BoundarySearch",
+    "PriorStartSearch",
     "bisect_trainability",
     "candidate_depths",
     "non_monotone_pairs",
@@ -114,17 +135,21 @@ class BoundarySearch:
     any order, on any devices, or read them from a ledger.
     """
 
-    def __init__(self, lower: int, upper: int, step: int = 3, parallel: int = 1):
+    def __init__(self, lower: int, upper: int, step: int = 3, parallel: int = 1,
+                 known: dict[int, bool] | None = None):
         if parallel < 1:
             raise DeeplabError(f"--parallel must be ≥ 1, got {parallel}")
         self.depths = candidate_depths(lower, upper, step)
         self.parallel = parallel
-        self.outcomes: dict[int, bool] = {}
+        # the ledger's verdicts on the grid count as probed (module docstring)
+        self.outcomes: dict[int, bool] = {depth: bool(ok) for depth, ok in (known or {}).items()
+                                          if depth in self.depths}
         self.rounds: list[list[int]] = []
         self._pending: list[int] = []
         # The bracket, as indices into self.depths: `low` is the deepest trainable
         # depth seen below `high` (-1: none), `high` the shallowest untrainable (n: none).
         self._low, self._high = -1, len(self.depths)
+        self._close_round()
 
     @property
     def done(self) -> bool:
@@ -167,6 +192,173 @@ class BoundarySearch:
         self._high = min(untrainable, default=len(self.depths))
         trainable_below = [index[d] for d, ok in self.outcomes.items() if ok and index[d] < self._high]
         self._low = max(trainable_below, default=-1)
+
+    def result(self) -> BisectionResult:
+        if not self.done:
+            raise RuntimeError("the search is not finished")
+        low, high = self._low, self._high
+        return BisectionResult(
+            max_trainable=self.depths[low] if low >= 0 else None,
+            min_untrainable=self.depths[high] if high < len(self.depths) else None,
+            outcomes=dict(self.outcomes),
+            rounds=[list(r) for r in self.rounds],
+            non_monotone=non_monotone_pairs(self.outcomes),
+        )
+
+
+class PriorStartSearch:
+    """The seed's consecutive pair found outward from a prior depth ``start`` (module docstring).
+
+    The same state machine as :class:`BoundarySearch` (:meth:`next_round`,
+    :meth:`record`, :attr:`done`, :meth:`result`), so the search's driver runs
+    either. ``parallel = N`` probes the next N points of the walk at once (as if
+    the verdict did not change), then N cuts of the bracket. ``known`` verdicts
+    (the ledger's) are taken where the walk or the bisection would look, and a
+    known verdict beyond the walk's end closes the bracket at once (the nearest
+    untrainable above a trainable start, the nearest trainable below an
+    untrainable one).
+    """
+
+    def __init__(self, lower: int, upper: int, step: int = 3, start: int | None = None, parallel: int = 1,
+                 known: dict[int, bool] | None = None):
+        if parallel < 1:
+            raise DeeplabError(f"--parallel must be ≥ 1, got {parallel}")
+        self.depths = candidate_depths(lower, upper, step)
+        if start is None or start not in self.depths:
+            inside = min(max(start if start is not None else lower, lower), upper)
+            below = inside - (inside - lower) % step
+            hint = f"--start {below}" + (f" or {below + step}" if below + step <= upper else "")
+            raise DeeplabError(f"--start {start} is not one of the depths {lower}, {lower + step}, …, {upper}; "
+                               f"give {hint}")
+        self.start = start
+        self.parallel = parallel
+        self.outcomes: dict[int, bool] = {}
+        self.rounds: list[list[int]] = []
+        self._known = {depth: bool(ok) for depth, ok in (known or {}).items() if depth in self.depths}
+        self._pending: list[int] = []
+        self._phase = "start"  # start → up | down → bisect → done
+        self._low, self._high = -1, len(self.depths)  # bracket indices: trainable end, untrainable end
+        self._stride = 1
+
+    # ----------------------------------------------------------------- state
+    def _index(self, depth: int) -> int:
+        return (depth - self.depths.start) // self.depths.step
+
+    @property
+    def done(self) -> bool:
+        return not self._pending and not self._plan()
+
+    def _apply(self, index: int, trainable: bool) -> None:
+        """One verdict, in walk order: move the walk or the bracket."""
+        if self._phase == "start":
+            if trainable:
+                self._phase, self._low = "up", index
+            else:
+                self._phase, self._high = "down", index
+        elif self._phase == "up":
+            if index <= self._low:
+                return
+            if trainable:
+                self._low, self._stride = index, self._stride * 2
+            else:
+                self._phase, self._high = "bisect", index
+        elif self._phase == "down":
+            if index >= self._high:
+                return
+            if trainable:
+                self._phase, self._low = "bisect", index
+            else:
+                self._high, self._stride = index, self._stride * 2
+        elif self._phase == "bisect" and self._low < index < self._high:
+            if trainable:
+                self._low = index
+            else:
+                self._high = index
+        last = len(self.depths) - 1
+        if (self._phase == "up" and self._low == last) or (self._phase == "down" and self._high == 0) or \
+                (self._phase == "bisect" and self._high - self._low <= 1):
+            self._phase = "done"
+
+    def _consult(self, depth: int) -> None:
+        """Take the ledger's verdict for ``depth`` as if probed."""
+        trainable = self._known.pop(depth)
+        self.outcomes[depth] = trainable
+        self._apply(self._index(depth), trainable)
+
+    def _candidates(self) -> list[int]:
+        """The indices the current phase would probe next (known ones included)."""
+        n = len(self.depths)
+        if self._phase == "start":
+            points = [self._index(self.start)]
+            position, stride = points[0], 1
+            while len(points) < self.parallel and position < n - 1:
+                position, stride = min(position + stride, n - 1), stride * 2
+                points.append(position)
+            return points
+        if self._phase in ("up", "down"):
+            points, position, stride = [], self._low if self._phase == "up" else self._high, self._stride
+            while len(points) < self.parallel:
+                position = min(position + stride, n - 1) if self._phase == "up" else max(position - stride, 0)
+                if points and position == points[-1]:
+                    break
+                points.append(position)
+                stride *= 2
+            return points
+        if self._phase == "bisect":
+            low, high = self._low, self._high
+            gap = high - low
+            return sorted({low + (gap * j) // (self.parallel + 1) for j in range(1, self.parallel + 1)} - {low, high})
+        return []
+
+    def _plan(self) -> list[int]:
+        """The next depths to train, after taking every known verdict the search can use now."""
+        while self._phase != "done":
+            # a known verdict beyond the walk closes its bracket at once (the nearest one)
+            if self._phase == "up":
+                above = [d for d, ok in self._known.items() if not ok and self._index(d) > self._low]
+                if above:
+                    self._consult(min(above))
+                    continue
+            if self._phase == "down":
+                below = [d for d, ok in self._known.items() if ok and self._index(d) < self._high]
+                if below:
+                    self._consult(max(below))
+                    continue
+            if self._phase == "bisect":
+                inside = [d for d in self._known if self._low < self._index(d) < self._high]
+                if inside:
+                    middle = (self._low + self._high) / 2
+                    self._consult(min(inside, key=lambda d: (abs(self._index(d) - middle), d)))
+                    continue
+            points = [self.depths[i] for i in self._candidates()]
+            known = [d for d in points if d in self._known]
+            if known:
+                self._consult(known[0])
+                continue
+            return [d for d in points if d not in self.outcomes]
+        return []
+
+    # ------------------------------------------------------------- interface
+    def next_round(self) -> list[int]:
+        """The depths to probe now, in walk order; empty when the search is finished."""
+        if self._pending:
+            raise RuntimeError(f"depths {self._pending} of the current round have no verdict yet")
+        depths = self._plan()
+        if depths:
+            self._pending = list(depths)
+            self.rounds.append(list(depths))
+        return depths
+
+    def record(self, depth: int, trainable: bool) -> None:
+        """The verdict for one depth of the current round."""
+        if depth not in self._pending:
+            raise RuntimeError(f"depth {depth} is not waiting for a verdict (waiting: {self._pending})")
+        self._pending.remove(depth)
+        self.outcomes[depth] = bool(trainable)
+        if not self._pending:
+            # apply the round in walk order: the first changed verdict ends the walk
+            for round_depth in self.rounds[-1]:
+                self._apply(self._index(round_depth), self.outcomes[round_depth])
 
     def result(self) -> BisectionResult:
         if not self.done:

@@ -125,6 +125,14 @@ class ProbeLedger:
     def get(self, settings: dict[str, Any], depth: int, seed: int) -> dict[str, Any] | None:
         return self._records.get(probe_key(settings, depth, seed))
 
+    def records_for(self, settings: dict[str, Any], seed: int) -> dict[int, dict[str, Any]]:
+        """Every probe of these settings and seed, ``{depth: record}`` in ledger order."""
+        found = {}
+        for record in self._records.values():
+            if record["seed"] == seed and self._records.get(probe_key(settings, record["depth"], seed)) is record:
+                found[record["depth"]] = record
+        return found
+
     def add(self, record: dict[str, Any]) -> None:
         """Append a finished probe (must carry ``settings``, ``depth`` and ``seed``)."""
         key = probe_key(record["settings"], record["depth"], record["seed"])

@@ -143,9 +143,17 @@ def format_report(summary: dict[str, Any]) -> str:
         "",
         "## Per seed",
         "",
-        markdown_table(["seed", "max trainable", "min untrainable", "probes", "rounds"],
-                       [[seed["seed"], _depth(seed["max_trainable"]), _depth(seed["min_untrainable"]), seed["probes"],
-                         seed["rounds"]] for seed in s["per_seed"]], align="rrrrr"),
+        markdown_table(["seed", "found by", "max trainable", "min untrainable", "probes", "bisection's probes",
+                        "rounds", "core-hours"],
+                       [[seed["seed"], _method_text(seed), _depth(seed["max_trainable"]),
+                         _depth(seed["min_untrainable"]), seed["probes"], seed.get("bisection_probes", "—"),
+                         seed["rounds"], _hours(seed.get("core_hours"))] for seed in s["per_seed"]],
+                       align="rlrrrrrr"),
+        "",
+        "Found by: the seed's bisection over the whole range, or a walk from a prior depth (the notebook's "
+        "number, or the first seed's boundary) to a trainable k and an untrainable k + step. Bisection's "
+        "probes: what the seed's bisection over the same range needs for the same boundary. Probes include "
+        "those read from the ledger.",
     ]
     lines += [
         "",
@@ -159,6 +167,9 @@ def format_report(summary: dict[str, Any]) -> str:
         for pair in s["non_monotone"]:
             lines.append(f"- seed {pair['seed']}: k = {pair['untrainable_depth']} untrainable, "
                          f"k = {pair['trainable_depth']} trainable")
+        lines += ["", "The edge is ragged, so the boundary depends on where a search looks: the pair each seed's "
+                      "search found is in the table above, and a search started elsewhere (bisection, or "
+                      "another prior) could have found another pair that meets the criterion as well."]
     else:
         lines.append("None seen among the probes.")
     lines += [
@@ -179,6 +190,14 @@ def format_report(summary: dict[str, Any]) -> str:
         )
     lines += ["", f"Probes ledger: `{Path(s['ledger']).name}`; TensorBoard runs under `runs/`.", ""]
     return "\n".join(lines)
+
+
+def _method_text(seed: dict[str, Any]) -> str:
+    return "bisection" if seed.get("method", "bisection") == "bisection" else f"from k = {seed['start']}"
+
+
+def _hours(hours: float | None) -> str:
+    return "—" if hours is None else f"{hours:.2f}"
 
 
 def _seeds_text(s: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ from deeplab.errors import DeeplabError, RunInterrupted
 from deeplab.io import make_writable_folder
 from deeplab.lifecycle import interrupt_at_once
 from deeplab.preflight import check_hardware, check_memory
-from deeplab.search.bisection import BoundarySearch, candidate_depths
+from deeplab.search.bisection import BoundarySearch, PriorStartSearch, bisect_trainability, candidate_depths
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
 
 __all__ = [
@@ -86,6 +86,20 @@ class SearchPlan:
     verbose: bool = False  # let each probe print the seeds' per-epoch lines
     backend: str = "local"  # local (this machine: in process or a process pool) | ray (deeplab.search.ray_backend)
     ray_address: str | None = None  # --backend ray: the cluster (None: RAY_ADDRESS or a local instance)
+    start: int | None = None  # the first seed's prior depth (PriorStartSearch); None: bisection
+    prior_from_first_seed: bool = False  # later seeds start at the first seed's boundary (True with `start`)
+
+    def seed_start(self, index: int, first: dict[str, Any] | None) -> int | None:
+        """Where seed number ``index`` starts: None (bisection) or a prior depth.
+
+        The first seed starts at :attr:`start`; with a prior (or
+        :attr:`prior_from_first_seed`) every later seed starts at the first
+        seed's deepest trainable depth (``lower`` when nothing trained)."""
+        if index == 0 or first is None:
+            return self.start
+        if self.start is None and not self.prior_from_first_seed:
+            return None
+        return first["max_trainable"] if first["max_trainable"] is not None else self.lower
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,8 @@ def prepare_search(plan: SearchPlan) -> FitConfig:
         if not 0 <= seed <= MAX_SEED:
             raise DeeplabError(f"--seeds: each seed must be an integer in [0, {MAX_SEED}], got {seed}")
     _check_range(plan.model, plan.lower, plan.upper, plan.step)
+    if plan.start is not None:
+        PriorStartSearch(plan.lower, plan.upper, plan.step, plan.start)  # on the grid, else one line
     out = Path(plan.out)
     if out.exists() and not out.is_dir():
         raise DeeplabError(f"--out {out} is a file; give a folder for the ledger, report and runs")
@@ -407,11 +423,31 @@ def _probe_entry(record: dict[str, Any], plan: SearchPlan, round_number: int, re
             {"epoch": e.get("epoch"), "train_error": e.get("train_error"), "test_error": e.get("test_error")}
             for e in record.get("epoch_errors", [])
         ],
+        "core_seconds": core_seconds(record),
         "round": round_number,
         "reused": reused,
         "run_dir": record.get("run_dir"),
         "process": record.get("process"),
     }
+
+
+def core_seconds(record: dict[str, Any]) -> float | None:
+    """A probe's CPU-core seconds: its wall time × the threads it trained with (``device`` says
+    ``cpu (2 cores, 1 threads)``); a GPU probe counts its wall time (one device)."""
+    wall = record.get("wall_time_s")
+    if wall is None:
+        return None
+    import re
+
+    threads = re.search(r"(\d+) threads?\)", str(record.get("device") or ""))
+    return float(wall) * (int(threads.group(1)) if threads else 1)
+
+
+def bisection_probe_count(plan: SearchPlan, max_trainable: int | None) -> int:
+    """How many probes the seed's bisection over the plan's range needs to find the same boundary
+    (a monotone network whose deepest trainable depth is ``max_trainable``)."""
+    boundary = plan.lower - plan.step if max_trainable is None else max_trainable
+    return bisect_trainability(lambda depth: depth <= boundary, plan.lower, plan.upper, plan.step).probes
 
 
 def _median_low(values: list[int]) -> int:
@@ -515,8 +551,14 @@ def run_search(
     failed = True
     try:
         with interrupt_at_once():  # between probes a signal stops at once; a probe stops at its next step
-            for seed in plan.seeds:
-                search = BoundarySearch(plan.lower, plan.upper, plan.step, plan.parallel)
+            for index, seed in enumerate(plan.seeds):
+                known_records = ledger.records_for(settings, seed)
+                known = {depth: _probe_entry(record, plan, 0, reused=True)["trainable"]
+                         for depth, record in known_records.items()}
+                start = plan.seed_start(index, per_seed[0] if per_seed else None)
+                search: BoundarySearch | PriorStartSearch = (
+                    BoundarySearch(plan.lower, plan.upper, plan.step, plan.parallel, known=known) if start is None
+                    else PriorStartSearch(plan.lower, plan.upper, plan.step, start, plan.parallel, known=known))
                 seed_entries: dict[int, dict[str, Any]] = {}
                 while depths := search.next_round():
                     round_number = len(search.rounds)
@@ -538,21 +580,33 @@ def run_search(
                     for depth in depths:
                         search.record(depth, seed_entries[depth]["trainable"])
                 result = search.result()
+                for depth in result.outcomes:  # the ledger's verdicts the search took as they were
+                    if depth not in seed_entries:
+                        seed_entries[depth] = _probe_entry(known_records[depth], plan, 0, reused=True)
+                        echo(_probe_line(seed_entries[depth], plan.metric))
                 seed_probes = [seed_entries[depth] for depth in result.outcomes]
                 probes.extend(seed_probes)
                 per_seed.append({
                     "seed": seed,
+                    "method": "bisection" if start is None else "prior",
+                    "start": start,
                     "max_trainable": result.max_trainable,
                     "min_untrainable": result.min_untrainable,
                     "rounds": len(result.rounds),
                     "probes": result.probes,
+                    "bisection_probes": bisection_probe_count(plan, result.max_trainable),
+                    "core_hours": round(sum(p["core_seconds"] or 0.0 for p in seed_probes) / 3600, 3),
                     "probes_trained": sum(not p["reused"] for p in seed_probes),
                     "non_monotone": [{"untrainable_depth": bad, "trainable_depth": good}
                                      for bad, good in result.non_monotone],
                 })
+                how = "bisection" if start is None else f"from k={start}"
+                done = per_seed[-1]
                 echo(f"seed {seed}: max trainable depth {_depth_text(result.max_trainable)}, "
-                     f"min untrainable depth {_depth_text(result.min_untrainable)} "
-                     f"({result.probes} probes in {len(result.rounds)} rounds)")
+                     f"min untrainable depth {_depth_text(result.min_untrainable)} ({how}: "
+                     f"{_count(result.probes, 'probe')}, {done['probes_trained']} trained, "
+                     f"{_count(len(result.rounds), 'round')}; bisection needs {done['bisection_probes']} "
+                     f"for this boundary)")
             failed = False
     except RunInterrupted as stopped:
         raise RunInterrupted(stopped.signum, advice=(
@@ -577,6 +631,8 @@ def run_search(
         "seeds": list(plan.seeds),
         "parallel": plan.parallel,
         "backend": plan.backend,
+        "start": plan.start,
+        "prior_from_first_seed": plan.prior_from_first_seed,
         **summarize_seeds(per_seed, plan.lower, plan.upper, plan.step),
         "per_seed": per_seed,
         "non_monotone": [dict(pair, seed=s["seed"]) for s in per_seed for pair in s["non_monotone"]],
@@ -595,6 +651,10 @@ def run_search(
 
         write_search_outputs(summary, out)
     return summary
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _depth_text(depth: int | None) -> str:

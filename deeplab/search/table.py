@@ -83,8 +83,16 @@ def run_table(
     echo: Callable[[str], None] = echo_line,
     backend: str = "local",
     ray_address: str | None = None,
+    start: str | None = None,
 ) -> dict[str, Any]:
-    """Search every family × init; write ``table.md`` and ``table.json``; return the table data."""
+    """Search every family × init; write ``table.md`` and ``table.json``; return the table data.
+
+    The first seed of each family is found by the seed's bisection, or with ``start="seed"`` from the
+    notebook's own number (:class:`~deeplab.search.bisection.PriorStartSearch`); every later seed starts at
+    the first seed's boundary."""
+    if start not in (None, "seed"):
+        raise DeeplabError(f"--start {start}: with --table give --start seed (each family from the notebook's "
+                           f"number) or no --start (the first seed by bisection)")
     reference = seed002_reference()
     if not reference:
         raise DeeplabError("the seed 002 families (deeplab.models.depth_family) are not available")
@@ -117,6 +125,7 @@ def run_table(
                 seeds=tuple(seeds), parallel=parallel, out=str(out / family / init),
                 training=dataclasses.replace(base, model=family, init=None if init == "seed" else init),
                 backend=backend, ray_address=ray_address,
+                start=reported if start == "seed" else None, prior_from_first_seed=True,
             )
             summary = run_search(plan, runner=runner, echo=lambda line, f=family, i=init: echo(f"[{f} / {i}] {line}"))
             row["searches"][init] = {key: value for key, value in summary.items() if key != "probes"}
