@@ -20,7 +20,7 @@ from deeplab.errors import DeeplabError
 # No torch at import time: the scripts build their --help from this module (deeplab.models, which
 # imports torch, is imported where a config is resolved).
 
-#: --compile's values (deeplab.engine resolves "auto")
+#: --compile's values (deeplab.training.engine resolves "auto")
 COMPILE_CHOICES = ("off", "model", "step", "auto")
 #: --compile auto compiles the step for runs planned this long (optimizer steps) ...
 COMPILE_MIN_STEPS = 10_000
@@ -41,7 +41,7 @@ class FitConfig:
     depth: int | None = None  # for depth families (seed 002/004)
     init: str | None = None  # initialization scheme, for models that take one
     sigma_w2: float | None = None  # σ_w² of the orthogonal/gaussian inits (None: the critical point)
-    sigma_b2: float | None = None  # σ_b² of the orthogonal/gaussian inits (None: deeplab.inits.DEFAULT_SIGMA_B2)
+    sigma_b2: float | None = None  # σ_b² of the orthogonal/gaussian inits (None: deeplab.models.inits.DEFAULT_SIGMA_B2)
     activation_checkpointing: bool = False  # recompute activations in backward (depth families)
     epochs: int | None = None
     batch_size: int | None = None  # per device
@@ -85,10 +85,10 @@ class FitConfig:
     grad_every: int | None = None  # steps between gradient-norm records (None: every 320 images' worth)
     grad_l1_epoch: int = 1  # the epoch whose every step's total L1 is averaged (seed 000: the first)
     grad_histograms_every: int = 0  # steps between gradient histograms (0: off)
-    compile: str = "auto"  # off | model | step | auto (deeplab.engine)
-    channels_last: bool | None = None  # NHWC activations; None: auto (deeplab.engine)
-    fast_kernels: bool | None = None  # deeplab.cpu_kernels' ELU, tanh and batch norm; None: auto (deeplab.engine)
-    steps_per_call: int | None = None  # batches per training_step (chunks); None: auto (deeplab.engine)
+    compile: str = "auto"  # off | model | step | auto (deeplab.training.engine)
+    channels_last: bool | None = None  # NHWC activations; None: auto (deeplab.training.engine)
+    fast_kernels: bool | None = None  # deeplab.training.engine.cpu_kernels' ELU, tanh and batch norm; None: auto (deeplab.training.engine)
+    steps_per_call: int | None = None  # batches per training_step (chunks); None: auto (deeplab.training.engine)
     progress_bar: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra factory keywords (e.g. activation)
 
@@ -198,7 +198,7 @@ def resolve_config(config: FitConfig) -> FitConfig:
         resolved.init = "seed"
     if resolved.lr_depth_scaling == "none":  # the same run as no rule: one ledger key, one resume setting
         resolved.lr_depth_scaling = None
-    from deeplab.data import DATAMODULES
+    from deeplab.data.datamodules import DATAMODULES
 
     if resolved.augment is None and resolved.dataset in DATAMODULES:
         resolved.augment = DATAMODULES[resolved.dataset].augment_by_default  # CIFAR-10: crop + flip
@@ -285,7 +285,7 @@ def _validate(config: FitConfig) -> None:
 
 def _check_init_options(config: FitConfig) -> None:
     """--sigma-w2/--sigma-b2 only with an init that takes them; --activation-checkpointing only where built in."""
-    from deeplab.inits import check_variances
+    from deeplab.models.inits import check_variances
     from deeplab.models import model_spec
 
     spec = model_spec(config.model)
@@ -513,7 +513,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -
 def parse_devices(text: str | int) -> int | list[int] | str:
     """``--devices`` as Lightning takes it, parsed in this one place: ``"auto"`` (also ``-1``), a count
     ≥ 1, or a list of distinct GPU indices (``"0,1"``). DeeplabError (one line) for anything else;
-    whether the machine has them is :mod:`deeplab.preflight`'s check."""
+    whether the machine has them is :mod:`deeplab.training.preflight`'s check."""
     text = str(text).strip()
     if text in ("auto", "-1"):
         return "auto"

@@ -1,7 +1,7 @@
 """Shared fixtures: tiny synthetic datasets in torchvision's real on-disk formats.
 
 ``synthetic_data_dir`` writes them once per session into a temporary folder, with
-:func:`deeplab.synthetic.write_synthetic_datasets` (MNIST and Fashion-MNIST as IDX files, CIFAR-10 as
+:func:`deeplab.data.synthetic.write_synthetic_datasets` (MNIST and Fashion-MNIST as IDX files, CIFAR-10 as
 Python-2 pickles, learnable class patterns: its docstring has the formats).
 """
 
@@ -22,16 +22,16 @@ SCRIPTS_DIR = REPO_ROOT / "scripts"
 REAL_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "seeds"  # the course documents (beside the repo)
 
-DATA_DIR_ENV = "DEEPLAB_DATA_DIR"  # deeplab.data.DATA_DIR_ENV (not imported: conftest stays light)
+DATA_DIR_ENV = "DEEPLAB_DATA_DIR"  # deeplab.data.datamodules.DATA_DIR_ENV (not imported: conftest stays light)
 
 SYNTHETIC_TRAIN = 256
 SYNTHETIC_TEST = 128
 # the writers live in the package (the bench writes its CIFAR-10 with them too)
-from deeplab.synthetic import (  # noqa: E402
+from deeplab.data.synthetic import (  # noqa: E402
     CIFAR_LABEL_NAMES, NUM_CLASSES, balanced_labels, make_colour_images, make_gray_images, write_cifar_pickle,
     write_idx_images, write_idx_labels,
 )
-from deeplab.synthetic import write_synthetic_datasets as _write_synthetic_datasets  # noqa: E402
+from deeplab.data.synthetic import write_synthetic_datasets as _write_synthetic_datasets  # noqa: E402
 
 
 def write_synthetic_datasets(root: Path, train: int = SYNTHETIC_TRAIN, test: int = SYNTHETIC_TEST) -> Path:

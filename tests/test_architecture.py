@@ -94,7 +94,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_has_no_import_cycles() -> None:
     graph = import_graph()
-    assert len(graph) > 40 and "deeplab.train" in graph
+    assert len(graph) > 40 and "deeplab.training.fit" in graph
     found = cycles(graph)
     detail = "; ".join(" ↔ ".join(c) + " (" + ", ".join(f"{m} → {sorted(graph[m] & set(c))}" for m in c) + ")"
                        for c in found)
@@ -108,7 +108,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 def test_mean_field_is_numbers_only() -> None:
     """The theory imports no model: the seed 002 prediction lives beside the search."""
-    assert import_graph()["deeplab.mean_field"] <= {"deeplab.errors"}
+    assert import_graph()["deeplab.theory.mean_field"] <= {"deeplab.errors"}
 
 
 def test_the_module_loads_only_the_callback_bases() -> None:
@@ -119,7 +119,7 @@ def test_the_module_loads_only_the_callback_bases() -> None:
     import sys
 
     assert import_graph()["deeplab.callbacks.base"] == set()  # base imports nothing of deeplab
-    code = ("import sys, deeplab.module; "
+    code = ("import sys, deeplab.training.module; "
             "print(sorted(m for m in sys.modules if m.startswith('deeplab.callbacks')))")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                                cwd=PACKAGE.parent)
@@ -164,10 +164,10 @@ def test_help_shows_the_choices_the_code_accepts() -> None:
     """--help lists choices without importing torch, so they are written out: they must stay the code's."""
     import argparse
 
-    from deeplab import inits
+    from deeplab.models import inits
     from deeplab.config import add_training_arguments
     from deeplab.models import DATASET_SHAPES
-    from deeplab.module import LOSSES, OPTIMIZERS, SCHEDULES
+    from deeplab.training.module import LOSSES, OPTIMIZERS, SCHEDULES
 
     parser = argparse.ArgumentParser()
     add_training_arguments(parser)

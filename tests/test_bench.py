@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplab.synthetic import write_synthetic_datasets
+from deeplab.data.synthetic import write_synthetic_datasets
 import torch
 import torch.nn as nn
 
@@ -33,7 +33,7 @@ from deeplab.bench import (
 )
 from deeplab.cli import run_main
 from deeplab.models import create_model
-from deeplab.optim import MomentumSGD
+from deeplab.training.optim import MomentumSGD
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN, TINY_TEST = 48, 16

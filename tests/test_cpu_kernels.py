@@ -1,4 +1,4 @@
-"""deeplab.cpu_kernels: the vectorized ELU and small channels-last batch norm ``--fast-kernels`` swaps in.
+"""deeplab.training.engine.cpu_kernels: the vectorized ELU and small channels-last batch norm ``--fast-kernels`` swaps in.
 
 - FastELU's forward is ``nn.ELU()``'s to 2 float ulps over 32 decades of inputs
   (and NaN, ±inf, ±0 exactly); its backward is ELU's own kernel, bit for bit.
@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deeplab.config import FitConfig
-from deeplab.cpu_kernels import (
+from deeplab.training.engine.cpu_kernels import (
     FAST_BATCH_NORM_MAX_CHANNELS,
     FastBatchNorm2d,
     FastELU,
@@ -33,10 +33,10 @@ from deeplab.cpu_kernels import (
     fast_tanh,
     swap_in_fast_kernels,
 )
-from deeplab.engine import resolve_engine
+from deeplab.training.engine import resolve_engine
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
-from deeplab.train import fit
+from deeplab.training.fit import fit
 
 
 def ulp_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ def test_fast_tanh_is_tanh_to_one_ulp_with_tanhs_own_backward():
 
 
 def test_a_failed_compile_falls_back_to_the_eager_formula_with_a_warning(monkeypatch):
-    import deeplab.cpu_kernels as kernels
+    import deeplab.training.engine.cpu_kernels as kernels
 
     def broken(x):
         raise RuntimeError("no C++ compiler")

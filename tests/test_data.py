@@ -14,8 +14,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from conftest import DATA_DIR_ENV, REAL_DATA_DIR, SYNTHETIC_TEST, SYNTHETIC_TRAIN
-from deeplab import data as data_module
-from deeplab.data import (
+from deeplab.data import datamodules as data_module
+from deeplab.data.datamodules import (
     CIFAR10DataModule,
     FashionMNISTDataModule,
     MNISTDataModule,
@@ -327,7 +327,7 @@ def test_cifar_files_that_differ_from_the_official_archive_are_named_in_one_warn
 
     from torchvision import datasets
 
-    from deeplab.data import CheckedCIFAR10
+    from deeplab.data.datamodules import CheckedCIFAR10
 
     folder = tmp_path / "cifar-10-batches-py"
     shutil.copytree(synthetic_data_dir / "cifar-10-batches-py", folder)

@@ -22,15 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_gray_images
-from deeplab import functional as HF
-from deeplab.compiled_step import CompiledStep
+from deeplab.models import functional as HF
+from deeplab.training.engine.compiled_step import CompiledStep
 from deeplab.config import FitConfig
-from deeplab.engine import COMPILE_MIN_STEPS, resolve_engine
+from deeplab.training.engine import COMPILE_MIN_STEPS, resolve_engine
 from deeplab.errors import DeeplabError
-from deeplab.layers import parameterized_layers
+from deeplab.models.layers import parameterized_layers
 from deeplab.models import create_model
-from deeplab.optim import MomentumSGD
-from deeplab.train import fit
+from deeplab.training.optim import MomentumSGD
+from deeplab.training.fit import fit
 
 
 def fit_quietly(config: FitConfig) -> dict:

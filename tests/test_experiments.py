@@ -265,7 +265,7 @@ def test_scheduled_rate_checks_every_n_batches_in_a_real_run(synthetic_data_dir,
     never-met second target ends its phase after one epoch, the last phase stops the run."""
     from deeplab.config import FitConfig
     from deeplab.experiments.callbacks import KeepModel, LrDropOnValAccuracy, validation_accuracy
-    from deeplab.train import fit
+    from deeplab.training.fit import fit
 
     schedule = LrDropOnValAccuracy(targets=(0.0, 1.5), check_every=2, phase_epochs=1)
     keeper = KeepModel()
@@ -282,7 +282,7 @@ def test_scheduled_rate_checks_every_n_batches_in_a_real_run(synthetic_data_dir,
     assert schedule.checks == 4
     # the check measures what the epoch's evaluation measures: the same split, in eval mode
     trainer = SimpleNamespace(datamodule=None)
-    from deeplab.data import MNISTDataModule
+    from deeplab.data.datamodules import MNISTDataModule
 
     trainer.datamodule = MNISTDataModule(synthetic_data_dir, batch_size=16, val_split=0.25, download=False)
     module = SimpleNamespace(model=keeper.model, device=torch.device("cpu"))
@@ -328,7 +328,7 @@ def test_one_batch_conv_gradients_are_seed001s_get_gradient_norms(synthetic_data
     import copy
 
     from deeplab.config import FitConfig, resolve_config
-    from deeplab.data import create_datamodule
+    from deeplab.data.datamodules import create_datamodule
     from deeplab.experiments.common import one_batch_conv_gradients
     from deeplab.models import create_model
 

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 from deeplab.experiments import plots  # noqa: E402
 from deeplab.experiments.runner import Training  # noqa: E402
 from deeplab.experiments.seed004 import _channel_bars  # noqa: E402
-from deeplab.figures import fit_text, run_title, series_style, text_overflow  # noqa: E402
+from deeplab.reporting.figures import fit_text, run_title, series_style, text_overflow  # noqa: E402
 from deeplab.callbacks.gradients import plot_layer_profile  # noqa: E402
 from deeplab.search.report import search_figure  # noqa: E402
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import DATA_DIR_ENV, REAL_DATA_DIR, fit_environment, run_fit_script
-from deeplab.data import create_datamodule
-from deeplab.module import Classifier
+from deeplab.data.datamodules import create_datamodule
+from deeplab.training.module import Classifier
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -112,7 +112,7 @@ def test_optimizer_and_schedule_reach_the_checkpoint(name, fit_runs):
     assert checkpoint["hyper_parameters"]["loss"] == loss
     group = checkpoint["optimizer_states"][0]["param_groups"][0]
     state = checkpoint["optimizer_states"][0]["state"]
-    if optimizer == "momentum_sgd":  # deeplab.optim.MomentumSGD: lr, momentum, weight_decay only
+    if optimizer == "momentum_sgd":  # deeplab.training.optim.MomentumSGD: lr, momentum, weight_decay only
         assert set(group) - {"params"} == {"lr", "momentum", "weight_decay"}
         assert all("momentum_buffer" in s for s in state.values()) and state
     elif optimizer == "sgd":
@@ -239,7 +239,7 @@ def test_progress_bar_counts_batches_not_chunks_and_starts_where_a_resume_does(m
 
 
 def test_batches_already_on_the_device_pass_through(synthetic_data_dir):
-    from deeplab.data import create_datamodule
+    from deeplab.data.datamodules import create_datamodule
 
     datamodule = create_datamodule("mnist", data_dir=synthetic_data_dir, batch_size=4)
     batch = (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
@@ -253,7 +253,7 @@ def test_a_failed_fit_releases_its_run_directory(synthetic_data_dir, tmp_path, m
     import lightning.pytorch as pl
 
     from deeplab.config import FitConfig
-    from deeplab.train import RUN_VERSION_ENV, fit
+    from deeplab.training.fit import RUN_VERSION_ENV, fit
 
     class Interrupt(pl.Callback):
         def on_train_start(self, trainer, pl_module):
@@ -271,7 +271,7 @@ def test_a_failed_fit_releases_its_run_directory(synthetic_data_dir, tmp_path, m
 def test_closed_form_schedules_match_torchs_schedulers(schedule):
     """``schedule_factor`` is seed 001's CosineAnnealingLR / seed 004's StepLR as a pure function of
     the epoch (so a resume with a longer --epochs needs no scheduler history)."""
-    from deeplab.module import schedule_factor
+    from deeplab.training.module import schedule_factor
 
     epochs = 20
     parameter = torch.nn.Parameter(torch.zeros(1))

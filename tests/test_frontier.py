@@ -12,15 +12,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeplab import inits, mean_field
+from deeplab.models import inits
+from deeplab.theory import mean_field
 from deeplab.config import FitConfig, effective_lr, parse_lr_depth_scaling, resolve_config
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
-from deeplab.resume import compare_settings, read_checkpoint
+from deeplab.training.resumable.resume import compare_settings, read_checkpoint
 from deeplab.search.ledger import probe_key, probe_settings
 from deeplab.search.lr_sweep import fit_power_law, largest_trainable_lr
 from deeplab.search.prediction import predict_for_model
-from deeplab.train import fit
+from deeplab.training.fit import fit
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one torch thread (conftest)

@@ -15,8 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeplab import functional as HF
-
+from deeplab.models import functional as HF
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 

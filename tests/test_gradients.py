@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from deeplab.callbacks.gradients import GradientNorms, gradient_norm_vector
-from deeplab.layers import parameterized_layers
+from deeplab.models.layers import parameterized_layers
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -1,4 +1,4 @@
-"""deeplab.inits: the named initialization schemes, on seed 002's families and generic models."""
+"""deeplab.models.inits: the named initialization schemes, on seed 002's families and generic models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from deeplab import inits, mean_field
+from deeplab.models import inits
+from deeplab.theory import mean_field
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
 from deeplab.models.depth_family import FAMILY_CONFIGS, ResidualBlock

@@ -1,4 +1,4 @@
-"""deeplab.mean_field: known values of the mean-field theory of signal propagation."""
+"""deeplab.theory.mean_field: known values of the mean-field theory of signal propagation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from deeplab import mean_field as mf
+from deeplab.theory import mean_field as mf
 from deeplab.errors import DeeplabError
 from deeplab.search.prediction import predict_for_model
 

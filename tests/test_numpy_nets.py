@@ -1,4 +1,4 @@
-"""Tests for deeplab.numpy_nets (seed 003, Parts 1-2): NumPy backprop and conv2d vs torch."""
+"""Tests for deeplab.experiments.numpy_nets (seed 003, Parts 1-2): NumPy backprop and conv2d vs torch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from deeplab.errors import DeeplabError
-from deeplab.numpy_nets import (
+from deeplab.experiments.numpy_nets import (
     ACTIVATIONS,
     XOR_CENTERS,
     TwoLayerNet,

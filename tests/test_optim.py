@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from deeplab.optim import MomentumSGD
+from deeplab.training.optim import MomentumSGD
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -186,7 +186,7 @@ def test_optimizer_settings_are_refused_alike_everywhere(lr, momentum, weight_de
     first two with the same line; MomentumSGD with a ValueError as torch's optimizers do."""
     from deeplab.config import FitConfig, resolve_config
     from deeplab.errors import DeeplabError
-    from deeplab.module import Classifier
+    from deeplab.training.module import Classifier
 
     with pytest.raises(DeeplabError) as from_config:
         resolve_config(FitConfig(model="cnn5", lr=lr, momentum=momentum, weight_decay=weight_decay))

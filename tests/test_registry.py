@@ -16,7 +16,7 @@ from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
 from deeplab.models import _registry, count_parameters, create_model, list_models, model_spec, register_model
 from deeplab.models.cnn15 import CNN15_SKIPS, DeepCNN15
-from deeplab.train import build_model_kwargs
+from deeplab.training.fit import build_model_kwargs
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -8,7 +8,7 @@ with default options, SIGTERM, SIGINT — the stopped run resumed with the
 straight command. Parameters, optimizer state, global_step, the history and
 the per-epoch gradient profiles must be equal bit for bit.
 
-Deterministic stops run in-process (``deeplab.train.fit``), signals as real
+Deterministic stops run in-process (``deeplab.training.fit.fit``), signals as real
 ``scripts/fit.py`` processes; all at one intra-op thread, so both give the
 same numbers.
 """
@@ -32,7 +32,7 @@ import torch
 from conftest import SCRIPTS_DIR, fit_environment, run_fit_script, write_synthetic_datasets
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError, RunInterrupted
-from deeplab.train import fit
+from deeplab.training.fit import fit
 
 EPOCHS = 3
 #: the straight run; every stopped run is resumed with exactly these options
@@ -275,7 +275,7 @@ def test_a_refused_resume_leaves_the_run_byte_identical(case, data_dir, tmp_path
 
 
 def test_resume_a_folder_or_an_old_checkpoint_is_one_line(tmp_path):
-    from deeplab.resume import read_checkpoint
+    from deeplab.training.resumable.resume import read_checkpoint
 
     with pytest.raises(DeeplabError, match="is a folder"):
         read_checkpoint(tmp_path)
@@ -297,7 +297,7 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_survives(data_dir, 
                                                                       single_thread):
     import errno
 
-    from deeplab import checkpointing
+    from deeplab.training.resumable import checkpointing
     from test_bad_input import run_script
 
     real_save, calls = torch.save, []

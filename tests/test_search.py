@@ -332,7 +332,7 @@ def test_a_probe_stopped_part_way_continues_from_its_checkpoint(synthetic_data_d
     import shutil
 
     from deeplab.search.runner import unfinished_probe_checkpoint
-    from deeplab.train import fit
+    from deeplab.training.fit import fit
 
     def probe_config(log_dir: Path, **overrides: Any) -> FitConfig:
         values: dict[str, Any] = dict(model="cnn_tanh", depth=3, epochs=3, batch_size=16, limit_train_batches=4,

@@ -13,9 +13,9 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from deeplab.config import FitConfig, resolve_config
-from deeplab.data import CIFAR10DataModule, MNISTDataModule
+from deeplab.data.datamodules import CIFAR10DataModule, MNISTDataModule
 from deeplab.errors import DeeplabError
-from deeplab.resume import SavedRun, compare_settings
+from deeplab.training.resumable.resume import SavedRun, compare_settings
 from deeplab.search.ledger import probe_key, probe_settings
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from deeplab.config import FitConfig
-from deeplab.engine import resolve_engine
+from deeplab.training.engine import resolve_engine
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
 from deeplab.search.ledger import probe_settings
-from deeplab.train import fit
+from deeplab.training.fit import fit
 
 
 def _fit(config: FitConfig) -> dict:

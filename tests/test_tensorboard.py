@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from deeplab.tensorboard import HPARAM_METRICS, final_metrics
+from deeplab.reporting.tensorboard import HPARAM_METRICS, final_metrics
 
 
 def accumulate(run_dir: Path) -> EventAccumulator:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from deeplab.synthetic import write_synthetic_datasets
+from deeplab.data.synthetic import write_synthetic_datasets
 from deeplab.bench.harness import (
     BenchCase,
     BenchContext,
@@ -99,12 +99,12 @@ def _seed000_case(model: str, batch: int) -> Callable[[BenchContext, int], tuple
 
 def _compiled_step_for(context: BenchContext, model: str, batch: int, grad_norms: bool = False) -> Any:
     """deeplab's model, optimizer and compiled step as ``fit`` would build them for this case."""
-    from deeplab import functional as HF
-    from deeplab.compiled_step import CompiledStep
-    from deeplab.engine import resolve_engine
-    from deeplab.layers import parameterized_layers
+    import deeplab.models.functional as HF
+    from deeplab.training.engine.compiled_step import CompiledStep
+    from deeplab.training.engine import resolve_engine
+    from deeplab.models.layers import parameterized_layers
     from deeplab.models import create_model
-    from deeplab.optim import MomentumSGD
+    from deeplab.training.optim import MomentumSGD
 
     device = torch.device(context.device)
     net = create_model(model, in_channels=1, num_classes=10, image_size=28).to(device)
@@ -163,7 +163,7 @@ def _overhead_case(model: str, batch: int) -> Callable[[BenchContext, int], tupl
     """``fit`` against a plain loop over deeplab's own DataModule (same chunks) and the same compiled step."""
 
     def build(context: BenchContext, steps: int) -> tuple[Any, Any]:
-        from deeplab.data import create_datamodule
+        from deeplab.data.datamodules import create_datamodule
 
         _check_mnist(context.data_dir)
         device = torch.device(context.device)
@@ -259,7 +259,7 @@ def _build_resnet18(context: BenchContext, steps: int) -> tuple[Any, Any]:
     batch = 128
     cifar_root = context.work_dir / f"cifar10-{steps}"
     if not (cifar_root / "cifar-10-batches-py" / "batches.meta").is_file():
-        # one epoch of full batches per segment, in the format the tests use (deeplab.synthetic)
+        # one epoch of full batches per segment, in the format the tests use (deeplab.data.synthetic)
         write_synthetic_datasets(cifar_root, train=steps * batch, test=16, datasets=("cifar10",))
     loader = seed_cifar10_loader(cifar_root, batch, num_workers=2)
     device = torch.device(context.device)

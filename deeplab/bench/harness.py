@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 import lightning.pytorch as pl
 import torch
 
-from deeplab.tables import text_table
+from deeplab.reporting.tables import text_table
 
 __all__ = [
     "Segment",
@@ -112,7 +112,7 @@ class PlainLoopSide(SeedSide):
 class CeilingSide(SeedSide):
     """The best loop one can write for a case: deeplab's compiled whole step on batches already in memory.
 
-    No data path, no metrics, no framework: :class:`deeplab.compiled_step.CompiledStep`
+    No data path, no metrics, no framework: :class:`deeplab.training.engine.compiled_step.CompiledStep`
     (the same graph ``fit`` runs) called on pre-normalized in-memory chunks.
     No training loop on this model, batch size and device beats it by much,
     so ``ceiling / seed loop`` is what any loop can reach.
@@ -161,7 +161,7 @@ class SegmentTimer(pl.Callback):
 
 
 class DeeplabFitSide:
-    """``deeplab.train.fit`` as a user runs it, for one epoch of ``steps`` batches, no validation.
+    """``deeplab.training.fit.fit`` as a user runs it, for one epoch of ``steps`` batches, no validation.
 
     ``config`` is the :class:`~deeplab.config.FitConfig` template; each
     segment replaces ``epochs``, ``limit_train_batches``,
@@ -177,7 +177,7 @@ class DeeplabFitSide:
         self.epoch = epoch  # the epoch timed (see SegmentTimer)
 
     def segment(self, steps: int) -> Segment:
-        from deeplab.train import fit
+        from deeplab.training.fit import fit
 
         timer = SegmentTimer(self.epoch)
         log_dir = Path(tempfile.mkdtemp(prefix="fit-", dir=self.log_root))

@@ -276,7 +276,7 @@ def seed_cifar10_loader(data_dir, batch_size=128, num_workers=2):
         transforms.ToTensor(),
         transforms.Normalize(*CIFAR_SEED001_MEAN_STD),
     ])
-    from deeplab.data import CheckedCIFAR10  # the same md5 handling as deeplab's own CIFAR-10
+    from deeplab.data.datamodules import CheckedCIFAR10  # the same md5 handling as deeplab's own CIFAR-10
 
     dataset = CheckedCIFAR10(str(data_dir), train=True, download=False, transform=transform_train)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers)

@@ -2,7 +2,7 @@
 
 * :mod:`~deeplab.callbacks.base` — :class:`EpochObserver` (told when an epoch
   closed) and :class:`GradientObserver` (gradient norms, also from a compiled
-  step), the two hooks the :class:`~deeplab.module.Classifier` calls itself,
+  step), the two hooks the :class:`~deeplab.training.module.Classifier` calls itself,
   and :class:`ResultsContributor` (adds to ``results.json``);
 * :mod:`~deeplab.callbacks.progress` — :class:`EpochLine` (the seeds' per-epoch
   line), :class:`BatchProgressBar` (counts batches, not chunks) and the line
@@ -17,14 +17,14 @@
   the verdict rule ``judge_errors``.
 
 Callbacks that belong to a mechanism stay with it: ``RunCheckpoint``
-(:mod:`deeplab.lifecycle`, stopping and resuming), ``RunRecords``
-(:mod:`deeplab.tensorboard`, with the HParams and layout it writes),
-``WriteRunConfig`` (:mod:`deeplab.train`), ``TrainabilitySearch``
+(:mod:`deeplab.training.resumable.lifecycle`, stopping and resuming), ``RunRecords``
+(:mod:`deeplab.reporting.tensorboard`, with the HParams and layout it writes),
+``WriteRunConfig`` (:mod:`deeplab.training.fit`), ``TrainabilitySearch``
 (:mod:`deeplab.search.callback`, the search run from a Trainer); the recipes'
 seed-specific ones are :mod:`deeplab.experiments.callbacks`.
 
 Names load on first use (PEP 562), as in :mod:`deeplab` and :mod:`deeplab.search`:
-importing :mod:`deeplab.callbacks.base` (as :mod:`deeplab.module` does) loads
+importing :mod:`deeplab.callbacks.base` (as :mod:`deeplab.training.module` does) loads
 no other callback. Inside ``deeplab``, import from the defining submodule, so
 ``tests/test_architecture.py`` sees the import.
 """

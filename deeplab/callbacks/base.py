@@ -5,9 +5,9 @@
 * :class:`GradientObserver` — records gradient norms, also from a compiled
   step that never materializes ``.grad`` (``on_compiled_norms``);
 * :class:`ResultsContributor` — anything with ``contribute_results(results)``
-  adds its part to ``results.json`` (``deeplab.train.fit``).
+  adds its part to ``results.json`` (``deeplab.training.fit.fit``).
 
-The two observers are called by :class:`~deeplab.module.Classifier`, not by
+The two observers are called by :class:`~deeplab.training.module.Classifier`, not by
 Lightning: the module is where an epoch closes and where a compiled step's
 norms come out (see each class). This module imports nothing of deeplab at run
 time, so the module imports it without a cycle.
@@ -21,7 +21,7 @@ import lightning.pytorch as pl
 import torch
 
 if TYPE_CHECKING:
-    from deeplab.module import Classifier
+    from deeplab.training.module import Classifier
 
 __all__ = ["EpochObserver", "GradientObserver", "ResultsContributor", "notify_epoch_closed"]
 
@@ -31,7 +31,7 @@ class EpochObserver(pl.Callback):
 
     Lightning runs callbacks' ``on_train_epoch_end`` before the module's, and
     validation before either, so no built-in hook sees a finished epoch's
-    train *and* evaluation metrics; :class:`~deeplab.module.Classifier` calls
+    train *and* evaluation metrics; :class:`~deeplab.training.module.Classifier` calls
     this one, through :func:`notify_epoch_closed`.
     """
 
@@ -61,7 +61,7 @@ class GradientObserver(pl.Callback):
     """A callback that records gradient norms (:class:`~deeplab.callbacks.gradients.GradientNorms`).
 
     Eager steps fire ``on_before_optimizer_step`` with the gradients in
-    ``.grad``. A compiled step (``deeplab.compiled_step``) never materializes
+    ``.grad``. A compiled step (``deeplab.training.engine.compiled_step``) never materializes
     them: it computes the norms inside its graph and the module hands them
     over in :meth:`on_compiled_norms`, once per ``training_step``.
     """

@@ -29,7 +29,7 @@ import lightning.pytorch as pl
 import torch
 
 from deeplab.callbacks.base import EpochObserver, GradientObserver
-from deeplab.layers import parameterized_layers
+from deeplab.models.layers import parameterized_layers
 
 __all__ = ["GradientNorms", "gradient_norm_vector", "total_l1_norm", "write_scalars", "plot_layer_profile"]
 
@@ -138,7 +138,7 @@ class GradientNorms(EpochObserver, GradientObserver):
 
     def on_compiled_norms(self, trainer: pl.Trainer, module: Any, steps: list[int], epoch: int,
                           norms: torch.Tensor) -> None:
-        """A compiled step's norms (``deeplab.compiled_step``): full rows are records, and in the
+        """A compiled step's norms (``deeplab.training.engine.compiled_step``): full rows are records, and in the
         first epoch every row carries its step's total L1. One host read per training_step."""
         full = torch.isfinite(norms[:, 0]).tolist()
         for row, (step, is_full) in enumerate(zip(steps, full)):
@@ -218,7 +218,7 @@ class GradientNorms(EpochObserver, GradientObserver):
         profiles = self._profiles()
         if trainer.is_global_zero and self.run_dir is not None and profiles:
             self.figure_path = self.run_dir / "grad_norms.png"
-            from deeplab.figures import run_title
+            from deeplab.reporting.figures import run_title
 
             model = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
             dataset = getattr(getattr(trainer, "datamodule", None), "name", None)
@@ -295,7 +295,7 @@ def plot_layer_profile(layer_names: list[str], per_epoch: list[list[float]], pat
                        title_prefix: str | None = None) -> Any:
     """Per-layer mean gradient L2 norm against depth (log scale), one line per epoch (own marker and line
     style each); ``title_prefix`` (e.g. "model · dataset · run") heads the title."""
-    from deeplab.figures import fit_text, integer_ticks, pyplot, series_style
+    from deeplab.reporting.figures import fit_text, integer_ticks, pyplot, series_style
 
     plt = pyplot()
 

@@ -16,7 +16,7 @@ verdict, a shorter per-epoch record). The judge never stops a
 run on slow progress: seed 000's plain 15-layer net sat at chance for 17
 epochs and began learning in the 18th (cells [14] and [18], one object trained
 twice), so a probe runs all its epochs unless its loss diverges (the
-:class:`~deeplab.module.Classifier` stops those itself,
+:class:`~deeplab.training.module.Classifier` stops those itself,
 ``module.diverged_at_step``; the judge records it).
 
 The depth search (:mod:`deeplab.search`) puts a judge on every probe and

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from deeplab.bench import CASES, DEFAULT_CASES, GROUP_TARGETS, BenchContext, format_table, iter_case_names
     from deeplab.bench import quick_selection, run_case, summary_rows
     from deeplab.config import FitConfig
-    from deeplab.data import resolve_data_dir
+    from deeplab.data.datamodules import resolve_data_dir
     from deeplab.errors import DeeplabError
 
     if args.list_cases:
@@ -143,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in names if name not in CASES]
     if unknown:
         raise DeeplabError(f"--cases: unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
-    from deeplab.allocator import keep_freed_memory
+    from deeplab.training.engine.allocator import keep_freed_memory
 
     # For both sides, before any case: the seeds' loops get deeplab's allocator settings too, so a
-    # ratio compares training steps, not which case ran before (deeplab.allocator)
+    # ratio compares training steps, not which case ran before (deeplab.training.engine.allocator)
     allocator = "glibc thresholds fixed for both sides" if keep_freed_memory() else "the platform's"
     context = BenchContext(
         data_dir=resolve_data_dir(args.data_dir), device=args.device, quick=args.quick, deeplab_overrides=overrides

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(config_to_json(resolve_config(config)))
         return 0
-    from deeplab.train import fit
+    from deeplab.training.fit import fit
 
     results = fit(config)
     if not results["is_global_zero"]:

@@ -174,7 +174,7 @@ class SeedCurves(pl.Callback):
     gradient norm; Σ‖∇p‖ over all parameters).
     """
 
-    #: it reads each batch's loss and ``.grad`` (deeplab.engine: no chunks, no compiled step)
+    #: it reads each batch's loss and ``.grad`` (deeplab.training.engine: no chunks, no compiled step)
     needs_every_batch = True
 
     def __init__(self, every: int = 10):
@@ -191,7 +191,7 @@ class SeedCurves(pl.Callback):
         self._grad_l2: float | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from deeplab.layers import parameterized_layers
+        from deeplab.models.layers import parameterized_layers
 
         model = getattr(pl_module, "model", pl_module)
         self._params = [p for p in model.parameters() if p.requires_grad]

@@ -70,7 +70,7 @@ def one_batch_conv_gradients(model: Any, config: Any) -> tuple[list[str], list[f
     import torch
     import torch.nn.functional as F
 
-    from deeplab.train import datamodule_for
+    from deeplab.training.fit import datamodule_for
 
     datamodule = datamodule_for(config)  # the run's own data path: its batches, augmentation, statistics
     datamodule.prepare_data()

@@ -158,7 +158,7 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
     quick_cost="≈ 2 s",
 )
 def phase_diagram(ctx: "ExperimentContext") -> None:
-    from deeplab import mean_field
+    import deeplab.theory.mean_field as mean_field
     from deeplab.experiments.plots import plot_phase_diagram
     from deeplab.experiments.seed002 import parallel_probes
     from deeplab.search import SearchPlan, run_search

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from deeplab.figures import figure_legend, fit_text, integer_ticks, pyplot, run_title, series_style
+from deeplab.reporting.figures import figure_legend, fit_text, integer_ticks, pyplot, run_title, series_style
 
 if TYPE_CHECKING:  # pragma: no cover
     from deeplab.experiments.runner import Training
@@ -38,7 +38,7 @@ def _pyplot() -> Any:
 
 
 def _save(figure: Any, path: Path) -> Path:
-    """Write a figure already laid out (:func:`deeplab.figures.fit_text`) and close it."""
+    """Write a figure already laid out (:func:`deeplab.reporting.figures.fit_text`) and close it."""
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

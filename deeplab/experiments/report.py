@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from deeplab.tables import markdown_table
+from deeplab.reporting.tables import markdown_table
 
 __all__ = ["Report", "markdown_table", "MAX_TABLE_WIDTH", "fit_columns", "fitted_tables"]
 

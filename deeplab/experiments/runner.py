@@ -6,7 +6,7 @@ which turns a few fields (model, batch size, momentum...) into one
 :class:`~deeplab.config.FitConfig` per seed (unset fields come from the
 model's seed protocol), shrinks it under ``--quick``, applies the command
 line's ``--epochs`` / ``--limit-*`` overrides, calls
-:func:`deeplab.train.fit` (one TensorBoard run per training under
+:func:`deeplab.training.fit.fit` (one TensorBoard run per training under
 ``<out>/tb/<label>-seed<s>/``) and prints one line per training. The recipe
 then writes tables and figures into ``ctx.report`` and its own numbers into
 ``ctx.data``; :meth:`ExperimentContext.finish` writes ``report.md`` and
@@ -318,7 +318,7 @@ class ExperimentContext:
         ``callbacks``: makes fresh Lightning callbacks for each seed's run.
         """
         from deeplab.config import FitConfig
-        from deeplab.train import fit
+        from deeplab.training.fit import fit
 
         training = Training(label=label, model=model)
         for seed in self.seeds:
@@ -350,7 +350,7 @@ class ExperimentContext:
         seed 000's Part 3 cell continued its already-trained plain net. ``fields``: settings a
         resume may change (e.g. ``grad_l1_epoch``). The continued run is the same run: its results
         replace ``base``'s files on disk (``base.results`` keeps the shorter run in memory)."""
-        from deeplab.train import fit
+        from deeplab.training.fit import fit
 
         training = Training(label=label, model=base.model, notes=list(base.notes))
         for config, result in zip(base.configs, base.results):

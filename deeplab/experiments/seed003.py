@@ -74,7 +74,7 @@ def _curve_every(ctx: "ExperimentContext") -> int:
 
 def _first_layer_weights(model: Any, dataset_shape: tuple[int, int, int]) -> np.ndarray:
     """(N, C, H, W) first-layer weights; an MLP's rows become C×H×W images."""
-    from deeplab.layers import parameterized_layers
+    from deeplab.models.layers import parameterized_layers
 
     weight = parameterized_layers(model)[0][2].detach().cpu().numpy()
     if weight.ndim == 2:  # fc1: (hidden, C·H·W)
@@ -258,7 +258,7 @@ def learning_rates(ctx: "ExperimentContext") -> None:
     quick_cost="≈ 7 s",
 )
 def xor_boundary(ctx: "ExperimentContext") -> None:
-    from deeplab.numpy_nets import accuracy, make_xor_data, plot_decision_boundary, train_xor
+    from deeplab.experiments.numpy_nets import accuracy, make_xor_data, plot_decision_boundary, train_xor
 
     epochs = ctx.options.epochs or (2000 if ctx.quick else 50000)
     activations = ("tanh", "sigmoid", "relu")
@@ -292,7 +292,7 @@ def xor_boundary(ctx: "ExperimentContext") -> None:
     ctx.report.table("xor", ["activation", f"validation accuracy ({epochs} epochs)", "seed 003 (50,000 epochs)",
                              "training accuracy", "final training loss (MSE)"], rows)
     ctx.report.text(
-        "The seed's network and update rule (`deeplab.numpy_nets.train_xor`, `rule=\"seed\"`): 2 → 4 → 1 with the "
+        "The seed's network and update rule (`deeplab.experiments.numpy_nets.train_xor`, `rule=\"seed\"`): 2 → 4 → 1 with the "
         "biases folded into the weights, loss mean((o − y)²), full-batch steps of lr 0.001 on 1,000 noisy XOR points "
         "(4 Gaussian blobs, std 0.4), 100 validation points. The seed's figures are one run each; they change from "
         "run to run (its Fig. 6) — use `--seeds 0,1,2`."
@@ -323,7 +323,7 @@ def conv2d_from_scratch(ctx: "ExperimentContext") -> None:
     import torch
     import torch.nn.functional as F
 
-    from deeplab.numpy_nets import conv2d, conv2d_reference, edge_kernels, plot_conv2d_outputs, synthetic_image
+    from deeplab.experiments.numpy_nets import conv2d, conv2d_reference, edge_kernels, plot_conv2d_outputs, synthetic_image
 
     images, source = _mnist_digits(ctx, 4)
     if images is None:
@@ -381,7 +381,7 @@ def conv2d_from_scratch(ctx: "ExperimentContext") -> None:
 def _mnist_digits(ctx: "ExperimentContext", count: int) -> tuple[np.ndarray | None, str]:
     """The first ``count`` MNIST test digits as (count, 1, 28, 28) floats in [0, 1]; ``(None, "")`` when the
     files are absent (the recipe then says it used a synthetic digit). A corrupt file is an error, not absent."""
-    from deeplab.data import MNISTDataModule, resolve_data_dir
+    from deeplab.data.datamodules import MNISTDataModule, resolve_data_dir
 
     root = resolve_data_dir(ctx.options.data_dir)
     datamodule = MNISTDataModule(root, download=False)

@@ -215,7 +215,7 @@ def resnet_depths(ctx: "ExperimentContext") -> None:
 def residual_magnitudes(ctx: "ExperimentContext") -> None:
     import torch
 
-    from deeplab.data import create_datamodule
+    from deeplab.data.datamodules import create_datamodule
     from deeplab.models import DATASET_SHAPES, create_model
 
     depth, quick_depth = 28, 6
@@ -311,7 +311,7 @@ def _channel_bars(stats: list[dict[str, Any]], path: Any, state: str, title: str
     "resnet_deep · cifar10 · version_0" (default: what the figure shows)."""
     import math
 
-    from deeplab.figures import fit_text, integer_ticks, pyplot
+    from deeplab.reporting.figures import fit_text, integer_ticks, pyplot
 
     plt = pyplot()
 

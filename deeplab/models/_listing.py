@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deeplab.tables import text_table
+from deeplab.reporting.tables import text_table
 from deeplab.models._registry import DATASET_SHAPES, count_parameters, create_model, list_models, model_spec
 
 __all__ = ["format_model_table", "model_rows"]

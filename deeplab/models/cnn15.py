@@ -4,7 +4,7 @@ Exactly the seed's code: PyTorch default initialization (Kaiming-uniform with a 
 ``nn.Conv2d``/``nn.Linear`` default the seed relies on), the seed's hand-written leaky ReLU, and
 the seed's skip placements. 384,858 parameters on 1×28×28; on 3×32×32 (CIFAR-10) only the first
 layer's input channels and the flattened size change (28→14→7→3 becomes 32→16→8→4).
-:func:`build_cnn15` adds the literature initializations of :mod:`deeplab.inits` (``--init``).
+:func:`build_cnn15` adds the literature initializations of :mod:`deeplab.models.inits` (``--init``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from deeplab import inits
+import deeplab.models.inits as inits
 from deeplab.models._common import pooled_size, reset_default
 
 __all__ = ["DeepCNN15", "CNN15_SKIPS", "build_cnn15"]
@@ -95,7 +95,7 @@ def build_cnn15(
     family: str = "cnn15",
 ) -> DeepCNN15:
     """A :class:`DeepCNN15` initialized by ``init``: ``seed`` keeps PyTorch's default, any other
-    scheme of :mod:`deeplab.inits` (issue 9) is applied with leaky ReLU 0.01's critical point;
+    scheme of :mod:`deeplab.models.inits` (issue 9) is applied with leaky ReLU 0.01's critical point;
     ``sigma_w2``/``sigma_b2`` set the variances of those that take them. The scheme and variances
     are checked before anything is built; ``family`` names the model in their errors."""
     inits.check_variances(inits.check_scheme(init, residual=False, family=family), sigma_w2, sigma_b2)

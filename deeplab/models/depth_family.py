@@ -36,7 +36,7 @@ residual branch, m = 1). At k = 3 there are no residual blocks, so
 ``resnet_elu`` equals ``cnn_elu_bn`` and ``resnet_elu_nobn`` equals
 ``cnn_elu``.
 
-``init`` (see :mod:`deeplab.inits`): ``seed`` (default), ``xavier``,
+``init`` (see :mod:`deeplab.models.inits`): ``seed`` (default), ``xavier``,
 ``kaiming``, ``orthogonal``, ``delta_orthogonal``; residual families also
 ``fixup`` and ``skipinit``, which add scalar parameters to each residual block
 (so they are constructor arguments, and parameter counts grow by 3 resp. 1
@@ -74,7 +74,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint_sequential
 
-from deeplab import inits
+import deeplab.models.inits as inits
 from deeplab.errors import DeeplabError
 
 __all__ = [
@@ -253,9 +253,9 @@ class DepthCNN(nn.Module):
         seed_std: the seed's conv init, "0.05" or "fan_in" (:class:`FamilyConfig`).
         in_channels, num_classes, image_size: input channels, classes, input
             side (≥ 8: three 2×2 pools).
-        init: a scheme of :mod:`deeplab.inits`.
+        init: a scheme of :mod:`deeplab.models.inits`.
         sigma_w2, sigma_b2: the variances of the ``orthogonal``, ``delta_orthogonal`` and ``gaussian``
-            schemes (default: the activation's critical point, :func:`deeplab.inits.resolve_variances`).
+            schemes (default: the activation's critical point, :func:`deeplab.models.inits.resolve_variances`).
         activation_checkpointing: recompute each stage's activations in the backward pass
             (:func:`torch.utils.checkpoint.checkpoint_sequential`, √(k/3) segments per stage) instead of
             storing them: memory per stage ~√ of the layers, about one more forward pass of time.
@@ -298,7 +298,7 @@ class DepthCNN(nn.Module):
         self.depth = depth
         self.activation_name = activation
         self.batch_norm = batch_norm
-        self.is_residual = residual  # read by deeplab.inits.apply_init
+        self.is_residual = residual  # read by deeplab.models.inits.apply_init
         self.seed_std = seed_std
         residual_init = init if init in inits.RESIDUAL_SCHEMES else None
 

@@ -3,7 +3,7 @@
 Each is exactly its seed's code; they differ where the seeds do, so they stay two classes:
 
 * :class:`TwoLayerNet` (seed 000 Part 1): 784→256→10 with the seed's *hand-written* sigmoid
-  (:func:`deeplab.functional.sigmoid`) and PyTorch's default initialization.
+  (:func:`deeplab.models.functional.sigmoid`) and PyTorch's default initialization.
 * :class:`SeedMLP` (seed 003 Part 3 ``MLP_1``/``MLP_2``, Part 4's ``*_Sigmoid`` twins with
   ``activation="sigmoid"``): ``torch.relu`` or ``torch.sigmoid`` after every hidden layer,
   ``bias=False`` on MLP_2's fc2, and the seed's initialization, which its
@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from deeplab import functional as HF
+import deeplab.models.functional as HF
 from deeplab.models._common import reset_default, seed003_activation, seed003_init
 
 __all__ = ["TwoLayerNet", "SeedMLP", "MLP_HIDDEN"]

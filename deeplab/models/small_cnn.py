@@ -31,7 +31,7 @@ from typing import Union
 import torch
 import torch.nn as nn
 
-from deeplab import functional as HF
+import deeplab.models.functional as HF
 from deeplab.models._common import pooled_size, reset_default, seed003_activation, seed003_init
 
 __all__ = ["FiveLayerCNN", "SeedCNN", "CNN_LAYERS"]

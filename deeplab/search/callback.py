@@ -121,7 +121,7 @@ class TrainabilitySearch(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.summary is not None:  # restored from a checkpoint: searched already
             return
-        from deeplab.checkpointing import capture_rng_state, restore_rng_state
+        from deeplab.training.resumable.checkpointing import capture_rng_state, restore_rng_state
         from deeplab.search.runner import echo_line, max_depth_line, run_search
 
         plan = self.search_plan(trainer, pl_module)

@@ -26,7 +26,7 @@ from typing import Any
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
 from deeplab.io import append_jsonl_line, atomic_write
-from deeplab.resume import LEGACY_SETTINGS
+from deeplab.training.resumable.resume import LEGACY_SETTINGS
 
 __all__ = ["LEDGER_FILE", "KEY_SETTINGS", "ProbeLedger", "probe_settings", "probe_key"]
 
@@ -40,7 +40,7 @@ KEY_SETTINGS = (
     "crop_padding", "augment_eval", "normalize_mean", "normalize_std", "sigma_w2", "sigma_b2", "lr_depth_scaling",
 )
 #: key settings added after ledgers were written without them, with the value those probes had (the same
-#: record the resume contract keeps, deeplab.resume.LEGACY_SETTINGS): a key leaves such a setting out while
+#: record the resume contract keeps, deeplab.training.resumable.resume.LEGACY_SETTINGS): a key leaves such a setting out while
 #: it has that value, so committed ledgers keep matching their probes
 ADDED_KEY_SETTINGS = {name: value for name, value in LEGACY_SETTINGS.items() if name in KEY_SETTINGS}
 

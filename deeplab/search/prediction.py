@@ -1,7 +1,7 @@
-"""The mean-field prediction for a seed 002 family: :mod:`deeplab.mean_field`'s numbers applied to the
+"""The mean-field prediction for a seed 002 family: :mod:`deeplab.theory.mean_field`'s numbers applied to the
 family's layers and initialization (Schoenholz et al., ICLR 2017: trainable up to ~6 ξ_c).
 
-It lives beside the search that prints it, so :mod:`deeplab.mean_field` stays pure (numbers only,
+It lives beside the search that prints it, so :mod:`deeplab.theory.mean_field` stays pure (numbers only,
 no model imports) and nothing imports in a circle (``tests/test_architecture.py``).
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from deeplab import inits
+import deeplab.models.inits as inits
 from deeplab.errors import DeeplabError
-from deeplab.mean_field import analyze
+from deeplab.theory.mean_field import analyze
 from deeplab.models.depth_family import FAMILY_CONFIGS, STAGE_WIDTHS, validate_depth
 
 __all__ = ["predict_for_model"]
@@ -41,7 +41,7 @@ def predict_for_model(family_name: str, init: str = "seed", depth: int | None = 
 
     ``sigma_w2``/``sigma_b2`` are the variances of the ``orthogonal``,
     ``delta_orthogonal`` and ``gaussian`` inits (``--sigma-w2``/``--sigma-b2``;
-    default: the critical point, :func:`deeplab.inits.resolve_variances`).
+    default: the critical point, :func:`deeplab.models.inits.resolve_variances`).
 
     Batch-norm and residual families get ``None`` predictions and a
     ``reason``: the plain-network mean field does not describe them.

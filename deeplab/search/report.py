@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deeplab.io import atomic_write, atomic_write_json
-from deeplab.tables import markdown_table
+from deeplab.reporting.tables import markdown_table
 
 __all__ = [
     "SEARCH_JSON", "SEARCH_PNG", "REPORT_MD", "TABLE_MD", "TABLE_JSON",
@@ -45,7 +45,7 @@ def _depth(depth: int | None) -> str:
 
 
 def plot_search(summary: dict[str, Any], path: str | Path) -> None:
-    from deeplab.figures import pyplot
+    from deeplab.reporting.figures import pyplot
 
     plt = pyplot()
 
@@ -61,7 +61,7 @@ def plot_search(summary: dict[str, Any], path: str | Path) -> None:
 def search_figure(summary: dict[str, Any]) -> Any:
     """The matplotlib figure of :func:`plot_search` (error against depth per seed, threshold,
     boundary, seed 002's reported depth and the mean-field prediction)."""
-    from deeplab.figures import pyplot
+    from deeplab.reporting.figures import pyplot
 
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
@@ -97,7 +97,7 @@ def search_figure(summary: dict[str, Any]) -> Any:
         else:  # critical (∞) or far beyond the range: say so instead of stretching the axis
             axes.plot([], [], color="purple", linestyle=(0, (5, 2, 1, 2)), linewidth=1,
                       label=f"mean field 6 ξ_c = {_mean_field_text(predicted)} (beyond the plot)")
-    from deeplab.figures import fit_text, integer_ticks
+    from deeplab.reporting.figures import fit_text, integer_ticks
 
     integer_ticks(axes.xaxis)  # depths are integers: no ticks at 3.5 (even for a single depth)
     axes.set_xlabel("depth k")

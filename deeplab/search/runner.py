@@ -1,4 +1,4 @@
-"""Running a search: probes trained by :func:`deeplab.train.fit`, judged, ledgered, on 1 or N devices.
+"""Running a search: probes trained by :func:`deeplab.training.fit.fit`, judged, ledgered, on 1 or N devices.
 
 :func:`run_search` drives one :class:`~deeplab.search.bisection.BoundarySearch`
 per seed. Each round's depths are looked up in the ledger first; the rest are
@@ -18,7 +18,7 @@ A probe stopped part-way (the search killed, SIGTERM, the machine gone) left
 its run's ``checkpoints/last.ckpt`` (written every 5 minutes and at each epoch
 end); running the search again continues that probe from it
 (:func:`unfinished_probe_checkpoint`) instead of starting it over: exact, by
-the resume contract of :mod:`deeplab.resume`, so the record is the one a
+the resume contract of :mod:`deeplab.training.resumable.resume`, so the record is the one a
 straight run gives. The record says ``resumed_from_step``.
 """
 
@@ -42,8 +42,8 @@ from deeplab.callbacks.trainability import TrainabilityJudge, check_metric, chec
 from deeplab.config import MAX_SEED, FitConfig, resolve_config
 from deeplab.errors import DeeplabError, RunInterrupted
 from deeplab.io import make_writable_folder
-from deeplab.lifecycle import interrupt_at_once
-from deeplab.preflight import check_hardware, check_memory
+from deeplab.training.resumable.lifecycle import interrupt_at_once
+from deeplab.training.preflight import check_hardware, check_memory
 from deeplab.search.bisection import BoundarySearch, PriorStartSearch, bisect_trainability, candidate_depths
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
 
@@ -210,7 +210,7 @@ def prepare_search(plan: SearchPlan) -> FitConfig:
     # Build the shallowest network once, here, so a bad --init or depth fails in one line
     # before any worker starts, not inside the first probe.
     from deeplab.models import create_model
-    from deeplab.train import build_model_kwargs
+    from deeplab.training.fit import build_model_kwargs
 
     create_model(resolved.model, **build_model_kwargs(resolved))
     # The deepest probe must fit in memory: found now, not after the shallow probes trained.
@@ -238,8 +238,8 @@ def unfinished_probe_checkpoint(config: FitConfig) -> tuple[Path, int] | None:
     one without it was killed, or is a run in progress of another search on the same folder —
     which the ledger cannot tell apart, as it cannot for fresh probes either.
     """
-    from deeplab.resume import compare_settings, read_checkpoint
-    from deeplab.train import inherit_engine
+    from deeplab.training.resumable.resume import compare_settings, read_checkpoint
+    from deeplab.training.fit import inherit_engine
 
     run_root = Path(config.log_dir) / str(config.run_name)
     versions = sorted(run_root.glob("version_*"), key=lambda p: int(p.name.split("_")[-1])
@@ -269,7 +269,7 @@ def unfinished_probe_checkpoint(config: FitConfig) -> tuple[Path, int] | None:
 def run_probe(request: ProbeRequest) -> dict[str, Any]:
     """Train one probe (continuing it when an earlier attempt was stopped part-way) and return its
     ledger record (raw errors, no verdict)."""
-    from deeplab.train import fit
+    from deeplab.training.fit import fit
 
     config = FitConfig(**request.config)
     unfinished = unfinished_probe_checkpoint(config)

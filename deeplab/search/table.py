@@ -57,7 +57,7 @@ def _earlier_search(folder: Path) -> dict[str, Any] | str:
 
 def init_applies(family: str, init: str) -> bool:
     """Whether ``family`` can be built with ``init`` (DeeplabError for an unknown init)."""
-    from deeplab import inits
+    import deeplab.models.inits as inits
     from deeplab.models.depth_family import FAMILY_CONFIGS
 
     if init not in inits.SCHEMES:

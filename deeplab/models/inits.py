@@ -2,7 +2,7 @@
 
 Every scheme is named, so ``init`` can be a model constructor argument and a
 command-line flag. Gain convention throughout: ``σ_w²`` is the *variance gain*
-of mean-field theory (:mod:`deeplab.mean_field`) — a Gaussian weight has
+of mean-field theory (:mod:`deeplab.theory.mean_field`) — a Gaussian weight has
 standard deviation ``σ_w / √fan_in`` with ``fan_in = C_in · k_h · k_w``, and an
 orthogonal weight matrix is scaled by ``σ_w = √σ_w²`` (not by σ_w²: the usual
 slip). Biases have variance ``σ_b²``.
@@ -38,7 +38,7 @@ Schemes (:data:`SCHEMES`):
     Linear) ``H`` has orthonormal rows instead, ``W Wᵀ = σ_w² I``. Linear
     layers (the classifier) get ``σ_w · H`` directly. Biases N(0, σ_b²).
     (σ_w², σ_b²) is a critical point of the activation, χ₁ = 1, computed by
-    :func:`deeplab.mean_field.critical_sigma_w2` for the σ_b² of
+    :func:`deeplab.theory.mean_field.critical_sigma_w2` for the σ_b² of
     :data:`DEFAULT_SIGMA_B2`: see :func:`critical_point`.
 ``gaussian``
     The mean-field papers' i.i.d. Gaussian (Poole et al. 2016; Schoenholz et
@@ -167,12 +167,11 @@ def check_variances(scheme: str, sigma_w2: float | None, sigma_b2: float | None)
 def critical_point(activation: str) -> tuple[float, float]:
     """(σ_w², σ_b²) on the edge of chaos (χ₁ = 1) for ``activation``, σ_b² from :data:`DEFAULT_SIGMA_B2`.
 
-    Computed by :func:`deeplab.mean_field.critical_sigma_w2` (cached): tanh
+    Computed by :func:`deeplab.theory.mean_field.critical_sigma_w2` (cached): tanh
     (1.0860, 1e-4), elu (1.1309, 1e-4), relu (2, 0), leaky_relu(0.01)
     (2/(1 + 0.01²), 0), linear (1, 0).
     """
-    from deeplab import mean_field
-
+    import deeplab.theory.mean_field as mean_field
     if activation not in DEFAULT_SIGMA_B2:
         raise DeeplabError(
             f"no critical point known for activation {activation!r}; choose one of "
@@ -197,8 +196,7 @@ def resolve_variances(activation: str, sigma_w2: float | None, sigma_b2: float |
         if sigma_b2 == default_b2 or activation in ("relu", "leaky_relu", "linear"):  # χ₁ free of σ_b² there
             sigma_w2 = default_w2
         else:
-            from deeplab import mean_field
-
+            import deeplab.theory.mean_field as mean_field
             sigma_w2 = mean_field.critical_sigma_w2(activation, sigma_b2)
     return float(sigma_w2), float(sigma_b2)
 

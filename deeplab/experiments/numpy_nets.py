@@ -313,8 +313,8 @@ def train_xor(
 
 
 def _pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (:func:`deeplab.figures.pyplot`)."""
-    from deeplab.figures import pyplot
+    """matplotlib.pyplot on the file-only Agg backend (:func:`deeplab.reporting.figures.pyplot`)."""
+    from deeplab.reporting.figures import pyplot
 
     return pyplot()
 

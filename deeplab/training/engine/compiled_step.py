@@ -17,7 +17,7 @@ and compile for a minute, so ``--compile auto`` leaves them eager.
 
 The update rules are the optimizers deeplab trains with, term for term:
 
-- ``momentum_sgd`` (seed 000's :class:`~deeplab.optim.MomentumSGD`) and
+- ``momentum_sgd`` (seed 000's :class:`~deeplab.training.optim.MomentumSGD`) and
   ``sgd`` (``torch.optim.SGD``, no dampening or Nesterov): g ← g + λθ;
   m ← αm + g; θ ← θ − ηm (α = 0: θ ← θ − ηg). The buffer starts at zero,
   so the first step's m = g exactly, as both optimizers do.
@@ -29,7 +29,7 @@ Their state lives in ``optimizer.state[p]`` under the optimizers' own names
 are the same files an eager run writes and either kind of step can resume
 them. Fused kernels round differently from eager ones: after 300 steps the
 parameters agree with the eager loop's to ~1e-6 relative (tested), not bit
-for bit — a run keeps the step kind it started with (``deeplab.resume``).
+for bit — a run keeps the step kind it started with (``deeplab.training.resumable.resume``).
 
 Unrolling: ``unroll`` U > 1 compiles U consecutive steps into one graph, which
 saves the per-call cost (~40 µs on this CPU) U − 1 times. Groups are aligned

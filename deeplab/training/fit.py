@@ -1,7 +1,7 @@
 """``fit(config)``: one training run, from a :class:`~deeplab.config.FitConfig` to ``results.json``.
 
 Data flow (DESIGN.md): the DataModule parses the files into uint8 tensors
-once; the :class:`~deeplab.module.Classifier` trains with manual optimization;
+once; the :class:`~deeplab.training.module.Classifier` trains with manual optimization;
 callbacks print the seeds' epoch line, measure throughput and log gradient
 norms; everything lands in one run directory under ``log_dir``:
 TensorBoard events, ``checkpoints/``, ``config.json`` and ``results.json``.
@@ -22,24 +22,24 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from deeplab.allocator import keep_freed_memory
+from deeplab.training.engine.allocator import keep_freed_memory
 from deeplab.callbacks.base import ResultsContributor
 from deeplab.callbacks.gradients import GradientNorms
 from deeplab.callbacks.progress import BatchProgressBar, EpochLine
 from deeplab.callbacks.throughput import Throughput
-from deeplab.checkpointing import AtomicCheckpointIO
-from deeplab.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
-from deeplab.preflight import check_hardware, check_memory
-from deeplab.resume import LEGACY_SETTINGS, compare_settings, plan_resume, read_checkpoint
+from deeplab.training.resumable.checkpointing import AtomicCheckpointIO
+from deeplab.training.resumable.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
+from deeplab.training.preflight import check_hardware, check_memory
+from deeplab.training.resumable.resume import LEGACY_SETTINGS, compare_settings, plan_resume, read_checkpoint
 from deeplab.config import FitConfig, effective_lr, resolve_config
-from deeplab.data import create_datamodule
-from deeplab.engine import describe as describe_engine
-from deeplab.engine import resolve_engine
+from deeplab.data.datamodules import create_datamodule
+from deeplab.training.engine import describe as describe_engine
+from deeplab.training.engine import resolve_engine
 from deeplab.errors import DeeplabError
 from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure
-from deeplab.tensorboard import RunLogger, RunRecords, log_run_end
+from deeplab.reporting.tensorboard import RunLogger, RunRecords, log_run_end
 from deeplab.models import DATASET_SHAPES, count_parameters, model_spec
-from deeplab.module import Classifier
+from deeplab.training.module import Classifier
 
 __all__ = ["fit", "build_model_kwargs", "device_description", "RESULTS_FILE", "CONFIG_FILE"]
 
@@ -159,7 +159,7 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
     """Train one run and return what it wrote to ``results.json``.
 
     Raises :class:`~deeplab.errors.DeeplabError` for a mistake the user can
-    fix (before anything is written), and :class:`~deeplab.lifecycle.RunInterrupted`
+    fix (before anything is written), and :class:`~deeplab.training.resumable.lifecycle.RunInterrupted`
     after SIGINT/SIGTERM, once the checkpoint and ``results.json`` (with
     ``"interrupted": true``) are written.
     """
@@ -188,7 +188,7 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
     if not config.fast_dev_run:  # a throwaway run creates nothing under --log-dir, not even the folder
         _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    keep_freed_memory()  # no page faults for every step's activations (deeplab.allocator)
+    keep_freed_memory()  # no page faults for every step's activations (deeplab.training.engine.allocator)
 
     model_kwargs = build_model_kwargs(config)  # a bad --depth/--dataset fails before any data is read
     check_memory(config.model, model_kwargs, config.batch_size, config.accelerator)

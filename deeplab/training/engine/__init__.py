@@ -8,13 +8,13 @@ table):
   K consecutive batches and the module runs K complete updates, so
   Lightning's per-batch machinery (fetch, hooks, progress, logging: ~59 % of a
   batch-1 step, cProfile) runs once per chunk. Same updates, same order.
-- **A compiled whole step** (``--compile step``, ``deeplab.compiled_step``):
+- **A compiled whole step** (``--compile step``, ``deeplab.training.engine.compiled_step``):
   forward, loss, backward and update as one Inductor graph.
   ``two_layer_mlp`` batch 1: 466 → 71 µs a step (8 steps unrolled per graph);
   ``cnn5`` batch 32 channels-last: 18 → 6.8 ms; ``cnn5_sigmoid`` batch 1:
   1.37 → 0.52 ms (4 unrolled). Seed 002's 30-layer stacks at batch 256 gain nothing or
   lose (``cnn_elu_bn``: 654 → 389 img/s) and compile for up to a minute.
-- **Fast CPU kernels** (``--fast-kernels``, :mod:`deeplab.cpu_kernels`): PyTorch's NHWC batch
+- **Fast CPU kernels** (``--fast-kernels``, :mod:`deeplab.training.engine.cpu_kernels`): PyTorch's NHWC batch
   norm loops over 4 channels innermost (10.3 ms where NCHW takes 3.9; stand-in 2.0), its ELU
   computes expm1 one element at a time (7.1 ms; one Inductor loop 1.25) and its tanh takes
   2.1 ms (1.26). Equal to a few float ulps. Whole step, ``cnn_elu_bn`` k = 30, batch 256,
@@ -28,7 +28,7 @@ table):
 
 ``auto`` (the default of each) picks from what the run is, deterministically,
 so a resumed run makes the same choice (and a resume inherits the run's
-choices: ``deeplab.train``):
+choices: ``deeplab.training.fit``):
 
 - chunks of K = 256 // batch batches (1 from batch 256 on), 1 when a
   callback needs every batch (``needs_every_batch``) or for ``--fast-dev-run``;
@@ -37,7 +37,7 @@ choices: ``deeplab.train``):
   (≤ :data:`COMPILE_MAX_BATCH`), one process trains in 32-bit, the model has
   no dropout and no callback needs gradients in ``.grad``; else eager;
 - channels-last on the CPU for convolutional models from batch 8 on;
-- fast CPU kernels (:mod:`deeplab.cpu_kernels`) for eager CPU runs of ≥ 100,000 images of
+- fast CPU kernels (:mod:`deeplab.training.engine.cpu_kernels`) for eager CPU runs of ≥ 100,000 images of
   models with an ELU, a tanh or a batch norm of ≤ 8 channels.
 """
 
@@ -75,7 +75,7 @@ class Engine:
     channels_last: bool
     steps_per_call: int
     unroll: int  # steps per compiled graph (compile == "step")
-    fast_kernels: bool = False  # deeplab.cpu_kernels' ELU and batch norm swapped in
+    fast_kernels: bool = False  # deeplab.training.engine.cpu_kernels' ELU and batch norm swapped in
 
 
 def _has_convolutions(model: nn.Module) -> bool:
@@ -85,8 +85,8 @@ def _has_convolutions(model: nn.Module) -> bool:
 def resolve_engine(config: Any, model: nn.Module, planned_steps: int, world_size: int, on_gpu: bool,
                    callbacks: Sequence[Any] = ()) -> Engine:
     """``config``'s ``compile``/``channels_last``/``steps_per_call`` with every ``auto`` decided."""
-    from deeplab.compiled_step import compiled_step_blocker
-    from deeplab.cpu_kernels import has_slow_kernels
+    from deeplab.training.engine.compiled_step import compiled_step_blocker
+    from deeplab.training.engine.cpu_kernels import has_slow_kernels
 
     needs_every_batch = any(getattr(c, "needs_every_batch", False) for c in callbacks)
     eval_mode_epochs = getattr(config, "eval_mode_after_first_epoch", False)  # seed 002's quirk

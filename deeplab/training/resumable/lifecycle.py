@@ -1,7 +1,7 @@
 """How a run stops: checkpoints a user never has to think about, and SIGINT/SIGTERM handled cleanly.
 
 :class:`RunCheckpoint` writes ``checkpoints/last.ckpt`` (atomically, through
-:class:`~deeplab.checkpointing.AtomicCheckpointIO`)
+:class:`~deeplab.training.resumable.checkpointing.AtomicCheckpointIO`)
 
 - when an epoch closes (after its evaluation and history row),
 - every ``every_minutes`` of wall time (default 5) and every
@@ -14,7 +14,7 @@
 
 So a SIGKILL loses at most the minutes since the last checkpoint. Each
 checkpoint carries the run's position (``Classifier.position``) and settings;
-``deeplab.resume`` turns them into where a resumed command starts, and
+``deeplab.training.resumable.resume`` turns them into where a resumed command starts, and
 :meth:`RunCheckpoint.on_load_checkpoint` puts Lightning's loops there.
 
 Why a signal does not stop the run inside an evaluation: the checkpoint must
@@ -36,7 +36,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-from deeplab import _compat
+import deeplab.training.resumable.glue as _compat
 from deeplab.errors import DeeplabError, RunInterrupted
 
 __all__ = ["RunInterrupted", "StopSignals", "interrupt_at_once", "RunCheckpoint", "CHECKPOINT_FILE", "DEFAULT_CHECKPOINT_MINUTES"]

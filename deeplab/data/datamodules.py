@@ -547,7 +547,7 @@ class ImageDataModule(pl.LightningDataModule):
         """Saved in every checkpoint: the augmentation RNG (the data order needs no state).
 
         Where the epoch got is the run's position, recorded by the module
-        (:attr:`deeplab.module.Classifier.position`) and handed back through
+        (:attr:`deeplab.training.module.Classifier.position`) and handed back through
         :meth:`resume_at`.
         """
         return {"augment_generator": self.augment_generator.get_state(),

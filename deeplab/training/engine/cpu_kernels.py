@@ -81,7 +81,7 @@ def _fused(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
     try:
         return kernel(x)
     except Exception as error:  # Inductor needs a working C++ toolchain; the eager formula does not
-        warnings.warn(f"deeplab.cpu_kernels: compiling {name} failed ({type(error).__name__}: {error}); "
+        warnings.warn(f"deeplab.training.engine.cpu_kernels: compiling {name} failed ({type(error).__name__}: {error}); "
                       f"using its eager form", RuntimeWarning, stacklevel=2)
         _FUSED[name] = function
         return function(x)

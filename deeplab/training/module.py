@@ -3,7 +3,7 @@
 Manual optimization (``automatic_optimization = False``) so every step is
 visibly the seeds' loop: forward, loss, ``manual_backward``, optimizer step,
 zero-grad, scheduler step. Optimizers: ``momentum_sgd`` (the seeds'
-hand-written one, :class:`deeplab.optim.MomentumSGD`), ``sgd``
+hand-written one, :class:`deeplab.training.optim.MomentumSGD`), ``sgd``
 (``torch.optim.SGD``, seeds 001/002/004) and ``adam`` (seed 003). Schedules:
 ``none``, ``cosine`` (seed 001, per epoch over the run) and ``step`` (seed 004,
 ×0.1 every 5 epochs). Losses: ``torch`` (``F.cross_entropy``) or ``manual``
@@ -21,14 +21,14 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from deeplab import _compat
-from deeplab import functional as HF
+import deeplab.training.resumable.glue as _compat
+import deeplab.models.functional as HF
 from deeplab.callbacks.base import GradientObserver, notify_epoch_closed
-from deeplab.checkpointing import capture_rng_state, restore_rng_state
+from deeplab.training.resumable.checkpointing import capture_rng_state, restore_rng_state
 from deeplab.checks import optimizer_setting_problem
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
-from deeplab.optim import MomentumSGD
+from deeplab.training.optim import MomentumSGD
 
 __all__ = ["Classifier", "OPTIMIZERS", "SCHEDULES", "LOSSES", "COMPILE_MODES"]
 
@@ -137,7 +137,7 @@ class Classifier(pl.LightningModule):
         self.compile_mode = "off"
         self.channels_last = False
         self.unroll = 1
-        self.compiled_step: Any = None  # deeplab.compiled_step.CompiledStep, built when training starts
+        self.compiled_step: Any = None  # deeplab.training.engine.compiled_step.CompiledStep, built when training starts
         self._gradient_observers: list[GradientObserver] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,7 +151,7 @@ class Classifier(pl.LightningModule):
     # ------------------------------------------------------------ position
     @property
     def position(self) -> dict[str, Any]:
-        """Where the run stands, as checkpoints record it (the resume contract, ``deeplab.resume``).
+        """Where the run stands, as checkpoints record it (the resume contract, ``deeplab.training.resumable.resume``).
 
         ``epoch``: the epoch in progress or last closed (0-based); ``batches_done``:
         its batches trained; ``epoch_closed``: evaluated and in :attr:`history`;
@@ -223,17 +223,17 @@ class Classifier(pl.LightningModule):
 
         ``compile``: ``off`` (eager), ``model`` (``torch.compile`` of the model:
         forward and backward graphs, the optimizer eager) or ``step`` (the whole
-        step, :class:`deeplab.compiled_step.CompiledStep`). ``channels_last``:
+        step, :class:`deeplab.training.engine.compiled_step.CompiledStep`). ``channels_last``:
         NHWC activations (oneDNN's fast layout on CPUs, tensor cores on GPUs).
         ``unroll``: consecutive steps per compiled graph. ``fast_kernels``: swap in
-        :mod:`deeplab.cpu_kernels`' ELU and batch norm (same parameters and buffers).
+        :mod:`deeplab.training.engine.cpu_kernels`' ELU and batch norm (same parameters and buffers).
         """
         _check_choice("--compile", compile, COMPILE_MODES)
         self.compile_mode, self.channels_last, self.unroll = compile, channels_last, max(1, int(unroll))
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if fast_kernels:
-            from deeplab.cpu_kernels import swap_in_fast_kernels
+            from deeplab.training.engine.cpu_kernels import swap_in_fast_kernels
 
             swap_in_fast_kernels(self.model)
         if compile == "model":
@@ -243,8 +243,8 @@ class Classifier(pl.LightningModule):
         self._gradient_observers = [c for c in self.trainer.callbacks if isinstance(c, GradientObserver)]
         if self.compile_mode == "step" and self.compiled_step is None:
             # Built now, after a resume has restored the optimizer's state tensors it updates.
-            from deeplab.compiled_step import CompiledStep
-            from deeplab.layers import parameterized_layers
+            from deeplab.training.engine.compiled_step import CompiledStep
+            from deeplab.models.layers import parameterized_layers
 
             layers = [weight for _, _, weight in parameterized_layers(self.model)] if self._gradient_observers else None
             self.compiled_step = CompiledStep(self.model, _torch_optimizer(self.optimizers()), self.hparams.optimizer,
@@ -320,7 +320,7 @@ class Classifier(pl.LightningModule):
         def stats_of(position: int) -> str:
             # A group's first step is recorded in full every `every` steps: by global step when
             # each group is one step (as the eager path does), else every ⌈every/U⌉-th group of
-            # the epoch (groups are aligned to the epoch, see deeplab.compiled_step).
+            # the epoch (groups are aligned to the epoch, see deeplab.training.engine.compiled_step).
             if not observers:
                 return "none"
             if unroll == 1:

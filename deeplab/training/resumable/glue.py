@@ -75,7 +75,7 @@ def count_optimizer_steps(trainer: Any, count: int) -> None:
 
     Why: under manual optimization Lightning counts a step each time
     ``LightningOptimizer.step`` runs; deeplab's compiled step
-    (``deeplab.compiled_step``) updates the parameters inside its graph
+    (``deeplab.training.engine.compiled_step``) updates the parameters inside its graph
     instead, so it reports its steps here. The counter is
     ``fit_loop.epoch_loop.manual_optimization.optim_step_progress``, a
     ``_Progress`` whose ``total.completed`` is ``Trainer.global_step``.

@@ -1,0 +1,1 @@
+"""What runs and searches write for people: figures, tables, TensorBoard records."""

@@ -1,0 +1,1 @@
+"""Theory: numbers a network's trainability is predicted from, no training."""

@@ -1,0 +1,1 @@
+"""Training one run: the LightningModule, the optimizers, fit()."""
