@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from deeplab.errors import DeeplabError
 
@@ -29,71 +29,138 @@ COMPILE_MAX_BATCH = 64
 #: Lightning's short precision names
 PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
-__all__ = ["FitConfig", "LR_DEPTH_RULES", "LR_REFERENCE_DEPTH", "effective_lr", "parse_lr_depth_scaling", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
+__all__ = ["FitConfig", "ROLES", "KEPT_ON_RESUME", "CHANGEABLE_ON_RESUME", "setting", "settings_of", "key_settings",
+           "legacy_values", "check_types", "option_name", "OPTIMIZER_CHOICES", "LOSS_CHOICES", "SCHEDULE_CHOICES", "LR_DEPTH_RULES", "LR_REFERENCE_DEPTH", "effective_lr", "parse_lr_depth_scaling", "GENERAL_DEFAULTS", "MAX_SEED", "add_training_arguments", "check_batch_limit",
            "config_from_args", "int_or_fraction", "resolve_config", "read_config_file", "parse_with_config",
            "parse_devices", "device_count", "read_settings_file"]
 
 
+#: the roles a setting plays (each FitConfig field declares one, :func:`setting`):
+#: ``run`` — what the run learns (model, data, optimizer, numerics): a resume must keep it; part of a probe's
+#:   ledger key (but for the probe's coordinates, depth and seed);
+#: ``engine`` — how the steps execute where that changes the rounding (compiled step, layout, kernels): a
+#:   resume keeps it; not in the ledger key (a probe's verdict does not depend on it);
+#: ``budget`` — how much it trains (epochs, step and batch limits): a resume may change it (applied and
+#:   recorded); part of the ledger key;
+#: ``hardware`` — where and how fast it trains (devices, chunks, activation recomputation): a resume may
+#:   change it (applied and recorded); not in the key;
+#: ``output`` — what is written and where (folders, logging, checkpoints' cadence, gradient records): changes
+#:   freely, recorded nowhere but config.json;
+#: ``invocation`` — how this command starts (``ckpt_path``): not a setting of the run, not rerun from a config.
+ROLES = ("run", "engine", "budget", "hardware", "output", "invocation")
+#: roles a resume must keep / may change
+KEPT_ON_RESUME = ("run", "engine")
+CHANGEABLE_ON_RESUME = ("budget", "hardware")
+_NO_LEGACY = object()
+
+
+def setting(default: Any = dataclasses.MISSING, *, role: str, legacy: Any = _NO_LEGACY, coordinate: bool = False,
+            choices: tuple[str, ...] | None = None, factory: Callable[[], Any] | None = None) -> Any:
+    """A FitConfig field and its classification.
+
+    ``role``: one of :data:`ROLES`. ``legacy``: for a setting added after runs and ledgers were recorded
+    without it, the value those runs had (a checkpoint or ledger line without the setting reads as this;
+    a probe key leaves it out while it has this value, so committed ledgers keep matching). ``coordinate``:
+    a probe's own coordinate (depth, seed), kept out of its settings key. ``choices``: the allowed names.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    metadata = {"role": role, "legacy": legacy, "coordinate": coordinate, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+OPTIMIZER_CHOICES = ("momentum_sgd", "sgd", "adam")  # deeplab.training.optim binds each to its rule
+LOSS_CHOICES = ("torch", "manual")
+SCHEDULE_CHOICES = ("none", "cosine", "step")
+
+
 @dataclass
 class FitConfig:
-    model: str  # registered model name
-    dataset: str | None = None  # mnist | fashion_mnist | cifar10 (default: the model's)
-    depth: int | None = None  # for depth families (seed 002/004)
-    init: str | None = None  # initialization scheme, for models that take one
-    sigma_w2: float | None = None  # σ_w² of the orthogonal/gaussian inits (None: the critical point)
-    sigma_b2: float | None = None  # σ_b² of the orthogonal/gaussian inits (None: deeplab.models.inits.DEFAULT_SIGMA_B2)
-    activation_checkpointing: bool = False  # recompute activations in backward (depth families)
-    epochs: int | None = None
-    batch_size: int | None = None  # per device
-    lr: float | None = None
-    #: η scaled with depth (issue 19): "none" | "inverse" | "inverse_sqrt", optionally "@K" (--lr is η at
-    #: depth K, default LR_REFERENCE_DEPTH); the optimizer gets effective_lr(config)
-    lr_depth_scaling: str | None = None
-    momentum: float | None = None  # α of the SGD variants
-    weight_decay: float | None = None
-    optimizer: str | None = None  # momentum_sgd | sgd | adam
-    loss: str | None = None  # torch | manual
-    schedule: str | None = None  # none | cosine | step
-    val_split: float | int | str | None = None  # hold-out fraction or count; "none": test each epoch; None: the seed's
-    augment: bool | None = None  # dataset's training augmentation (CIFAR-10: crop + flip)
-    crop_padding: int | None = None  # the augmentation's crop padding (None: the dataset's, 4; 0: flip only)
+    """Every setting of one training run. Each field says what it is to the run (its role, :func:`setting`):
+    the resume contract, a search probe's ledger key, ``--print-config`` and the type checks read that."""
+
+    model: str = setting(role="run")  # registered model name
+    dataset: str | None = setting(None, role="run")  # mnist | fashion_mnist | cifar10 (default: the model's)
+    depth: int | None = setting(None, role="run", coordinate=True)  # for depth families (seed 002/004)
+    init: str | None = setting(None, role="run")  # initialization scheme, for models that take one
+    #: σ_w² / σ_b² of the orthogonal/gaussian inits (None: the activation's critical point / DEFAULT_SIGMA_B2)
+    sigma_w2: float | None = setting(None, role="run", legacy=None)
+    sigma_b2: float | None = setting(None, role="run", legacy=None)
+    activation_checkpointing: bool = setting(False, role="hardware")  # recompute activations in backward
+    epochs: int | None = setting(None, role="budget")
+    batch_size: int | None = setting(None, role="run")  # per device
+    lr: float | None = setting(None, role="run")
+    #: η scaled with depth (issue 19): "none" | "inverse" | "inverse_sqrt" | "power:P", optionally "@K" (--lr is
+    #: η at depth K, default LR_REFERENCE_DEPTH); the optimizer gets effective_lr(config)
+    lr_depth_scaling: str | None = setting(None, role="run", legacy=None)
+    momentum: float | None = setting(None, role="run")  # α of the SGD variants
+    weight_decay: float | None = setting(None, role="run")
+    optimizer: str | None = setting(None, role="run", choices=OPTIMIZER_CHOICES)
+    loss: str | None = setting(None, role="run", choices=LOSS_CHOICES)  # F.cross_entropy | seed 000's
+    schedule: str | None = setting(None, role="run", choices=SCHEDULE_CHOICES)
+    #: gradient clipping before each update (deeplab.training.optim.gradient_stage): the total L2 norm to c,
+    #: each entry to [−v, v]
+    clip_grad_norm: float | None = setting(None, role="run", legacy=None)
+    clip_grad_value: float | None = setting(None, role="run", legacy=None)
+    #: hold-out fraction or count; "none": test each epoch; None: the seed's
+    val_split: float | int | str | None = setting(None, role="run")
+    augment: bool | None = setting(None, role="run")  # dataset's training augmentation (CIFAR-10: crop + flip)
+    crop_padding: int | None = setting(None, role="run", legacy=None)  # None: the dataset's (4); 0: flip only
     #: seed 004's quirk: its test loader uses the training transform, so test images are flipped at random too
-    augment_eval: bool = False
-    normalize_mean: tuple[float, ...] | None = None  # per-channel mean (None: the dataset's standard one)
-    normalize_std: tuple[float, ...] | None = None  # per-channel std (None: the dataset's; seed 003: 0.247,...)
-    input_noise_std: float | None = None  # seed 003's Gaussian input noise on training batches
+    augment_eval: bool = setting(False, role="run", legacy=False)
+    normalize_mean: tuple[float, ...] | None = setting(None, role="run", legacy=None)  # None: the dataset's
+    normalize_std: tuple[float, ...] | None = setting(None, role="run", legacy=None)  # seed 003: 0.247,...
+    input_noise_std: float | None = setting(None, role="run")  # seed 003's Gaussian input noise
     #: seed 002's quirk: its train_epoch never calls model.train() and its test() calls model.eval(),
     #: so epochs 2+ train with batch norm's running statistics frozen (off: deeplab trains in train mode)
-    eval_mode_after_first_epoch: bool = False
-    seed: int = 0
-    data_dir: str | None = None
-    log_dir: str = "lightning_logs"
-    run_name: str | None = None  # TensorBoard run name (default: the model name)
-    devices: str = "1"
-    accelerator: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    limit_train_batches: float | None = None
-    limit_val_batches: float | None = None
-    max_steps: int = -1
-    fast_dev_run: bool = False
-    ckpt_path: str | None = None  # resume from this checkpoint
-    checkpoint_every_n_steps: int | None = None  # also checkpoint every N optimizer steps
-    checkpoint_every_minutes: float = 5.0  # also checkpoint when this much wall time passed (0: never)
-    grad_norms: bool = True  # gradient-norm logging callback
-    grad_every: int | None = None  # steps between gradient-norm records (None: every 320 images' worth)
-    grad_l1_epoch: int = 1  # the epoch whose every step's total L1 is averaged (seed 000: the first)
-    grad_histograms_every: int = 0  # steps between gradient histograms (0: off)
-    compile: str = "auto"  # off | model | step | auto (deeplab.training.engine)
-    channels_last: bool | None = None  # NHWC activations; None: auto (deeplab.training.engine)
-    fast_kernels: bool | None = None  # deeplab.training.engine.cpu_kernels' ELU, tanh and batch norm; None: auto (deeplab.training.engine)
-    steps_per_call: int | None = None  # batches per training_step (chunks); None: auto (deeplab.training.engine)
-    progress_bar: bool = True
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra factory keywords (e.g. activation)
+    eval_mode_after_first_epoch: bool = setting(False, role="run", legacy=False)
+    seed: int = setting(0, role="run", coordinate=True)
+    data_dir: str | None = setting(None, role="output")  # where the data is (moving it changes nothing)
+    log_dir: str = setting("lightning_logs", role="output")
+    run_name: str | None = setting(None, role="output")  # TensorBoard run name (default: the model name)
+    devices: str = setting("1", role="hardware")
+    accelerator: str = setting("auto", role="hardware")
+    strategy: str = setting("auto", role="hardware")
+    num_nodes: int = setting(1, role="hardware")
+    precision: str = setting("32-true", role="run")
+    limit_train_batches: float | int | None = setting(None, role="budget")
+    limit_val_batches: float | int | None = setting(None, role="budget")
+    max_steps: int = setting(-1, role="budget")
+    fast_dev_run: bool = setting(False, role="output")  # one batch each, nothing written
+    ckpt_path: str | None = setting(None, role="invocation")  # resume from this checkpoint
+    checkpoint_every_n_steps: int | None = setting(None, role="output")  # also every N optimizer steps
+    checkpoint_every_minutes: float = setting(5.0, role="output")  # also after this much wall time (0: never)
+    grad_norms: bool = setting(True, role="output")  # gradient-norm logging callback
+    grad_every: int | None = setting(None, role="output")  # steps between records (None: every 320 images)
+    grad_l1_epoch: int = setting(1, role="output")  # the epoch whose every step's total L1 is averaged
+    grad_histograms_every: int = setting(0, role="output")  # steps between gradient histograms (0: off)
+    compile: str = setting("auto", role="engine", choices=COMPILE_CHOICES)  # deeplab.training.engine
+    channels_last: bool | None = setting(None, role="engine")  # NHWC activations; None: auto
+    fast_kernels: bool | None = setting(None, role="engine", legacy=False)  # cpu_kernels' ELU/tanh/BN; None: auto
+    steps_per_call: int | None = setting(None, role="hardware")  # batches per training_step; None: auto
+    progress_bar: bool = setting(True, role="output")
+    model_kwargs: dict[str, Any] = setting(role="run", factory=dict)  # extra factory keywords (e.g. activation)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def settings_of(*roles: str) -> tuple[str, ...]:
+    """The FitConfig fields of these roles, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(FitConfig) if f.metadata["role"] in roles)
+
+
+def key_settings() -> tuple[str, ...]:
+    """What a search probe's ledger key holds besides its depth and seed: what it learns and how long."""
+    return tuple(f.name for f in dataclasses.fields(FitConfig)
+                 if f.metadata["role"] in ("run", "budget") and not f.metadata["coordinate"])
+
+
+def legacy_values() -> dict[str, Any]:
+    """``{setting: the value runs and ledgers recorded before it existed had}``."""
+    return {f.name: f.metadata["legacy"] for f in dataclasses.fields(FitConfig) if f.metadata["legacy"] is not _NO_LEGACY}
 
 
 #: defaults for what neither the user nor the model's spec sets
@@ -167,6 +234,7 @@ def resolve_config(config: FitConfig) -> FitConfig:
     """Fill unset fields from the model's seed protocol, then general defaults."""
     from deeplab.models import model_spec
 
+    check_types(config)
     spec = model_spec(config.model)
     resolved = dataclasses.replace(config, model_kwargs=dict(config.model_kwargs))
     if resolved.dataset is None:
@@ -237,19 +305,21 @@ def _validate(config: FitConfig) -> None:
         raise DeeplabError(f"--lr-depth-scaling scales η with depth, and {config.model} has a fixed depth; "
                            "drop it or pick a depth family (fit.py --list-models)")
     _check_init_options(config)
+    for name in ("clip_grad_norm", "clip_grad_value"):
+        value = getattr(config, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise DeeplabError(f"{option_name(name)} must be a positive, finite number, got {value}")
     if not _is_int(config.grad_every) or config.grad_every < 1:
         raise DeeplabError(f"--grad-every must be ≥ 1, got {config.grad_every}")
     if not _is_int(config.grad_l1_epoch) or config.grad_l1_epoch < 1:
         raise DeeplabError(f"--grad-l1-epoch must be an epoch number ≥ 1, got {config.grad_l1_epoch}")
     if not _is_int(config.grad_histograms_every) or config.grad_histograms_every < 0:
         raise DeeplabError(f"--grad-histograms-every must be ≥ 0 (0: off), got {config.grad_histograms_every}")
-    for option, value, choices in (
-        ("--optimizer", config.optimizer, ("momentum_sgd", "sgd", "adam")),
-        ("--loss", config.loss, ("torch", "manual")),
-        ("--schedule", config.schedule, ("none", "cosine", "step")),
-    ):
-        if value not in choices:
-            raise DeeplabError(f"{option} {value!r} is not one of {', '.join(choices)}")
+    for item in dataclasses.fields(FitConfig):
+        choices = item.metadata["choices"]
+        if choices is not None and getattr(config, item.name) not in choices:
+            raise DeeplabError(f"{option_name(item.name)} {getattr(config, item.name)!r} is not one of "
+                               f"{', '.join(choices)}")
     if not _is_int(config.num_nodes) or config.num_nodes < 1:
         raise DeeplabError(f"--num-nodes must be ≥ 1, got {config.num_nodes}")
     if config.input_noise_std is not None and not (math.isfinite(config.input_noise_std) and config.input_noise_std >= 0):
@@ -272,8 +342,6 @@ def _validate(config: FitConfig) -> None:
     minutes = config.checkpoint_every_minutes
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes >= 0):
         raise DeeplabError(f"--checkpoint-every-minutes must be a number ≥ 0 (0: only at epoch ends), got {minutes}")
-    if config.compile not in COMPILE_CHOICES:
-        raise DeeplabError(f"--compile {config.compile!r} is not one of {', '.join(COMPILE_CHOICES)}")
     if config.steps_per_call is not None and (not _is_int(config.steps_per_call) or config.steps_per_call < 1):
         raise DeeplabError(f"--steps-per-call must be a positive integer, got {config.steps_per_call}")
     if config.run_name is not None:
@@ -324,8 +392,48 @@ def float_list(text: str) -> tuple[float, ...]:
     return values
 
 
+def option_name(field_name: str) -> str:
+    """The command-line option of a FitConfig field: ``batch_size`` → ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _matches(kind: str, value: Any) -> bool:
+    if kind == "None":
+        return value is None
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return _is_int(value)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind.startswith("tuple["):
+        return isinstance(value, (tuple, list)) and all(_matches("float", v) for v in value)
+    if kind.startswith("dict["):
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    raise TypeError(f"FitConfig: no check for the annotation {kind!r}")  # pragma: no cover - a new field's type
+
+
+_KIND_WORDS = {"None": "none", "bool": "true/false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def check_types(config: FitConfig) -> None:
+    """Each setting has a value of its declared type (the field annotations): one line naming the option,
+    whatever the value came from (the command line, a --config file, the Python API)."""
+    for item in dataclasses.fields(FitConfig):
+        value = getattr(config, item.name)
+        kinds = [part.strip() for part in str(item.type).split("|")]
+        if any(_matches(kind, value) for kind in kinds):
+            continue
+        words = [_KIND_WORDS.get(kind, "a list of numbers" if kind.startswith("tuple[") else "a mapping of names")
+                 for kind in kinds]
+        raise DeeplabError(f"{option_name(item.name)} (setting {item.name}) must be {' or '.join(words)}, "
+                           f"got {value!r}")
 
 
 def check_batch_limit(option: str, value: Any, zero_allowed: bool) -> None:
@@ -383,9 +491,17 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
                             "measured P: the README's η-scaling table (default none)")
     group.add_argument("--momentum", type=float, help="momentum α in [0, 1) for momentum_sgd/sgd")
     group.add_argument("--weight-decay", type=float, help="L2 weight decay")
-    group.add_argument("--optimizer", metavar="{momentum_sgd,sgd,adam}", help="momentum_sgd (seed 000's hand-written) | sgd | adam")
-    group.add_argument("--loss", metavar="{torch,manual}", help="torch (F.cross_entropy) | manual (seed 000's hand-written)")
-    group.add_argument("--schedule", metavar="{none,cosine,step}", help="none | cosine (seed 001) | step (seed 004: ×0.1 every 5 epochs)")
+    group.add_argument("--optimizer", metavar="{" + ",".join(OPTIMIZER_CHOICES) + "}",
+                       help="momentum_sgd (seed 000's hand-written) | sgd (torch.optim.SGD) | adam (torch.optim.Adam)")
+    group.add_argument("--loss", metavar="{" + ",".join(LOSS_CHOICES) + "}",
+                       help="torch (F.cross_entropy) | manual (seed 000's hand-written)")
+    group.add_argument("--schedule", metavar="{" + ",".join(SCHEDULE_CHOICES) + "}",
+                       help="none | cosine (seed 001) | step (seed 004: ×0.1 every 5 epochs)")
+    group.add_argument("--clip-grad-norm", type=float, metavar="C",
+                       help="before each update, scale the gradients so their total L2 norm is at most C "
+                            "(torch.nn.utils.clip_grad_norm_'s rule); norms are recorded before the clip (default: off)")
+    group.add_argument("--clip-grad-value", type=float, metavar="V",
+                       help="before each update, clamp every gradient entry to [−V, V] (default: off)")
     group.add_argument("--val-split", type=int_or_fraction,
                        help="hold out this fraction (0.1) or count (5000) of the training set for "
                             "per-epoch validation; the test split is then evaluated once at the end; "
@@ -452,8 +568,6 @@ def config_to_json(config: FitConfig) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
 
 
-#: fields of a saved config that a rerun does not take over (a rerun is a new run, not a resume)
-NOT_RERUN = ("ckpt_path",)
 
 
 def read_settings_file(path: str, names: set[str], what: str, printer: str) -> dict[str, Any]:
@@ -490,7 +604,8 @@ def read_config_file(path: str) -> dict[str, Any]:
     """The FitConfig fields a ``--config`` file sets: a run's ``config.json``, or YAML (``.yaml``/``.yml``)."""
     data = read_settings_file(path, {f.name for f in dataclasses.fields(FitConfig)}, "a run's config.json",
                               "fit.py --print-config")
-    values = {name: value for name, value in data.items() if name not in NOT_RERUN}
+    # a rerun is a new run, not a resume: how the saved run was started (its --ckpt-path) is not taken over
+    values = {name: value for name, value in data.items() if name not in settings_of("invocation")}
     if "val_split" in values and values["val_split"] is None:
         values["val_split"] = "none"  # a saved (resolved) config's None is "no hold-out", not "the seed's choice"
     return values

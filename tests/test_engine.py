@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,6 +27,7 @@ from deeplab.models import functional as HF
 from deeplab.training.engine.compiled_step import CompiledStep
 from deeplab.config import FitConfig
 from deeplab.training.engine import COMPILE_MIN_STEPS, resolve_engine
+from deeplab.callbacks.base import GradientObserver
 from deeplab.errors import DeeplabError
 from deeplab.models.layers import parameterized_layers
 from deeplab.models import create_model
@@ -298,3 +300,67 @@ def test_auto_engine_choices():
     assert resolve_engine(_config(model="vgg"), dropout_model, 10 * long, 1, False).compile == "off"
     with pytest.raises(DeeplabError, match="dropout"):
         resolve_engine(_config(model="vgg", compile="step"), dropout_model, 10, 1, False)
+
+
+# --------------------------------------------------------------- between gradient and update
+class NormRecorder(GradientObserver):
+    """Every row of norms a run's module hands over."""
+
+    every_n_steps = 4
+
+    def __init__(self) -> None:
+        self.rows: dict[int, list[float]] = {}
+
+    def on_gradient_norms(self, trainer, module, steps, epoch, norms, full=None) -> None:
+        for step, row in zip(steps, norms.tolist()):
+            if math.isfinite(row[0]):
+                self.rows[step] = row
+
+
+@pytest.mark.parametrize("clip", [dict(clip_grad_norm=0.05), dict(clip_grad_value=0.001)])
+def test_a_clip_is_the_same_in_eager_and_compiled_steps(synthetic_data_dir, tmp_path, single_thread, clip):
+    """The one gradient stage: eager and compiled runs record the same norms, before the clip, at the same
+    steps, clip alike, and train to the same parameters; the clip changes the run."""
+    common = dict(model="cnn5", dataset="mnist", data_dir=str(synthetic_data_dir), batch_size=16, epochs=1,
+                  limit_train_batches=12, limit_val_batches=1, grad_every=4, progress_bar=False)
+    runs, records = {}, {}
+    for name, extra in (("eager", dict(clip, compile="off")), ("compiled", dict(clip, compile="step")),
+                        ("plain", dict(compile="off"))):
+        records[name] = NormRecorder()
+        with contextlib.redirect_stdout(io.StringIO()):
+            runs[name] = fit(FitConfig(**common, **extra, log_dir=str(tmp_path / name)), callbacks=[records[name]])
+    eager, compiled, plain = runs["eager"], runs["compiled"], runs["plain"]
+    assert eager["engine"]["compile"] == "off" and compiled["engine"]["compile"] == "step"
+    assert sorted(records["eager"].rows) == sorted(records["compiled"].rows) == [0, 4, 8]
+    for step in (0, 4, 8):
+        np.testing.assert_allclose(records["compiled"].rows[step], records["eager"].rows[step], rtol=1e-4)
+    # step 0's gradient is the unclipped run's: recorded before the clip, and larger than it
+    np.testing.assert_allclose(records["eager"].rows[0], records["plain"].rows[0], rtol=1e-6)
+    np.testing.assert_allclose(compiled["grad"]["per_epoch_layer_l2"], eager["grad"]["per_epoch_layer_l2"], rtol=1e-4)
+    a, b, unclipped = parameters(eager), parameters(compiled), parameters(plain)
+    assert max(float((a[k] - b[k]).abs().max() / b[k].abs().max().clamp(min=1e-12)) for k in a) < 1e-4
+    assert max(float((a[k] - unclipped[k]).abs().max()) for k in a) > 1e-4  # the clip changed the updates
+    if "clip_grad_norm" in clip:
+        assert records["eager"].rows[0][0] > clip["clip_grad_norm"]
+        assert eager["history"][0]["clipped_fraction"] == compiled["history"][0]["clipped_fraction"] == 1.0
+    assert "clipped_fraction" not in plain["history"][0]
+
+
+def test_the_gradient_stage_clips_as_torch_does() -> None:
+    from deeplab.training.optim import gradient_stage
+
+    torch.manual_seed(0)
+    grads = [torch.randn(4, 3), torch.randn(5)]
+    reference = [g.clone().requires_grad_() for g in grads]
+    for r, g in zip(reference, grads):
+        r.grad = g.clone()
+    total = torch.nn.utils.clip_grad_norm_(reference, 0.7)
+    clipped, norms, factor = gradient_stage([g.clone() for g in grads], [0, 1], "full", clip_norm=0.7)
+    assert float(norms[0]) == pytest.approx(float(total), rel=1e-6) and float(factor) < 1
+    for r, c in zip(reference, clipped):
+        torch.testing.assert_close(c, r.grad, rtol=1e-6, atol=1e-7)
+    torch.nn.utils.clip_grad_value_(reference, 0.1)
+    clipped, norms, factor = gradient_stage([g.clone() for g in grads], [0, 1], "none", clip_value=0.1)
+    assert norms is None and factor is None
+    for r, c in zip([torch.clamp(g, -0.1, 0.1) for g in grads], clipped):
+        torch.testing.assert_close(c, r)

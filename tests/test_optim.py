@@ -195,3 +195,36 @@ def test_optimizer_settings_are_refused_alike_everywhere(lr, momentum, weight_de
     assert str(from_config.value) == str(from_module.value) and str(from_config.value).startswith(option + " ")
     with pytest.raises(ValueError, match=option.lstrip("-").replace("-", "_")):
         MomentumSGD([torch.zeros(1, requires_grad=True)], lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+# ------------------------------------------------------------------ the table and the settings
+def test_one_optimizer_table_for_every_reader() -> None:
+    """The optimizer names live with the setting; the table binds each to its torch optimizer and rule, and
+    what the compiled step keeps per parameter is what the eager optimizer keeps."""
+    from deeplab.config import OPTIMIZER_CHOICES
+    from deeplab.training import module
+    from deeplab.training.optim import OPTIMIZERS, create_optimizer
+
+    assert tuple(OPTIMIZERS) == OPTIMIZER_CHOICES and module.OPTIMIZERS is OPTIMIZERS
+    for name, kind in OPTIMIZERS.items():
+        net = SmallNet()
+        optimizer = create_optimizer(name, net.parameters(), 0.01, 0.9, 0.0)
+        net(torch.randn(2, 1, 6, 6)).sum().backward()
+        optimizer.step()
+        assert set(optimizer.state[net.conv.weight]) == set(kind.keys_for(optimizer.param_groups[0])), name
+
+
+def test_every_setting_declares_its_role() -> None:
+    """A new FitConfig field without a role fails here, before it can silently be changeable on resume and
+    absent from a probe's ledger key."""
+    import dataclasses
+
+    from deeplab.config import CHANGEABLE_ON_RESUME, KEPT_ON_RESUME, ROLES, FitConfig, key_settings, settings_of
+    from deeplab.search.ledger import KEY_SETTINGS
+    from deeplab.training.resumable.resume import CHANGEABLE_SETTINGS, RUN_SETTINGS
+
+    for item in dataclasses.fields(FitConfig):
+        assert item.metadata.get("role") in ROLES, f"FitConfig.{item.name} has no role (deeplab.config.setting)"
+    assert RUN_SETTINGS == settings_of(*KEPT_ON_RESUME) and CHANGEABLE_SETTINGS == settings_of(*CHANGEABLE_ON_RESUME)
+    assert KEY_SETTINGS == key_settings() and "clip_grad_norm" in KEY_SETTINGS and "clip_grad_norm" in RUN_SETTINGS
+    assert "depth" not in KEY_SETTINGS and "seed" not in KEY_SETTINGS and "data_dir" not in KEY_SETTINGS

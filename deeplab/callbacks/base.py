@@ -2,26 +2,23 @@
 
 * :class:`EpochObserver` — told when an epoch *closed*: its train and
   evaluation metrics both known (``on_epoch_closed``);
-* :class:`GradientObserver` — records gradient norms, also from a compiled
-  step that never materializes ``.grad`` (``on_compiled_norms``);
+* :class:`GradientObserver` — records the gradient norms a step measured
+  between its gradient and its update (``on_gradient_norms``);
 * :class:`ResultsContributor` — anything with ``contribute_results(results)``
   adds its part to ``results.json`` (``deeplab.training.fit.fit``).
 
 The two observers are called by :class:`~deeplab.training.module.Classifier`, not by
-Lightning: the module is where an epoch closes and where a compiled step's
-norms come out (see each class). This module imports nothing of deeplab at run
-time, so the module imports it without a cycle.
+Lightning: the module is where an epoch closes and where a step's norms are
+measured (see each class). This module imports nothing of deeplab, so the module
+imports it without a cycle.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
-
-if TYPE_CHECKING:
-    from deeplab.training.module import Classifier
 
 __all__ = ["EpochObserver", "GradientObserver", "ResultsContributor", "notify_epoch_closed"]
 
@@ -35,11 +32,11 @@ class EpochObserver(pl.Callback):
     this one, through :func:`notify_epoch_closed`.
     """
 
-    def on_epoch_closed(self, trainer: pl.Trainer, module: "Classifier", entry: dict[str, float]) -> None:
+    def on_epoch_closed(self, trainer: pl.Trainer, module: pl.LightningModule, entry: dict[str, float]) -> None:
         """``entry``: epoch (1-based), train_loss, train_acc, val_loss, val_acc."""
 
 
-def notify_epoch_closed(trainer: pl.Trainer, module: "Classifier", entry: dict[str, float]) -> None:
+def notify_epoch_closed(trainer: pl.Trainer, module: pl.LightningModule, entry: dict[str, float]) -> None:
     """Call ``on_epoch_closed`` of every :class:`EpochObserver` among the trainer's callbacks, in order.
 
     Called by ``Classifier._close_epoch`` and nowhere else, because only the
@@ -60,10 +57,11 @@ def notify_epoch_closed(trainer: pl.Trainer, module: "Classifier", entry: dict[s
 class GradientObserver(pl.Callback):
     """A callback that records gradient norms (:class:`~deeplab.callbacks.gradients.GradientNorms`).
 
-    Eager steps fire ``on_before_optimizer_step`` with the gradients in
-    ``.grad``. A compiled step (``deeplab.training.engine.compiled_step``) never materializes
-    them: it computes the norms inside its graph and the module hands them
-    over in :meth:`on_compiled_norms`, once per ``training_step``.
+    A :class:`~deeplab.training.module.Classifier` measures them between each gradient and its update,
+    in one place for eager and compiled steps (:func:`deeplab.training.optim.gradient_stage`: before a
+    gradient clip), and hands them over in :meth:`on_gradient_norms`: once per eager step, once per
+    ``training_step`` of compiled steps (whose gradients never reach ``.grad``). Under another
+    LightningModule a GradientObserver reads ``.grad`` in ``on_before_optimizer_step``.
     """
 
     #: steps between full records (the compiled step rounds it up to a multiple of its unroll)
@@ -73,9 +71,10 @@ class GradientObserver(pl.Callback):
     #: ... this one (0-based; seed 000 takes the first)
     l1_epoch: int = 0
 
-    def on_compiled_norms(self, trainer: pl.Trainer, module: "Classifier", steps: list[int], epoch: int,
-                          norms: torch.Tensor) -> None:
-        """``norms[i]`` = [total L2, total L1, layer L2s…] of global step ``steps[i]``; NaN where not computed."""
+    def on_gradient_norms(self, trainer: pl.Trainer, module: pl.LightningModule, steps: list[int], epoch: int,
+                          norms: torch.Tensor, full: list[bool] | None = None) -> None:
+        """``norms[i]`` = [total L2, total L1, layer L2s…] of global step ``steps[i]`` (steps before it), NaN
+        where not computed; ``full[i]``: whether row i is a full record (None: read it off the NaNs)."""
 
 
 @runtime_checkable

@@ -1,9 +1,9 @@
 """Gradient-flow instrumentation: per-layer and total gradient norms, cheaply.
 
 Each seed measures vanishing/exploding gradients its own way; this callback
-records all of them from the complete gradients of a step
-(``on_before_optimizer_step``; under a compiled step, from the norms its graph
-computes, handed over in ``on_compiled_norms``):
+records all of them from the complete gradients of a step, as the module measured them between the
+gradient and the update (before a clip; ``on_gradient_norms``, for eager and compiled steps alike;
+under another LightningModule, from ``.grad`` in ``on_before_optimizer_step``):
 
 - per layer (each parameterized module, in network order): L2 norm of the
   weight gradient — seed 001's gradient-flow bars;
@@ -30,6 +30,7 @@ import torch
 
 from deeplab.callbacks.base import EpochObserver, GradientObserver
 from deeplab.models.layers import parameterized_layers
+from deeplab.training.optim import gradient_norms
 
 __all__ = ["GradientNorms", "gradient_norm_vector", "total_l1_norm", "write_scalars", "plot_layer_profile"]
 
@@ -38,21 +39,17 @@ FLUSH_EVERY_RECORDS = 50
 
 def total_l1_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     """Σ|g| over all gradients, on the device (seed 000's "gradient L1-norm")."""
-    return torch.stack(torch._foreach_norm(grads, 1)).float().sum()
+    return gradient_norms(grads, (), "l1")[1]
 
 
 def gradient_norm_vector(parameters: list[torch.Tensor], layer_weights: list[torch.Tensor]) -> torch.Tensor:
-    """On the device: [total L2, total L1, L2 of each layer's weight gradient] (missing gradients count 0)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
+    """On the device: [total L2, total L1, L2 of each layer's weight gradient] (missing gradients count 0);
+    :func:`deeplab.training.optim.gradient_norms`, the function every step measures with, over ``.grad``."""
+    present = [p for p in parameters if p.grad is not None]
+    if not present:
         return torch.zeros(2 + len(layer_weights))
-    device = grads[0].device
-    l2_each = torch._foreach_norm(grads, 2)
-    total_l2 = torch.linalg.vector_norm(torch.stack(l2_each).float())
-    total_l1 = total_l1_norm(grads)
-    layer_grads = [w.grad if w.grad is not None else torch.zeros(1, device=device) for w in layer_weights]
-    per_layer = torch.stack(torch._foreach_norm(layer_grads, 2)).float()
-    return torch.cat([total_l2.view(1), total_l1.view(1), per_layer])
+    positions = {id(p): i for i, p in enumerate(present)}
+    return gradient_norms([p.grad for p in present], [positions.get(id(w), -1) for w in layer_weights], "full")
 
 
 class GradientNorms(EpochObserver, GradientObserver):
@@ -105,6 +102,10 @@ class GradientNorms(EpochObserver, GradientObserver):
     # ------------------------------------------------------------ record
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         step = trainer.global_step
+        if self.histograms_every_n_steps and step % self.histograms_every_n_steps == 0:
+            self._log_histograms(trainer, step)
+        if getattr(pl_module, "reports_gradient_norms", False):
+            return  # a deeplab Classifier measured them before any clip and calls on_gradient_norms
         first_epoch = trainer.current_epoch == self.l1_epoch  # (the L1 epoch: the first by default)
         record = step % self.every_n_steps == 0
         if not (record or first_epoch):
@@ -118,8 +119,6 @@ class GradientNorms(EpochObserver, GradientObserver):
             l1 = total_l1_norm(grads) if grads else torch.zeros(())
         if first_epoch:
             self._add_first_epoch_l1(l1, 1)
-        if self.histograms_every_n_steps and step % self.histograms_every_n_steps == 0:
-            self._log_histograms(trainer, step)
 
     def _record(self, trainer: pl.Trainer, step: int, vector: torch.Tensor) -> None:
         """One full record (total L2, total L1, per-layer L2) at ``step``: TensorBoard and the epoch profile."""
@@ -136,11 +135,13 @@ class GradientNorms(EpochObserver, GradientObserver):
                                     else self._first_epoch_l1_sum.to(l1_sum.device) + l1_sum)
         self._first_epoch_steps += steps
 
-    def on_compiled_norms(self, trainer: pl.Trainer, module: Any, steps: list[int], epoch: int,
-                          norms: torch.Tensor) -> None:
-        """A compiled step's norms (``deeplab.training.engine.compiled_step``): full rows are records, and in the
-        first epoch every row carries its step's total L1. One host read per training_step."""
-        full = torch.isfinite(norms[:, 0]).tolist()
+    def on_gradient_norms(self, trainer: pl.Trainer, module: Any, steps: list[int], epoch: int,
+                          norms: torch.Tensor, full: list[bool] | None = None) -> None:
+        """A step's norms, measured by the module before any clip (``deeplab.training.optim.gradient_stage``):
+        full rows are records, and in the L1 epoch every row carries its step's total L1. Without ``full``
+        (a compiled training_step's rows) one host read tells the full rows."""
+        if full is None:
+            full = torch.isfinite(norms[:, 0]).tolist()
         for row, (step, is_full) in enumerate(zip(steps, full)):
             if is_full:
                 self._record(trainer, step, norms[row])

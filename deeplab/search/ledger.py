@@ -23,26 +23,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-from deeplab.config import FitConfig
+from deeplab.config import FitConfig, key_settings, legacy_values
 from deeplab.errors import DeeplabError
 from deeplab.io import append_jsonl_line, atomic_write
-from deeplab.training.resumable.resume import LEGACY_SETTINGS
 
 __all__ = ["LEDGER_FILE", "KEY_SETTINGS", "ProbeLedger", "probe_settings", "probe_key"]
 
 LEDGER_FILE = "probes.jsonl"
 
-#: FitConfig fields that change what a probe learns
-KEY_SETTINGS = (
-    "model", "dataset", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
-    "loss", "schedule", "val_split", "augment", "input_noise_std", "limit_train_batches",
-    "limit_val_batches", "max_steps", "precision", "model_kwargs", "eval_mode_after_first_epoch",
-    "crop_padding", "augment_eval", "normalize_mean", "normalize_std", "sigma_w2", "sigma_b2", "lr_depth_scaling",
-)
-#: key settings added after ledgers were written without them, with the value those probes had (the same
-#: record the resume contract keeps, deeplab.training.resumable.resume.LEGACY_SETTINGS): a key leaves such a setting out while
-#: it has that value, so committed ledgers keep matching their probes
-ADDED_KEY_SETTINGS = {name: value for name, value in LEGACY_SETTINGS.items() if name in KEY_SETTINGS}
+#: FitConfig fields that change what a probe learns (roles "run" and "budget", but for its depth and seed)
+KEY_SETTINGS = key_settings()
+#: key settings added after ledgers were written without them, with the value those probes had (each field's
+#: ``legacy``, the record the resume contract keeps too): a key leaves such a setting out while it has that
+#: value, so committed ledgers keep matching their probes
+ADDED_KEY_SETTINGS = {name: value for name, value in legacy_values().items() if name in KEY_SETTINGS}
 
 
 def probe_settings(config: FitConfig) -> dict[str, Any]:

@@ -207,6 +207,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         max_epochs=config.epochs,
         loss=config.loss,
         eval_mode_after_first_epoch=config.eval_mode_after_first_epoch,
+        clip_grad_norm=config.clip_grad_norm,
+        clip_grad_value=config.clip_grad_value,
         divergence_check_every=1 if config.accelerator == "cpu" or not torch.cuda.is_available() else 25,
     )
 

@@ -27,14 +27,13 @@ from deeplab.callbacks.base import GradientObserver, notify_epoch_closed
 from deeplab.training.resumable.checkpointing import capture_rng_state, restore_rng_state
 from deeplab.checks import optimizer_setting_problem
 from deeplab.errors import DeeplabError
+from deeplab.config import LOSS_CHOICES as LOSSES
+from deeplab.config import SCHEDULE_CHOICES as SCHEDULES
 from deeplab.models import create_model
-from deeplab.training.optim import MomentumSGD
+from deeplab.training.optim import OPTIMIZERS, create_optimizer, gradient_stage, norm_mode
 
 __all__ = ["Classifier", "OPTIMIZERS", "SCHEDULES", "LOSSES", "COMPILE_MODES"]
 
-OPTIMIZERS = ("momentum_sgd", "sgd", "adam")
-SCHEDULES = ("none", "cosine", "step")
-LOSSES = ("torch", "manual")
 #: how training steps run: eager; the model compiled (forward/backward); the whole step compiled
 COMPILE_MODES = ("off", "model", "step")
 STEP_SCHEDULE_EVERY_EPOCHS = 5  # seed 004: StepLR(step_size=5, gamma=0.1)
@@ -63,7 +62,13 @@ class Classifier(pl.LightningModule):
         loss: ``torch`` | ``manual``.
         divergence_check_every: steps between host checks of a non-finite loss
             (each check is a device→host sync; 1 on the CPU costs nothing).
+        clip_grad_norm, clip_grad_value: clip the gradients before each update
+            (:func:`deeplab.training.optim.gradient_stage`; norms are recorded before the clip).
     """
+
+    #: this module hands every step's gradient norms to the GradientObserver callbacks itself (eager and
+    #: compiled steps alike), so they do not measure them in on_before_optimizer_step
+    reports_gradient_norms = True
 
     def __init__(
         self,
@@ -79,6 +84,8 @@ class Classifier(pl.LightningModule):
         divergence_check_every: int = 1,
         eval_mode_after_first_epoch: bool = False,
         datamodule: Any = None,
+        clip_grad_norm: float | None = None,
+        clip_grad_value: float | None = None,
     ):
         super().__init__()
         _check_choice("--optimizer", optimizer, OPTIMIZERS)
@@ -87,6 +94,9 @@ class Classifier(pl.LightningModule):
         problem = optimizer_setting_problem(lr, momentum, weight_decay)
         if problem is not None:  # the config's rule and words (deeplab.checks)
             raise DeeplabError(f"--{problem[0].replace('_', '-')} {problem[1]}")
+        for option, value in (("--clip-grad-norm", clip_grad_norm), ("--clip-grad-value", clip_grad_value)):
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise DeeplabError(f"{option} must be a positive, finite number, got {value}")
         model_kwargs = dict(model_kwargs or {})
         if datamodule is not None:  # the data's shape and classes, unless model_kwargs says otherwise
             channels, height, _ = datamodule.dims
@@ -139,6 +149,13 @@ class Classifier(pl.LightningModule):
         self.unroll = 1
         self.compiled_step: Any = None  # deeplab.training.engine.compiled_step.CompiledStep, built when training starts
         self._gradient_observers: list[GradientObserver] = []
+        # Between each gradient and its update (on_train_start): the parameters trained, the position of each
+        # layer's weight among them (for per-layer norms), and this epoch's norm records (on_train_epoch_start).
+        self._trained: list[torch.nn.Parameter] = []
+        self._layer_index: list[int] = []
+        self._norm_plan: tuple[int, bool] = (0, False)  # (steps between full records, every-step L1 this epoch)
+        #: steps of the epoch in progress whose gradients --clip-grad-norm scaled down (on the device)
+        self.clipped_steps = torch.zeros((), dtype=torch.long)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -198,6 +215,9 @@ class Classifier(pl.LightningModule):
         else:
             self.epoch_batches_done = 0
             self._reset_train_sums()
+        observers = self._gradient_observers
+        self._norm_plan = (max((o.every_n_steps for o in observers), default=0),
+                           any(o.first_epoch_l1 and self.current_epoch == o.l1_epoch for o in observers))
         self._sync_schedulers()
 
     def _sync_schedulers(self) -> None:
@@ -215,6 +235,11 @@ class Classifier(pl.LightningModule):
     def _reset_train_sums(self) -> None:
         for buffer in (self.train_loss_sum, self.train_correct, self.train_seen):
             buffer.zero_()
+        self.clipped_steps = torch.zeros((), dtype=torch.long, device=self.train_seen.device)
+
+    @property
+    def clipping(self) -> bool:
+        return self.hparams.get("clip_grad_norm") is not None or self.hparams.get("clip_grad_value") is not None
 
     # -------------------------------------------------------------- engine
     def configure_engine(self, compile: str = "off", channels_last: bool = False, unroll: int = 1,
@@ -240,16 +265,22 @@ class Classifier(pl.LightningModule):
             self.model.compile()  # in place: checkpoint keys stay model.*, so load_from_checkpoint works
 
     def on_train_start(self) -> None:
+        from deeplab.models.layers import parameterized_layers
+
         self._gradient_observers = [c for c in self.trainer.callbacks if isinstance(c, GradientObserver)]
+        self._trained = [p for p in self.model.parameters() if p.requires_grad]
+        positions = {id(p): i for i, p in enumerate(self._trained)}
+        layers = [weight for _, _, weight in parameterized_layers(self.model)]
+        self._layer_index = [positions.get(id(weight), -1) for weight in layers]
         if self.compile_mode == "step" and self.compiled_step is None:
             # Built now, after a resume has restored the optimizer's state tensors it updates.
             from deeplab.training.engine.compiled_step import CompiledStep
-            from deeplab.models.layers import parameterized_layers
 
-            layers = [weight for _, _, weight in parameterized_layers(self.model)] if self._gradient_observers else None
             self.compiled_step = CompiledStep(self.model, _torch_optimizer(self.optimizers()), self.hparams.optimizer,
-                                              self.compute_loss, layers, unroll=self.unroll,
-                                              channels_last=self.channels_last)
+                                              self.compute_loss, layers if self._gradient_observers else None,
+                                              unroll=self.unroll, channels_last=self.channels_last,
+                                              clip_norm=self.hparams.get("clip_grad_norm"),
+                                              clip_value=self.hparams.get("clip_grad_value"))
 
     def _as_input(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last and images.dim() == 4:
@@ -293,6 +324,7 @@ class Classifier(pl.LightningModule):
         logits = self.model(self._as_input(images))
         loss = self.compute_loss(logits, labels)
         self.manual_backward(loss)
+        self._before_update()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self.epoch_batches_done += 1
@@ -307,15 +339,37 @@ class Classifier(pl.LightningModule):
         self._watch_divergence(loss)
         return loss
 
+    def _before_update(self) -> None:
+        """Between an eager step's gradient and its update: the gradient stage the compiled graph runs
+        too (:func:`deeplab.training.optim.gradient_stage`: norms measured, then clipped), the norms handed
+        to the gradient observers, a clipped step counted."""
+        every, l1 = self._norm_plan
+        step = int(self.global_step)  # optimizer steps before this one
+        mode = norm_mode(full=bool(every) and step % every == 0, l1=l1)
+        if mode == "none" and not self.clipping:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._trained]
+        clipped, norms, factor = gradient_stage(grads, self._layer_index, mode, self.hparams.get("clip_grad_norm"),
+                                                self.hparams.get("clip_grad_value"))
+        if self.clipping:
+            for p, grad in zip(self._trained, clipped):
+                if p.grad is not None:
+                    p.grad = grad
+        if factor is not None:
+            self.clipped_steps = self.clipped_steps.to(factor.device) + (factor < 1).long()
+        if norms is not None:
+            for observer in self._gradient_observers:
+                observer.on_gradient_norms(self.trainer, self, [step], self.current_epoch, norms.unsqueeze(0),
+                                           [mode == "full"])
+
     def _compiled_steps(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``len(labels)`` steps through the compiled graph; bookkeeping once for all of them."""
         first_step, first_position = int(self.global_step), self.epoch_batches_done
         epoch = self.current_epoch
         observers = self._gradient_observers
         unroll = self.compiled_step.unroll
-        every = max((o.every_n_steps for o in observers), default=0)
+        every, l1 = self._norm_plan
         record_groups = max(1, math.ceil(every / unroll)) if every else 0
-        l1 = any(o.first_epoch_l1 and epoch == o.l1_epoch for o in observers)
 
         def stats_of(position: int) -> str:
             # A group's first step is recorded in full every `every` steps: by global step when
@@ -341,9 +395,11 @@ class Classifier(pl.LightningModule):
         steps = list(range(first_step + 1, first_step + count + 1))  # global step after each update
         self._step_losses += [(step, out.losses[index]) for index, step in enumerate(steps)
                               if step % self.log_every_n_steps == 0]
+        if out.clip_factors is not None:
+            self.clipped_steps = self.clipped_steps.to(out.clip_factors.device) + (out.clip_factors < 1).sum()
         if out.norms is not None:
             for observer in observers:
-                observer.on_compiled_norms(self.trainer, self, [s - 1 for s in steps], epoch, out.norms)
+                observer.on_gradient_norms(self.trainer, self, [s - 1 for s in steps], epoch, out.norms)
         finite = torch.isfinite(out.losses)
         if self.diverged_at_step is None and not bool(finite.all()):
             self.diverged_at_step = first_step + int((~finite).nonzero()[0]) + 1
@@ -429,6 +485,11 @@ class Classifier(pl.LightningModule):
             "val_loss": self._last_val.get("loss", float("nan")),
             "val_acc": self._last_val.get("acc", float("nan")),
         }
+        if self.hparams.get("clip_grad_norm") is not None:  # the share of this epoch's steps the clip scaled
+            clipped = float(self.trainer.strategy.reduce(self.clipped_steps.double().to(sums.device), reduce_op="sum"))
+            entry["clipped_fraction"] = clipped / self.epoch_batches_done / self.trainer.world_size \
+                if self.epoch_batches_done else 0.0
+            self.log("train/clipped_fraction", entry["clipped_fraction"])
         del self.history[self.current_epoch:]  # a reopened epoch replaces its earlier row
         self.history.append(entry)
         self._last_val = {}
@@ -480,13 +541,7 @@ class Classifier(pl.LightningModule):
     # -------------------------------------------------------- optimizers
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        params = self.model.parameters()
-        if hp.optimizer == "momentum_sgd":
-            optimizer = MomentumSGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        else:
-            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = create_optimizer(hp.optimizer, self.model.parameters(), hp.lr, hp.momentum, hp.weight_decay)
         if hp.schedule == "none":
             return optimizer
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(hp.schedule, hp.max_epochs))
@@ -499,12 +554,14 @@ class Classifier(pl.LightningModule):
             "diverged_at_step": self.diverged_at_step,
             "position": self.position,
             "rng": capture_rng_state(),  # dropout masks etc. continue exactly after a resume
+            "clipped_steps": int(self.clipped_steps),  # of the epoch in progress
         })
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("deeplab", {})
         self.history = list(saved.get("history", []))
         self.diverged_at_step = saved.get("diverged_at_step")
+        self.clipped_steps = torch.tensor(int(saved.get("clipped_steps", 0)))
         if "rng" in saved:
             restore_rng_state(saved["rng"])
 

@@ -94,27 +94,13 @@ def resolve_engine(config: Any, model: nn.Module, planned_steps: int, world_size
     if config.compile not in COMPILE_CHOICES:
         raise DeeplabError(f"--compile {config.compile!r} is not one of {', '.join(COMPILE_CHOICES)}")
     compile_mode = config.compile
-    blocker = compiled_step_blocker(model)
-    if compile_mode == "step":
-        if blocker is not None:
-            raise DeeplabError(f"--compile step: {config.model} cannot use it: {blocker}; use --compile model or off")
-        if world_size > 1:
-            raise DeeplabError("--compile step trains one process (its update bypasses DDP's gradient "
-                               "all-reduce); with several devices use --compile model or off")
-        if config.precision != "32-true":
-            raise DeeplabError(f"--compile step runs in 32-bit; drop --precision {config.precision} "
-                               f"or use --compile model")
-        if needs_every_batch:
-            raise DeeplabError("--compile step: a callback of this run reads gradients after every batch; "
-                               "use --compile model or off")
-        if eval_mode_epochs:
-            raise DeeplabError("--compile step traces the train-mode step; with --eval-mode-after-first-epoch "
-                               "use --compile model or off")
+    blocker = compiled_step_blocker(model, config.model, world_size=world_size, precision=config.precision,
+                                    needs_every_batch=needs_every_batch, eval_mode_epochs=eval_mode_epochs)
+    if compile_mode == "step" and blocker is not None:
+        raise DeeplabError(blocker)
     if compile_mode == "auto":
-        eligible = (blocker is None and world_size == 1 and config.precision == "32-true" and not needs_every_batch
-                    and not config.fast_dev_run and not eval_mode_epochs)
         long_enough = planned_steps >= COMPILE_MIN_STEPS and batch <= COMPILE_MAX_BATCH
-        compile_mode = "step" if eligible and long_enough else "off"
+        compile_mode = "step" if blocker is None and not config.fast_dev_run and long_enough else "off"
 
     convolutional = _has_convolutions(model)
     channels_last = config.channels_last

@@ -9,27 +9,17 @@ buffers and optimizer state are plain graph inputs updated in place) and hands
 it to ``torch.compile``; Inductor fuses the gradient into the update and the
 update into the next forward.
 
-Measured on this project's 2-core CPU, one thread (``scripts/bench.py``; the
-README has the table): ``two_layer_mlp`` at batch 1 from 466 µs to ~90 µs a
-step, ``cnn5`` at batch 32 (channels-last) from 16 ms to 8.8 ms. Deep
-batch-256 convolution stacks gain nothing (their time is in oneDNN's convs)
-and compile for a minute, so ``--compile auto`` leaves them eager.
+What it gains, and where ``--compile auto`` uses it: :mod:`deeplab.training.engine` (the engine's one
+account of each lever, measured by ``scripts/bench.py``).
 
-The update rules are the optimizers deeplab trains with, term for term:
-
-- ``momentum_sgd`` (seed 000's :class:`~deeplab.training.optim.MomentumSGD`) and
-  ``sgd`` (``torch.optim.SGD``, no dampening or Nesterov): g ← g + λθ;
-  m ← αm + g; θ ← θ − ηm (α = 0: θ ← θ − ηg). The buffer starts at zero,
-  so the first step's m = g exactly, as both optimizers do.
-- ``adam`` (``torch.optim.Adam``): m ← lerp(m, g, 1 − β₁); v ← β₂v + (1 − β₂)g²;
-  θ ← θ − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε).
-
-Their state lives in ``optimizer.state[p]`` under the optimizers' own names
-(``momentum_buffer``; ``step``, ``exp_avg``, ``exp_avg_sq``), so checkpoints
-are the same files an eager run writes and either kind of step can resume
-them. Fused kernels round differently from eager ones: after 300 steps the
-parameters agree with the eager loop's to ~1e-6 relative (tested), not bit
-for bit — a run keeps the step kind it started with (``deeplab.training.resumable.resume``).
+The update is the optimizer's own rule (:data:`deeplab.training.optim.OPTIMIZERS`: the same function
+:class:`~deeplab.training.optim.MomentumSGD` runs eagerly), and what happens between the gradient and the
+update — gradient norms, clipping — is :func:`deeplab.training.optim.gradient_stage`, the function an eager
+step calls too. The optimizer's state lives in ``optimizer.state[p]`` under torch's names
+(``momentum_buffer``; ``step``, ``exp_avg``, ``exp_avg_sq``), so checkpoints are the same files an eager
+run writes and either kind of step can resume them. Fused kernels round differently from eager ones:
+after 300 steps the parameters agree with the eager loop's to ~1e-6 relative (tested), not bit for bit —
+a run keeps the step kind it started with (``deeplab.training.resumable.resume``).
 
 Unrolling: ``unroll`` U > 1 compiles U consecutive steps into one graph, which
 saves the per-call cost (~40 µs on this CPU) U − 1 times. Groups are aligned
@@ -52,15 +42,13 @@ import torch.nn as nn
 from torch.func import functional_call, grad_and_value
 
 from deeplab.errors import DeeplabError
+from deeplab.training.optim import OPTIMIZERS, gradient_stage, norm_mode
 
-__all__ = ["CompiledStep", "StepOutputs", "OPTIMIZER_STATE_KEYS", "STATS_MODES", "compiled_step_blocker"]
+__all__ = ["CompiledStep", "StepOutputs", "STATS_MODES", "compiled_step_blocker"]
 
-#: which gradient norms a compiled graph returns (see ``CompiledStep._graph``)
+#: which gradient norms a compiled group of steps returns (see ``CompiledStep._graph``): none; every step's
+#: total L1; the full vector of the group's first step; both
 STATS_MODES = ("none", "l1", "first", "l1+first")
-
-#: the optimizer state each rule keeps per parameter, under torch's names
-OPTIMIZER_STATE_KEYS = {"momentum_sgd": ("momentum_buffer",), "sgd": ("momentum_buffer",),
-                        "adam": ("step", "exp_avg", "exp_avg_sq")}
 
 
 @dataclass
@@ -70,14 +58,31 @@ class StepOutputs:
     losses: torch.Tensor  # (n,)
     correct: torch.Tensor  # (n,) int64
     norms: torch.Tensor | None  # (n, 2 + layers): total L2, total L1, each layer's weight-gradient L2
+    clip_factors: torch.Tensor | None = None  # (n,): each step's clip_grad_norm factor (< 1: clipped)
 
 
-def compiled_step_blocker(model: nn.Module) -> str | None:
-    """Why ``model`` cannot use the compiled step, or None. Dropout's masks come from Inductor's
-    own random streams under compilation, so the run would not be the eager run."""
+def compiled_step_blocker(model: nn.Module, name: str | None = None, *, world_size: int = 1,
+                          precision: str = "32-true", needs_every_batch: bool = False,
+                          eval_mode_epochs: bool = False) -> str | None:
+    """Why this run cannot train with the compiled step, as the line ``--compile step`` is refused with;
+    None when it can (``--compile auto`` then may choose it: :func:`deeplab.training.engine.resolve_engine`).
+    The one list of the step's limits."""
+    name = name or type(model).__name__
     for module in model.modules():
         if isinstance(module, nn.modules.dropout._DropoutNd):
-            return f"it uses dropout ({type(module).__name__}), whose masks differ under compilation"
+            # Dropout's masks come from Inductor's own random streams under compilation: not the eager run
+            return (f"--compile step: {name} cannot use it: it uses dropout ({type(module).__name__}), whose "
+                    f"masks differ under compilation; use --compile model or off")
+    if world_size > 1:
+        return ("--compile step trains one process (its update bypasses DDP's gradient all-reduce); with several "
+                "devices use --compile model or off")
+    if precision != "32-true":
+        return f"--compile step runs in 32-bit; drop --precision {precision} or use --compile model"
+    if needs_every_batch:
+        return "--compile step: a callback of this run reads gradients after every batch; use --compile model or off"
+    if eval_mode_epochs:
+        return ("--compile step traces the train-mode step; with --eval-mode-after-first-epoch use --compile model "
+                "or off")
     return None
 
 
@@ -124,20 +129,23 @@ class CompiledStep:
             None: no norms computed.
         unroll: steps per compiled graph (see the module docstring).
         channels_last: feed 4-D inputs in NHWC.
+        clip_norm, clip_value: gradient clipping before each update (``gradient_stage``).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, rule: str,
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 layer_weights: list[torch.Tensor] | None = None, unroll: int = 1, channels_last: bool = False):
-        if rule not in OPTIMIZER_STATE_KEYS:
+                 layer_weights: list[torch.Tensor] | None = None, unroll: int = 1, channels_last: bool = False,
+                 clip_norm: float | None = None, clip_value: float | None = None):
+        if rule not in OPTIMIZERS:
             raise DeeplabError(f"the compiled step has no update rule {rule!r}")
         if len(optimizer.param_groups) != 1:
             raise DeeplabError("the compiled step trains one parameter group")
         blocker = compiled_step_blocker(model)
         if blocker is not None:
-            raise DeeplabError(f"--compile step: model {type(model).__name__} cannot use it: {blocker}; "
-                               f"use --compile model or off")
+            raise DeeplabError(blocker)
         self.model, self.optimizer, self.rule, self.loss = model, optimizer, rule, loss
+        self.kind = OPTIMIZERS[rule]
+        self.clip_norm, self.clip_value = clip_norm, clip_value
         self.unroll = max(1, int(unroll))
         self.channels_last = channels_last
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
@@ -151,11 +159,8 @@ class CompiledStep:
                                "the optimizer must hold them all")
         self.buffer_names = [name for name, _ in model.named_buffers()]
         self.buffers = [b for _, b in model.named_buffers()]
-        group = optimizer.param_groups[0]
-        self.momentum = float(group.get("momentum", 0.0))
-        self.weight_decay = float(group.get("weight_decay", 0.0))
-        self.betas = tuple(float(b) for b in group.get("betas", (0.9, 0.999)))
-        self.eps = float(group.get("eps", 1e-8))
+        # the rule's hyperparameters, fixed for the graph (η is a graph input: a schedule does not recompile)
+        self.group = {key: value for key, value in optimizer.param_groups[0].items() if key not in ("params", "lr")}
         self.state = self._optimizer_state()
         positions = {id(p): i for i, (_, p) in enumerate(named)}
         self.layer_index = None if layer_weights is None else [positions.get(id(w), -1) for w in layer_weights]
@@ -170,10 +175,9 @@ class CompiledStep:
 
     # ------------------------------------------------------------------ state
     def _optimizer_state(self) -> list[list[torch.Tensor]]:
-        """The optimizer's per-parameter state tensors, created as the eager optimizer would at its first step."""
-        keys = OPTIMIZER_STATE_KEYS[self.rule]
-        if self.rule != "adam" and self.momentum == 0:
-            return []
+        """The optimizer's per-parameter state tensors, created as the eager optimizer would at its first
+        step (a momentum buffer at zero: the first step's m = αm + g = g exactly)."""
+        keys = self.kind.keys_for(self.group)
         columns: list[list[torch.Tensor]] = [[] for _ in keys]
         for p in self._trained:
             state = self.optimizer.state[p]
@@ -186,7 +190,7 @@ class CompiledStep:
         return columns
 
     # ------------------------------------------------------------------ graph
-    def _one_step(self, params, buffers, state, x, y, lr, active, stats):
+    def _one_step(self, params, buffers, state, x, y, lr, active, mode):
         """One step as a pure-tensor function; ``active`` 0 makes it leave everything as it was."""
         names, buffer_names = self.names, self.buffer_names
         new_buffers = [b.clone() for b in buffers]  # batch-norm statistics, committed below if active
@@ -199,50 +203,11 @@ class CompiledStep:
         grads, (loss, logits) = grad_and_value(loss_of, argnums=0, has_aux=True)(params, new_buffers)
         for buffer, new in zip(buffers, new_buffers):
             buffer.copy_(torch.where(active > 0, new, buffer))
-        norms = self._norms(grads, stats) if stats != "none" else None
-        if self.weight_decay:
-            grads = [g + self.weight_decay * p for g, p in zip(grads, params)]
-        step_lr = lr * active
-        if self.rule == "adam":
-            self._adam(params, grads, state, step_lr, active)
-        elif self.momentum:
-            (buffers_m,) = state
-            keep = 1.0 - active  # an inactive step keeps m: m·1 + g·0
-            for p, g, m in zip(params, grads, buffers_m):
-                m.copy_(m * (self.momentum * active + keep) + g * active)
-                p.sub_(step_lr * m)
-        else:
-            for p, g in zip(params, grads):
-                p.sub_(step_lr * g)
+        grads, norms, factor = gradient_stage(list(grads), self.layer_index or [], mode, self.clip_norm,
+                                              self.clip_value)
+        self.kind.update(params, grads, state, self.group, lr=lr, active=active)
         correct = (logits.argmax(dim=1) == y).sum()
-        return loss, correct, norms
-
-    def _adam(self, params, grads, state, step_lr, active) -> None:
-        steps, exp_avgs, exp_avg_sqs = state
-        beta1, beta2 = self.betas
-        for p, g, t, m, v in zip(params, grads, steps, exp_avgs, exp_avg_sqs):
-            t.add_(active)
-            m.copy_(torch.where(active > 0, m.lerp(g, 1 - beta1), m))
-            v.copy_(torch.where(active > 0, v * beta2 + (1 - beta2) * g * g, v))
-            bias_correction1 = 1 - beta1 ** t
-            bias_correction2_sqrt = torch.sqrt(1 - beta2 ** t)
-            denom = v.sqrt() / bias_correction2_sqrt + self.eps
-            p.sub_(torch.where(active > 0, (step_lr / bias_correction1) * m / denom, torch.zeros_like(p)))
-
-    def _norms(self, grads: list[torch.Tensor], stats: str) -> torch.Tensor:
-        """``full``: [total L2, total L1, each layer's weight-gradient L2]
-        (``callbacks.gradients.gradient_norm_vector``); ``l1``: [nan, total L1, nan…] (seed 000's
-        per-step L1 of the first epoch alone)."""
-        # Row sums first, then the total: Inductor's CPU code for one flat reduction over a
-        # (256, 784) gradient takes ~65 µs (cascade summation); this takes ~15 µs, fused into the update.
-        rows = [g.float().reshape(g.shape[0] if g.dim() > 1 else 1, -1) for g in grads]
-        total_l1 = torch.stack([r.abs().sum(dim=1).sum() for r in rows]).sum()
-        if stats == "l1":
-            nan = torch.full((1 + len(self.layer_index),), float("nan"), device=total_l1.device)
-            return torch.cat([nan[:1], total_l1.view(1), nan[1:]])
-        flat_l2 = torch.stack([r.pow(2).sum(dim=1).sum() for r in rows])
-        layers = [flat_l2[i].sqrt() if i >= 0 else flat_l2.new_zeros(()) for i in self.layer_index]
-        return torch.stack([flat_l2.sum().sqrt(), total_l1, *layers])
+        return loss, correct, norms, factor
 
     def _graph(self, count: int, stats: str) -> Callable:
         """The compiled function running ``count`` masked steps (``count``: 1 or the unroll).
@@ -255,18 +220,20 @@ class CompiledStep:
         if key in self._graphs:
             return self._graphs[key]
         every_l1, first_full = "l1" in stats, "first" in stats
-        modes = ["full" if i == 0 and first_full else ("l1" if every_l1 else "none") for i in range(count)]
+        modes = [norm_mode(full=i == 0 and first_full, l1=every_l1) for i in range(count)]
         width = 2 + len(self.layer_index or [])
 
         def steps(params, buffers, state, images, labels, lr, active):
-            losses, corrects, norms = [], [], []
+            losses, corrects, norms, factors = [], [], [], []
             for i in range(count):
-                loss, correct, norm = self._one_step(params, buffers, state, images[i], labels[i], lr, active[i],
-                                                     modes[i])
+                loss, correct, norm, factor = self._one_step(params, buffers, state, images[i], labels[i], lr,
+                                                             active[i], modes[i])
                 losses.append(loss)
                 corrects.append(correct)
                 norms.append(norm if norm is not None else torch.full((width,), float("nan"), device=loss.device))
-            return torch.stack(losses), torch.stack(corrects), (torch.stack(norms) if stats != "none" else None)
+                factors.append(factor)
+            return (torch.stack(losses), torch.stack(corrects), torch.stack(norms) if stats != "none" else None,
+                    torch.stack(factors) if self.clip_norm is not None else None)
 
         # A code object of its own per instance and variant: Dynamo caches compiled graphs per
         # code object, and its guards on the model are switched off (guard_filter_fn, ~40 µs a
@@ -312,8 +279,9 @@ class CompiledStep:
         norms = [o.norms if o.norms is not None else torch.full((len(o.losses), width), float("nan"))
                  for o in outputs]
         any_norms = any(o.norms is not None for o in outputs)
+        factors = torch.cat([o.clip_factors for o in outputs]) if self.clip_norm is not None else None
         return StepOutputs(torch.cat([o.losses for o in outputs]), torch.cat([o.correct for o in outputs]),
-                           torch.cat(norms) if any_norms else None)
+                           torch.cat(norms) if any_norms else None, factors)
 
     def _mask(self, size: int, first: int, count: int, device: torch.device) -> torch.Tensor:
         """1 for the group's real steps, 0 for padding (cached: a handful of patterns recur)."""
@@ -338,14 +306,17 @@ class CompiledStep:
         active = self._mask(size, pad_before, count, images.device)
         graph = self._graph(size, stats)
         if (size, stats) in self._compiled_sizes:
-            losses, correct, norms = graph(self.params, self.buffers, self.state, images, labels, self._lr, active)
+            losses, correct, norms, factors = graph(self.params, self.buffers, self.state, images, labels, self._lr,
+                                                    active)
         else:
             started, started_cpu = time.perf_counter(), time.process_time()
-            losses, correct, norms = graph(self.params, self.buffers, self.state, images, labels, self._lr, active)
+            losses, correct, norms, factors = graph(self.params, self.buffers, self.state, images, labels, self._lr,
+                                                    active)
             self.compile_seconds += time.perf_counter() - started
             self.compile_cpu_seconds += time.process_time() - started_cpu  # (C++ compilers run in children)
             self._compiled_sizes.add((size, stats))
         if size == count:
-            return StepOutputs(losses, correct, norms)
+            return StepOutputs(losses, correct, norms, factors)
         window = slice(pad_before, pad_before + count)
-        return StepOutputs(losses[window], correct[window], norms[window] if norms is not None else None)
+        return StepOutputs(losses[window], correct[window], norms[window] if norms is not None else None,
+                           factors[window] if factors is not None else None)

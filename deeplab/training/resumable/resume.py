@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deeplab.config import CHANGEABLE_ON_RESUME, KEPT_ON_RESUME, legacy_values, settings_of
+from deeplab.config import option_name as _option
 from deeplab.errors import DeeplabError
 
 __all__ = [
@@ -39,26 +41,14 @@ __all__ = [
     "plan_resume",
 ]
 
-#: settings that define the run: a resume must keep them (option names are --<field with dashes>)
-RUN_SETTINGS = (
-    "model", "dataset", "depth", "init", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "loss",
-    "schedule", "val_split", "augment", "input_noise_std", "seed", "model_kwargs", "precision", "channels_last",
-    "compile", "fast_kernels", "eval_mode_after_first_epoch", "crop_padding", "augment_eval", "normalize_mean",
-    "normalize_std", "sigma_w2", "sigma_b2", "lr_depth_scaling",
-)
-#: run settings added after runs were recorded without them, with the value those runs had
-LEGACY_SETTINGS = {"fast_kernels": False, "eval_mode_after_first_epoch": False, "crop_padding": None,
-                   "augment_eval": False, "normalize_mean": None, "normalize_std": None, "sigma_w2": None,
-                   "sigma_b2": None, "lr_depth_scaling": None}
-#: settings a resume may change; they are applied and recorded
-CHANGEABLE_SETTINGS = (
-    "epochs", "max_steps", "limit_train_batches", "limit_val_batches", "devices", "accelerator", "strategy",
-    "num_nodes", "activation_checkpointing",
-)
+#: settings that define the run (roles "run" and "engine" of deeplab.config.FitConfig): a resume must keep them
+RUN_SETTINGS = settings_of(*KEPT_ON_RESUME)
+#: settings added after runs were recorded without them, with the value those runs had (each field's ``legacy``)
+LEGACY_SETTINGS = legacy_values()
+#: settings a resume may change (roles "budget" and "hardware"); they are applied and recorded
+CHANGEABLE_SETTINGS = settings_of(*CHANGEABLE_ON_RESUME)
 
 
-def _option(field: str) -> str:
-    return "--" + field.replace("_", "-")
 
 
 @dataclass(frozen=True)
