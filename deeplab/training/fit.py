@@ -290,8 +290,8 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         checkpoint.restart_at = (plan.start_epoch, plan.global_step)
         resumes = saved.resumes + [plan.record(saved.path)]
     write_config.config = records.config = config.to_dict()
-    checkpoint.run_record = {"config": config.to_dict(), "training_images": training_images,
-                             "world_size": trainer.world_size, "resumes": resumes}
+    module.run_record = {"config": config.to_dict(), "training_images": training_images,
+                         "world_size": trainer.world_size, "resumes": resumes}
     if not config.fast_dev_run:
         os.environ[RUN_VERSION_ENV] = str(logger.version)
 

@@ -25,6 +25,7 @@ import deeplab.training.resumable.glue as _compat
 import deeplab.models.functional as HF
 from deeplab.callbacks.base import GradientObserver, notify_epoch_closed
 from deeplab.training.resumable.checkpointing import capture_rng_state, restore_rng_state
+from deeplab.training.resumable.state import RunState, read_run_state, write_run_state
 from deeplab.checks import optimizer_setting_problem
 from deeplab.errors import DeeplabError
 from deeplab.config import LOSS_CHOICES as LOSSES
@@ -156,6 +157,9 @@ class Classifier(pl.LightningModule):
         self._norm_plan: tuple[int, bool] = (0, False)  # (steps between full records, every-step L1 this epoch)
         #: steps of the epoch in progress whose gradients --clip-grad-norm scaled down (on the device)
         self.clipped_steps = torch.zeros((), dtype=torch.long)
+        #: what the run state of this module's checkpoints says about the run besides its position: config,
+        #: world_size, training_images, resumes (``fit`` sets it; RunState's fields)
+        self.run_record: dict[str, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -549,21 +553,20 @@ class Classifier(pl.LightningModule):
 
     # ------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint.setdefault("deeplab", {}).update({
-            "history": self.history,
-            "diverged_at_step": self.diverged_at_step,
-            "position": self.position,
-            "rng": capture_rng_state(),  # dropout masks etc. continue exactly after a resume
-            "clipped_steps": int(self.clipped_steps),  # of the epoch in progress
-        })
+        """The run state (:mod:`deeplab.training.resumable.state`): the run record ``fit`` gave this module
+        (settings, world size, images, resumes) and where the run stands."""
+        write_run_state(checkpoint, RunState(
+            **self.run_record, position=self.position, history=self.history, diverged_at_step=self.diverged_at_step,
+            rng=capture_rng_state(),  # dropout masks etc. continue exactly after a resume
+            clipped_steps=int(self.clipped_steps)))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("deeplab", {})
-        self.history = list(saved.get("history", []))
-        self.diverged_at_step = saved.get("diverged_at_step")
-        self.clipped_steps = torch.tensor(int(saved.get("clipped_steps", 0)))
-        if "rng" in saved:
-            restore_rng_state(saved["rng"])
+        state = read_run_state(checkpoint) or RunState()
+        self.history = list(state.history)
+        self.diverged_at_step = state.diverged_at_step
+        self.clipped_steps = torch.tensor(state.clipped_steps)
+        if state.rng is not None:
+            restore_rng_state(state.rng)
 
 
 def schedule_factor(schedule: str, max_epochs: int) -> Callable[[int], float]:

@@ -13,7 +13,7 @@
   step N; resume with --ckpt-path PATH`` and exit status 130 / 143.
 
 So a SIGKILL loses at most the minutes since the last checkpoint. Each
-checkpoint carries the run's position (``Classifier.position``) and settings;
+checkpoint carries the run state (:mod:`deeplab.training.resumable.state`: position, settings, history);
 ``deeplab.training.resumable.resume`` turns them into where a resumed command starts, and
 :meth:`RunCheckpoint.on_load_checkpoint` puts Lightning's loops there.
 
@@ -119,20 +119,17 @@ class RunCheckpoint(Checkpoint):
         every_n_steps: also save at the first step boundary past each multiple of N.
         every_minutes: also save when this much wall time passed since the last save (0: never).
         stop: the run's :class:`StopSignals` (None: signals are not handled).
-        run_record: written into every checkpoint under ``deeplab``: the run's
-            ``config``, ``training_images``, ``world_size`` and ``resumes``.
         restart_at: (epoch, global_step) when resuming: Lightning's loop state is
             rewritten to start that epoch (``_compat.restart_at_epoch_start``).
     """
 
     def __init__(self, dirpath: str | Path, every_n_steps: int | None = None,
                  every_minutes: float = DEFAULT_CHECKPOINT_MINUTES, stop: StopSignals | None = None,
-                 run_record: dict[str, Any] | None = None, restart_at: tuple[int, int] | None = None):
+                 restart_at: tuple[int, int] | None = None):
         self.dirpath = Path(dirpath).absolute()
         self.every_n_steps = every_n_steps
         self.every_seconds = every_minutes * 60.0 if every_minutes else None
         self.stop = stop
-        self.run_record = dict(run_record or {})
         self.restart_at = restart_at
         self.last_saved_step: int | None = None
         self._step_anchor = 0  # every_n_steps counts from here (the step a resume starts at)
@@ -156,9 +153,6 @@ class RunCheckpoint(Checkpoint):
             ) from None
         self.last_saved_step = self._step_anchor = int(trainer.global_step)
         self._last_saved_time = time.monotonic()
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint.setdefault("deeplab", {}).update(self.run_record)
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         if self.restart_at is not None and "loops" in checkpoint:

@@ -17,7 +17,8 @@ run that was never stopped.
   (``--limit-train-batches 5``, resumed with ``10``) is reopened: it trains
   its remaining batches and its history row is replaced.
 
-Everything here is pure: :func:`plan_resume` is unit-tested without training.
+Everything here is pure: :func:`plan_resume` is unit-tested without training, over every way a run
+stops (``tests/test_resume_plan.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from deeplab.config import CHANGEABLE_ON_RESUME, KEPT_ON_RESUME, legacy_values, settings_of
 from deeplab.config import option_name as _option
 from deeplab.errors import DeeplabError
+from deeplab.training.resumable.state import RunState, load_run_state
 
 __all__ = [
     "RUN_SETTINGS",
@@ -51,21 +53,8 @@ CHANGEABLE_SETTINGS = settings_of(*CHANGEABLE_ON_RESUME)
 
 
 
-@dataclass(frozen=True)
-class SavedRun:
-    """What a deeplab checkpoint says about the run that wrote it."""
-
-    path: Path
-    config: dict[str, Any]  # the run's resolved FitConfig, as config.json holds it
-    position: dict[str, Any]  # Classifier.position: epoch, batches_done, epoch_closed, global_step
-    world_size: int
-    training_images: int | None
-    diverged_at_step: int | None
-    resumes: list[dict[str, Any]]
-
-    @property
-    def global_step(self) -> int:
-        return int(self.position["global_step"])
+#: what a checkpoint says about its run (deeplab.training.resumable.state)
+SavedRun = RunState
 
 
 @dataclass(frozen=True)
@@ -86,36 +75,9 @@ class ResumePlan:
                 "reopened_epoch": self.reopens, "changed": self.changed, "checkpoint": str(checkpoint)}
 
 
-def read_checkpoint(path: str | Path) -> tuple[SavedRun, dict[str, Any]]:
-    """Load ``path`` on the CPU and read its run record; one clear line when it cannot be resumed."""
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        raise DeeplabError(f"--ckpt-path {path}: no such checkpoint file; give the path of a .ckpt to resume")
-    if not path.is_file():
-        raise DeeplabError(f"--ckpt-path {path} is a folder; give the checkpoint file (e.g. {path}/last.ckpt)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        model_name = checkpoint["hyper_parameters"]["model_name"]
-    except Exception as error:  # noqa: BLE001  (truncated, garbled or foreign files fail in many ways)
-        raise DeeplabError(f"--ckpt-path {path} is not a readable deeplab checkpoint ({type(error).__name__})") from None
-    record = checkpoint.get("deeplab", {})
-    if "config" not in record or "position" not in record:
-        raise DeeplabError(
-            f"--ckpt-path {path} (model {model_name}) was written by an older deeplab without a run record; "
-            f"it can be loaded as weights (Classifier.load_from_checkpoint) but not resumed"
-        )
-    saved = SavedRun(
-        path=path,
-        config=dict(record["config"]),
-        position=dict(record["position"]),
-        world_size=int(record.get("world_size", 1)),
-        training_images=record.get("training_images"),
-        diverged_at_step=record.get("diverged_at_step"),
-        resumes=list(record.get("resumes", [])),
-    )
-    return saved, checkpoint
+def read_checkpoint(path: str | Path) -> tuple[RunState, dict[str, Any]]:
+    """Load ``path`` on the CPU and read its run state (:func:`~deeplab.training.resumable.state.load_run_state`)."""
+    return load_run_state(path)
 
 
 def compare_settings(saved: SavedRun, config: dict[str, Any]) -> dict[str, list[Any]]:
