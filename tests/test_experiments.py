@@ -327,7 +327,9 @@ def test_one_batch_conv_gradients_are_seed001s_get_gradient_norms(synthetic_data
     """Seed 001 Part 8.2: one training batch, CrossEntropyLoss, backward, ‖grad‖ of each 'conv' weight."""
     import copy
 
-    from deeplab.config import FitConfig, resolve_config
+    from deeplab.config import FitConfig
+
+    from deeplab.training.resolve import resolve_config
     from deeplab.data.datamodules import create_datamodule
     from deeplab.experiments.common import one_batch_conv_gradients
     from deeplab.models import create_model

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from deeplab.models import inits
 from deeplab.theory import mean_field
-from deeplab.config import FitConfig, effective_lr, parse_lr_depth_scaling, resolve_config
+from deeplab.config import FitConfig, effective_lr, parse_lr_depth_scaling
+from deeplab.training.resolve import resolve_config
 from deeplab.errors import DeeplabError
 from deeplab.models import create_model
 from deeplab.training.resumable.resume import compare_settings, read_checkpoint

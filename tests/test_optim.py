@@ -184,7 +184,8 @@ def test_defaults_are_the_seeds():
 def test_optimizer_settings_are_refused_alike_everywhere(lr, momentum, weight_decay, option) -> None:
     """One rule (deeplab.checks): the config, the Classifier and MomentumSGD refuse the same values, the
     first two with the same line; MomentumSGD with a ValueError as torch's optimizers do."""
-    from deeplab.config import FitConfig, resolve_config
+    from deeplab.config import FitConfig
+    from deeplab.training.resolve import resolve_config
     from deeplab.errors import DeeplabError
     from deeplab.training.module import Classifier
 
@@ -220,6 +221,7 @@ def test_every_setting_declares_its_role() -> None:
     import dataclasses
 
     from deeplab.config import CHANGEABLE_ON_RESUME, KEPT_ON_RESUME, ROLES, FitConfig, key_settings, settings_of
+
     from deeplab.search.ledger import KEY_SETTINGS
     from deeplab.training.resumable.resume import CHANGEABLE_SETTINGS, RUN_SETTINGS
 

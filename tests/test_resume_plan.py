@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from deeplab.config import FitConfig, resolve_config
+from deeplab.config import FitConfig
+
+from deeplab.training.resolve import resolve_config
 from deeplab.errors import DeeplabError
 from deeplab.training.resumable.resume import plan_resume
 from deeplab.training.resumable.state import RunState, read_run_state, write_run_state

@@ -12,7 +12,9 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from deeplab.config import FitConfig, resolve_config
+from deeplab.config import FitConfig
+
+from deeplab.training.resolve import resolve_config
 from deeplab.data.datamodules import CIFAR10DataModule, MNISTDataModule
 from deeplab.errors import DeeplabError
 from deeplab.training.resumable.resume import SavedRun, compare_settings

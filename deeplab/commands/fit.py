@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         from deeplab.errors import DeeplabError
 
         raise DeeplabError("give --model NAME (see --list-models for the names)")
-    from deeplab.config import config_from_args, config_to_json, resolve_config
+    from deeplab.config import config_from_args, config_to_json
+    from deeplab.training.resolve import resolve_config
 
     config = config_from_args(args)
     if args.print_config:

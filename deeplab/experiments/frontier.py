@@ -77,7 +77,7 @@ def reduced_budget(ctx: "ExperimentContext", model: str, **fields: Any) -> "FitC
 
 
 def _budget_text(training: "FitConfig", threshold: float = 0.2) -> str:
-    from deeplab.config import resolve_config
+    from deeplab.training.resolve import resolve_config
 
     probe = resolve_config(dataclasses.replace(training, depth=training.depth or 3))
     batches = "all" if probe.limit_train_batches is None else f"{probe.limit_train_batches:g}"

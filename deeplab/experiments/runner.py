@@ -274,7 +274,7 @@ class ExperimentContext:
     # ------------------------------------------------------------------ train
     def _budget(self, config: Any, quick: dict[str, Any], explicit: set[str]) -> tuple[Any, list[str]]:
         """Resolve ``config`` against its model's protocol, then apply --quick and the overrides."""
-        from deeplab.config import resolve_config
+        from deeplab.training.resolve import resolve_config
         from deeplab.models import model_spec
 
         notes: list[str] = []

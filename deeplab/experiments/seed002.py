@@ -41,7 +41,8 @@ def parallel_probes(devices: str) -> int:
     quick_cost="≈ 11 s",
 )
 def trainability(ctx: "ExperimentContext") -> None:
-    from deeplab.config import FitConfig, resolve_config
+    from deeplab.config import FitConfig
+    from deeplab.training.resolve import resolve_config
     from deeplab.search import SearchPlan, run_search
     from deeplab.search.report import table_rows
     from deeplab.search.runner import mean_field_prediction, seed002_reference

@@ -240,7 +240,7 @@ _SEED003_PROTOCOL = dict(
     val_split=0.1,
     augment=False,
     input_noise_std=0.007,  # part 3 adds 0.007·randn to every training batch
-    # part3.py line 23; applied on CIFAR-10 only (config.resolve_config), not to MNIST runs of these models
+    # part3.py line 23; applied on CIFAR-10 only (training.resolve.resolve_config), not to MNIST runs of these models
     normalize_mean=(0.4914, 0.4822, 0.4465),
     normalize_std=(0.247, 0.243, 0.261),
 )

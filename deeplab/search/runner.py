@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from deeplab.callbacks.trainability import TrainabilityJudge, check_metric, check_threshold, judge_errors
-from deeplab.config import MAX_SEED, FitConfig, resolve_config
+from deeplab.config import MAX_SEED, FitConfig
+from deeplab.training.resolve import resolve_config
 from deeplab.errors import DeeplabError, RunInterrupted
 from deeplab.io import make_writable_folder
 from deeplab.training.resumable.lifecycle import interrupt_at_once

@@ -31,7 +31,8 @@ from deeplab.training.resumable.checkpointing import AtomicCheckpointIO
 from deeplab.training.resumable.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
 from deeplab.training.preflight import check_hardware, check_memory
 from deeplab.training.resumable.resume import LEGACY_SETTINGS, compare_settings, plan_resume, read_checkpoint
-from deeplab.config import FitConfig, effective_lr, resolve_config
+from deeplab.config import FitConfig, effective_lr
+from deeplab.training.resolve import resolve_config
 from deeplab.data.datamodules import create_datamodule
 from deeplab.training.engine import describe as describe_engine
 from deeplab.training.engine import resolve_engine
