@@ -1,10 +1,17 @@
 """``fit(config)``: one training run, from a :class:`~deeplab.config.FitConfig` to ``results.json``.
 
-Data flow (DESIGN.md): the DataModule parses the files into uint8 tensors
-once; the :class:`~deeplab.training.module.Classifier` trains with manual optimization;
-callbacks print the seeds' epoch line, measure throughput and log gradient
-norms; everything lands in one run directory under ``log_dir``:
-TensorBoard events, ``checkpoints/``, ``config.json`` and ``results.json``.
+Four steps, each reading only what the one before produced:
+
+- :func:`plan_run` — settings resolved against the model's seed protocol, a resumed run's compared,
+  the machine and memory checked, the data read, the engine chosen: an immutable :class:`RunPlan`;
+  every refusal (one line, exit 2) happens here, before anything is written;
+- :func:`build_run` — the :class:`~deeplab.training.module.Classifier` (manual optimization), the
+  TensorBoard logger, deeplab's callbacks and the Trainer, placed where a resume continues;
+- :func:`execute_run` — ``trainer.fit`` (SIGINT/SIGTERM stop at the next step boundary, checkpointed),
+  and the final test where a validation split was held out;
+- :func:`write_results` — :class:`~deeplab.training.results.RunResult` with each callback's
+  contribution, written as ``results.json`` in the run's folder under ``log_dir`` beside its TensorBoard
+  events, ``checkpoints/`` and ``config.json``.
 """
 
 from __future__ import annotations
@@ -12,37 +19,45 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
-from deeplab.training.engine.allocator import keep_freed_memory
 from deeplab.callbacks.base import ResultsContributor
 from deeplab.callbacks.gradients import GradientNorms
 from deeplab.callbacks.progress import BatchProgressBar, EpochLine
 from deeplab.callbacks.throughput import Throughput
-from deeplab.training.resumable.checkpointing import AtomicCheckpointIO
-from deeplab.training.resumable.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
-from deeplab.training.preflight import check_hardware, check_memory
-from deeplab.training.resumable.resume import LEGACY_SETTINGS, compare_settings, plan_resume, read_checkpoint
-from deeplab.config import FitConfig, effective_lr
-from deeplab.training.resolve import resolve_config
+from deeplab.config import FitConfig, device_count, effective_lr, parse_devices, settings_of
 from deeplab.data.datamodules import create_datamodule
-from deeplab.training.engine import describe as describe_engine
-from deeplab.training.engine import resolve_engine
 from deeplab.errors import DeeplabError
 from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure
+from deeplab.models import DATASET_SHAPES, count_parameters, create_model, model_spec
 from deeplab.reporting.tensorboard import RunLogger, RunRecords, log_run_end
-from deeplab.models import DATASET_SHAPES, count_parameters, model_spec
+from deeplab.training.engine import Engine, resolve_engine
+from deeplab.training.engine import describe as describe_engine
+from deeplab.training.engine.allocator import keep_freed_memory
 from deeplab.training.module import Classifier
+from deeplab.training.preflight import check_hardware, check_memory
+from deeplab.training.resolve import resolve_config
+from deeplab.training.results import RunResult, device_description, peak_memory
+from deeplab.training.resumable.checkpointing import AtomicCheckpointIO
+from deeplab.training.resumable.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
+from deeplab.training.resumable.resume import (
+    LEGACY_SETTINGS,
+    ResumePlan,
+    compare_settings,
+    plan_resume,
+    read_checkpoint,
+)
+from deeplab.training.resumable.state import RunState
 
-__all__ = ["fit", "build_model_kwargs", "device_description", "RESULTS_FILE", "CONFIG_FILE"]
+__all__ = ["fit", "plan_run", "build_run", "execute_run", "write_results", "RunPlan", "build_model_kwargs",
+           "device_description", "RESULTS_FILE", "CONFIG_FILE"]
 
 RESULTS_FILE = "results.json"
 RUN_VERSION_ENV = "DEEPLAB_RUN_VERSION"  # set by rank 0, inherited by the processes DDP launches
@@ -50,6 +65,8 @@ CONFIG_FILE = "config.json"
 #: events TensorBoard's writer queues before add_scalar blocks on its thread (its default, 10, made each
 #: of a batch-1 run's gradient-norm scalars wait ~80 µs for the writer thread)
 TENSORBOARD_QUEUE = 1000
+#: steps between train/loss_step points (gradient norms keep their own --grad-every)
+LOG_EVERY_N_STEPS = 50
 
 
 def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
@@ -80,28 +97,7 @@ def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
     return kwargs
 
 
-def peak_memory(trainer: pl.Trainer) -> dict[str, float | None]:
-    """The process's peak resident memory (``getrusage``; the whole process, data set included) and, on a
-    GPU, the peak memory torch allocated there, in MiB (issue 19: the frontier runs report both)."""
-    import resource
-
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    peak_rss_mib = peak_rss / (1024 * 1024) if sys.platform == "darwin" else peak_rss / 1024
-    root = trainer.strategy.root_device
-    gpu = torch.cuda.max_memory_allocated(root) / 2**20 if root.type == "cuda" else None
-    return {"peak_rss_mib": round(peak_rss_mib, 1), "peak_gpu_allocated_mib": None if gpu is None else round(gpu, 1)}
-
-
-def device_description(trainer: pl.Trainer) -> str:
-    root = trainer.strategy.root_device
-    if root.type == "cuda":
-        name = torch.cuda.get_device_name(root)
-    else:
-        name = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-    return f"{name} ×{trainer.world_size}" if trainer.world_size > 1 else name
-
-
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     # Lightning's banners ("GPU available: False...") and advice drown the seeds' epoch lines.
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -156,8 +152,60 @@ def _prepare_log_dir(log_dir: str) -> None:
         raise DeeplabError(f"--log-dir {log_dir} is not writable ({error.strerror}); give a folder you can write to") from None
 
 
-def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = False) -> dict[str, Any]:
-    """Train one run and return what it wrote to ``results.json``.
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything decided about a run before anything is written (:func:`plan_run`); the rest only reads it.
+
+    ``config``: resolved, with the engine's ``auto`` choices recorded; ``saved`` and ``resume``: the
+    checkpoint it continues and where (None for a fresh run); ``datamodule``: its data, parsed and split.
+    """
+
+    config: FitConfig
+    model_kwargs: dict[str, Any]
+    datamodule: Any
+    engine: Engine
+    world_size: int
+    epoch_batches: int  # per process
+    training_images: int
+    saved: RunState | None = None
+    resume: ResumePlan | None = None
+    resume_dir: Path | None = None  # a resume continues in its run's own folder
+
+    @property
+    def resumes(self) -> list[dict[str, Any]]:
+        """results.json's ``resumes``: the run's earlier ones and this one."""
+        if self.saved is None or self.resume is None:
+            return []
+        return self.saved.resumes + [self.resume.record(self.saved.path)]
+
+
+@dataclass
+class BuiltRun:
+    """The objects that train a planned run (:func:`build_run`)."""
+
+    plan: RunPlan
+    module: Classifier
+    trainer: pl.Trainer
+    logger: Any
+    run_dir: Path
+    checkpoint: RunCheckpoint
+    stop: StopSignals
+    throughput: Throughput
+    callbacks: list[pl.Callback]
+
+
+@dataclass
+class Outcome:
+    """How training went (:func:`execute_run`)."""
+
+    fit_seconds: float
+    test_acc: float | None = None
+    test_loss: float | None = None
+    interrupted: RunInterrupted | None = None
+
+
+def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = False) -> RunResult:
+    """Train one run and return what it wrote to ``results.json``: plan, build, execute, write.
 
     Raises :class:`~deeplab.errors.DeeplabError` for a mistake the user can
     fix (before anything is written), and :class:`~deeplab.training.resumable.lifecycle.RunInterrupted`
@@ -167,16 +215,23 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
     try:
         # a run that fails before writing anything leaves no empty lightning_logs/<model>/ behind
         with no_empty_tree_on_failure(config.log_dir):
-            return _fit(config, callbacks, quiet)
+            run = build_run(plan_run(config, callbacks), callbacks, quiet)
+            outcome = execute_run(run)
+            results = write_results(run, outcome)
+            if outcome.interrupted is not None:
+                raise outcome.interrupted
+            return results
     finally:
         # Also after a failure or Ctrl-C: the next fit() in this process starts a new run
         # directory instead of writing into this one.
         os.environ.pop(RUN_VERSION_ENV, None)
 
 
-def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> dict[str, Any]:
+def plan_run(config: FitConfig, callbacks: Sequence[pl.Callback] = ()) -> RunPlan:
+    """Resolve the settings, inherit and compare a resumed run's, check the machine, read the data and choose
+    the engine: every refusal happens here, before a file is written."""
     config = resolve_config(config)
-    _quiet_lightning()
+    quiet_lightning()
     check_hardware(config)
     saved = None
     if config.ckpt_path is not None:
@@ -190,16 +245,80 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     keep_freed_memory()  # no page faults for every step's activations (deeplab.training.engine.allocator)
-
     model_kwargs = build_model_kwargs(config)  # a bad --depth/--dataset fails before any data is read
     check_memory(config.model, model_kwargs, config.batch_size, config.accelerator)
     datamodule = datamodule_for(config)
     datamodule.prepare_data()  # fails fast, with one clear line, when the files are missing
     datamodule.setup("fit")  # parse once, and check --val-split against the data, before any run dir exists
+    world_size = planned_world_size(config)
+    epoch_batches = datamodule.epoch_batches(world_size)
+    training_images = len(datamodule.split("train")[1])
+    engine = _choose_engine(config, model_kwargs, epoch_batches, world_size, callbacks)
+    config = dataclasses.replace(config, compile=engine.compile, channels_last=engine.channels_last,
+                                 fast_kernels=engine.fast_kernels, steps_per_call=engine.steps_per_call)
+    resume = None if saved is None else plan_resume(saved, config.to_dict(), epoch_batches, world_size,
+                                                    training_images)
+    return RunPlan(config=config, model_kwargs=model_kwargs, datamodule=datamodule, engine=engine,
+                   world_size=world_size, epoch_batches=epoch_batches, training_images=training_images,
+                   saved=saved, resume=resume, resume_dir=resume_dir)
 
+
+def _choose_engine(config: FitConfig, model_kwargs: dict[str, Any], epoch_batches: int, world_size: int,
+                   callbacks: Sequence[pl.Callback]) -> Engine:
+    """The engine's ``auto`` choices (:func:`~deeplab.training.engine.resolve_engine`), from the network's
+    structure: built here with the random streams put back afterwards, so the run's own model is
+    initialized exactly as if this one had never been built."""
+    planned_steps = config.epochs * epoch_batches
+    if config.max_steps >= 0:
+        planned_steps = min(planned_steps, config.max_steps)
+    with torch.random.fork_rng(devices=[]):
+        network = create_model(config.model, **model_kwargs)
+    run_callbacks = list(callbacks) + ([_gradient_norms(config, None)] if config.grad_norms else [])
+    return resolve_engine(config, network, planned_steps, world_size, on_gpu=_on_gpu(config),
+                          callbacks=run_callbacks)
+
+
+def build_run(plan: RunPlan, callbacks: Sequence[pl.Callback] = (), quiet: bool = False) -> BuiltRun:
+    """The module, the logger, deeplab's callbacks and the Trainer of a planned run, placed where the run
+    continues (a resume: its epoch, its batches already trained, Lightning's loops)."""
+    config = plan.config
+    module = _classifier(plan)
+    logger = _run_logger(plan)
+    run_dir = Path(logger.log_dir)  # (a path only: the logger creates it when training starts)
+    stop, throughput = StopSignals(), Throughput()
+    checkpoint = RunCheckpoint(run_dir / "checkpoints", every_n_steps=config.checkpoint_every_n_steps,
+                               every_minutes=config.checkpoint_every_minutes, stop=stop)
+    eval_split = plan.datamodule.eval_split_name
+    run_callbacks: list[pl.Callback] = [EpochLine(config.epochs, eval_split), throughput]
+    if not config.fast_dev_run:  # a throwaway run: no files
+        run_callbacks += [checkpoint, WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict()),
+                          RunRecords(config.to_dict(), eval_split, resumed=plan.saved is not None)]
+    if config.progress_bar and not quiet:
+        run_callbacks.append(BatchProgressBar())
+    if config.grad_norms:
+        run_callbacks.append(_gradient_norms(config, None if config.fast_dev_run else run_dir))
+    run_callbacks.extend(callbacks)
+    trainer = _trainer(config, logger, run_callbacks, quiet)
+    if trainer.world_size != plan.world_size:  # pragma: no cover - planned_world_size must be Lightning's rule
+        raise RuntimeError(f"planned {plan.world_size} process(es), the Trainer has {trainer.world_size}")
+    if plan.resume is not None:
+        plan.datamodule.resume_at(plan.resume.start_epoch, plan.resume.skip_batches)
+        module.continue_epoch_at(plan.resume.start_epoch, plan.resume.skip_batches)
+        checkpoint.restart_at = (plan.resume.start_epoch, plan.resume.global_step)
+    module.run_record = {"config": config.to_dict(), "training_images": plan.training_images,
+                         "world_size": plan.world_size, "resumes": plan.resumes}
+    if not quiet and trainer.is_global_zero:
+        print(f"engine: {describe_engine(plan.engine)}", flush=True)
+    if not config.fast_dev_run:
+        os.environ[RUN_VERSION_ENV] = str(logger.version)
+    return BuiltRun(plan, module, trainer, logger, run_dir, checkpoint, stop, throughput, run_callbacks)
+
+
+def _classifier(plan: RunPlan) -> Classifier:
+    config, engine = plan.config, plan.engine
     module = Classifier(
         config.model,
-        model_kwargs,
+        plan.model_kwargs,
         optimizer=config.optimizer,
         lr=effective_lr(config),
         momentum=config.momentum,
@@ -210,43 +329,34 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         eval_mode_after_first_epoch=config.eval_mode_after_first_epoch,
         clip_grad_norm=config.clip_grad_norm,
         clip_grad_value=config.clip_grad_value,
-        divergence_check_every=1 if config.accelerator == "cpu" or not torch.cuda.is_available() else 25,
+        divergence_check_every=1 if not _on_gpu(config) else 25,
     )
+    module.log_every_n_steps = LOG_EVERY_N_STEPS
+    module.configure_engine(engine.compile, engine.channels_last, engine.unroll, engine.fast_kernels)
+    plan.datamodule.steps_per_call = engine.steps_per_call
+    return module
 
-    run_name = config.run_name or config.model
-    if resume_dir is not None:
-        logger = RunLogger(save_dir=str(resume_dir.parent.parent), name=resume_dir.parent.name,
-                                   version=resume_dir.name, default_hp_metric=False, max_queue=TENSORBOARD_QUEUE)
-    else:
-        # DDP's launcher re-runs this script in every other process; they must all write
-        # into the run directory rank 0 chose, not pick the next free version themselves.
-        version = os.environ.get(RUN_VERSION_ENV)
-        logger = RunLogger(save_dir=config.log_dir, name=run_name, default_hp_metric=False,
-                                   version=int(version) if version is not None else None, max_queue=TENSORBOARD_QUEUE)
-    run_dir = Path(logger.log_dir)  # (a path only: the logger creates it when training starts)
 
-    log_every_n_steps = 50  # train/loss_step points; gradient norms keep their own --grad-every
-    module.log_every_n_steps = log_every_n_steps
-    stop = StopSignals()
-    throughput = Throughput()
-    training_images = len(datamodule.split("train")[1])
-    checkpoint = RunCheckpoint(run_dir / "checkpoints", every_n_steps=config.checkpoint_every_n_steps,
-                               every_minutes=config.checkpoint_every_minutes, stop=stop)
-    write_config = WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict())
-    all_callbacks: list[pl.Callback] = [EpochLine(config.epochs, datamodule.eval_split_name), throughput]
-    records = RunRecords(config.to_dict(), datamodule.eval_split_name, resumed=saved is not None)
-    if not config.fast_dev_run:  # a throwaway run: no files
-        all_callbacks += [checkpoint, write_config, records]
-    if config.progress_bar and not quiet:
-        all_callbacks.append(BatchProgressBar())
-    if config.grad_norms:
-        all_callbacks.append(GradientNorms(every_n_steps=config.grad_every,
-                                           histograms_every_n_steps=config.grad_histograms_every,
-                                           run_dir=None if config.fast_dev_run else run_dir,
-                                           l1_epoch=config.grad_l1_epoch))
-    all_callbacks.extend(callbacks)
+def _run_logger(plan: RunPlan) -> RunLogger:
+    """The TensorBoard logger: a resume writes into its run's folder; a fresh run takes the next version."""
+    if plan.resume_dir is not None:
+        return RunLogger(save_dir=str(plan.resume_dir.parent.parent), name=plan.resume_dir.parent.name,
+                         version=plan.resume_dir.name, default_hp_metric=False, max_queue=TENSORBOARD_QUEUE)
+    # DDP's launcher re-runs this script in every other process; they must all write
+    # into the run directory rank 0 chose, not pick the next free version themselves.
+    version = os.environ.get(RUN_VERSION_ENV)
+    return RunLogger(save_dir=plan.config.log_dir, name=plan.config.run_name or plan.config.model,
+                     default_hp_metric=False, version=int(version) if version is not None else None,
+                     max_queue=TENSORBOARD_QUEUE)
 
-    trainer = pl.Trainer(
+
+def _gradient_norms(config: FitConfig, run_dir: Path | None) -> GradientNorms:
+    return GradientNorms(every_n_steps=config.grad_every, histograms_every_n_steps=config.grad_histograms_every,
+                         run_dir=run_dir, l1_epoch=config.grad_l1_epoch)
+
+
+def _trainer(config: FitConfig, logger: Any, callbacks: list[pl.Callback], quiet: bool) -> pl.Trainer:
+    return pl.Trainer(
         max_epochs=config.epochs,
         max_steps=config.max_steps,
         # The DataModule applies --limit-train/val-batches itself (counted in real batches, the same
@@ -254,115 +364,89 @@ def _fit(config: FitConfig, callbacks: Sequence[pl.Callback], quiet: bool) -> di
         limit_val_batches=0 if config.limit_val_batches == 0 else None,
         reload_dataloaders_every_n_epochs=1,  # a resumed epoch's loader is shorter than the next one's
         fast_dev_run=config.fast_dev_run,
-        devices=_devices_argument(config.devices),
+        devices=parse_devices(config.devices),
         accelerator=config.accelerator,
         strategy=config.strategy,
         num_nodes=config.num_nodes,
         precision=config.precision,
         logger=logger,
-        callbacks=all_callbacks,
+        callbacks=callbacks,
         enable_checkpointing=not config.fast_dev_run,
         enable_progress_bar=config.progress_bar and not quiet,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=log_every_n_steps,
+        log_every_n_steps=LOG_EVERY_N_STEPS,
         deterministic=False,
         use_distributed_sampler=False,  # TensorBatches shards by rank itself
         plugins=[AtomicCheckpointIO()],
     )
-    epoch_batches = datamodule.epoch_batches(trainer.world_size)
-    planned_steps = config.epochs * epoch_batches
-    if config.max_steps >= 0:
-        planned_steps = min(planned_steps, config.max_steps)
-    engine = resolve_engine(config, module.model, planned_steps, trainer.world_size,
-                            on_gpu=trainer.strategy.root_device.type == "cuda", callbacks=all_callbacks)
-    module.configure_engine(engine.compile, engine.channels_last, engine.unroll, engine.fast_kernels)
-    datamodule.steps_per_call = engine.steps_per_call
-    config = dataclasses.replace(config, compile=engine.compile, channels_last=engine.channels_last,
-                                 fast_kernels=engine.fast_kernels,
-                                 steps_per_call=engine.steps_per_call)  # recorded as resolved
-    if not quiet and trainer.is_global_zero:
-        print(f"engine: {describe_engine(engine)}", flush=True)
-    resumes: list[dict[str, Any]] = []
-    if saved is not None:
-        plan = plan_resume(saved, config.to_dict(), epoch_batches, trainer.world_size, training_images)
-        datamodule.resume_at(plan.start_epoch, plan.skip_batches)
-        module.continue_epoch_at(plan.start_epoch, plan.skip_batches)
-        checkpoint.restart_at = (plan.start_epoch, plan.global_step)
-        resumes = saved.resumes + [plan.record(saved.path)]
-    write_config.config = records.config = config.to_dict()
-    module.run_record = {"config": config.to_dict(), "training_images": training_images,
-                         "world_size": trainer.world_size, "resumes": resumes}
-    if not config.fast_dev_run:
-        os.environ[RUN_VERSION_ENV] = str(logger.version)
 
-    interrupted: RunInterrupted | None = None
+
+def execute_run(run: BuiltRun) -> Outcome:
+    """Train (stopping cleanly on SIGINT/SIGTERM), then the final test where the run has a held-out
+    validation split (else the last epoch's evaluation is the test)."""
+    config, module, trainer = run.plan.config, run.module, run.trainer
+    outcome = Outcome(fit_seconds=0.0)
     started = time.perf_counter()
-    with stop:
+    with run.stop:
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=config.ckpt_path)
+            trainer.fit(module, datamodule=run.plan.datamodule, ckpt_path=config.ckpt_path)
         except RunInterrupted as error:
-            interrupted = error
-        fit_seconds = time.perf_counter() - started
-
-        test_acc = test_loss = None
-        if interrupted is None and module.diverged_at_step is None and not config.fast_dev_run:
+            outcome.interrupted = error
+        outcome.fit_seconds = time.perf_counter() - started
+        if outcome.interrupted is None and module.diverged_at_step is None and not config.fast_dev_run:
             if config.val_split is not None:
-                metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-                test_acc, test_loss = metrics["test/acc"], metrics["test/loss"]
+                metrics = trainer.test(module, datamodule=run.plan.datamodule, verbose=False)[0]
+                outcome.test_acc, outcome.test_loss = metrics["test/acc"], metrics["test/loss"]
             elif module.history:
-                test_acc, test_loss = module.history[-1]["val_acc"], module.history[-1]["val_loss"]
+                outcome.test_acc, outcome.test_loss = module.history[-1]["val_acc"], module.history[-1]["val_loss"]
+    checkpoint = run.checkpoint
+    stopped = outcome.interrupted
+    if stopped is not None and stopped.checkpoint is None and checkpoint.last_saved_step is not None:
+        outcome.interrupted = RunInterrupted(stopped.signum, checkpoint.last_saved_step, checkpoint.path,
+                                             immediate=True)
+    return outcome
 
-    if interrupted is not None and interrupted.checkpoint is None and checkpoint.last_saved_step is not None:
-        interrupted = RunInterrupted(interrupted.signum, checkpoint.last_saved_step, checkpoint.path, immediate=True)
-    results: dict[str, Any] = {
-        "model": config.model,
-        "dataset": config.dataset,
-        "depth": config.depth,
-        "parameters": count_parameters(module.model),
-        "hparams": {k: v for k, v in config.to_dict().items() if k not in ("ckpt_path",)},
-        "eval_split": datamodule.eval_split_name,
+
+def write_results(run: BuiltRun, outcome: Outcome) -> RunResult:
+    """The run's :class:`RunResult`, with what each callback contributes, written as ``results.json``
+    (and the HParams tab's outcome) by rank 0."""
+    config, module, trainer, datamodule = run.plan.config, run.module, run.trainer, run.plan.datamodule
+    engine = run.plan.engine
+    results = RunResult(
+        model=config.model, dataset=config.dataset, depth=config.depth,
+        parameters=count_parameters(module.model),
+        hparams={k: v for k, v in config.to_dict().items() if k not in settings_of("invocation")},
+        eval_split=datamodule.eval_split_name,
         # what the data path did, with the data set's defaults filled in (hparams keep None = "the data set's")
-        "data": {"normalize_mean": list(datamodule.mean), "normalize_std": list(datamodule.std),
-                 "augment": datamodule.augment, "crop_padding": datamodule.crop_padding if datamodule.augment else None,
-                 "augment_eval": datamodule.augment_eval, "input_noise_std": datamodule.input_noise_std},
-        "history": module.history,
-        "partial_epoch": module.partial_epoch(),
-        "test_acc": test_acc,
-        "test_loss": test_loss,
-        "global_step": int(trainer.global_step),
-        "epochs_run": len(module.history),
-        "diverged": module.diverged_at_step is not None,
-        "diverged_at_step": module.diverged_at_step,
-        "interrupted": interrupted is not None,
-        "interrupted_by": interrupted.signal_name if interrupted is not None else None,
-        "resumes": resumes,
-        "engine": {"compile": engine.compile, "channels_last": engine.channels_last,
-                   "fast_kernels": engine.fast_kernels,
-                   "steps_per_call": engine.steps_per_call, "unroll": engine.unroll},
-        "compile_time_s": (round(module.compiled_step.compile_seconds, 3)
-                           if module.compiled_step is not None else None),
-        "wall_time_s": round(fit_seconds, 3),
-        "train_time_s": round(throughput.train_seconds, 3),
-        "images_per_s": round(throughput.images_per_second, 1),
-        "device": device_description(trainer),
-        "lr_effective": effective_lr(config),
-        "memory": peak_memory(trainer),
-        "run_dir": str(run_dir.resolve()),
-        "checkpoint": str(checkpoint.path.resolve()) if checkpoint.last_saved_step is not None else None,
-    }
-    for callback in all_callbacks:
+        data={"normalize_mean": list(datamodule.mean), "normalize_std": list(datamodule.std),
+              "augment": datamodule.augment, "crop_padding": datamodule.crop_padding if datamodule.augment else None,
+              "augment_eval": datamodule.augment_eval, "input_noise_std": datamodule.input_noise_std},
+        history=module.history, partial_epoch=module.partial_epoch(),
+        test_acc=outcome.test_acc, test_loss=outcome.test_loss,
+        global_step=int(trainer.global_step), epochs_run=len(module.history),
+        diverged=module.diverged_at_step is not None, diverged_at_step=module.diverged_at_step,
+        interrupted=outcome.interrupted is not None,
+        interrupted_by=outcome.interrupted.signal_name if outcome.interrupted is not None else None,
+        resumes=run.plan.resumes,
+        engine={"compile": engine.compile, "channels_last": engine.channels_last, "fast_kernels": engine.fast_kernels,
+                "steps_per_call": engine.steps_per_call, "unroll": engine.unroll},
+        compile_time_s=(round(module.compiled_step.compile_seconds, 3) if module.compiled_step is not None else None),
+        wall_time_s=round(outcome.fit_seconds, 3), train_time_s=round(run.throughput.train_seconds, 3),
+        images_per_s=round(run.throughput.images_per_second, 1), device=device_description(trainer),
+        lr_effective=effective_lr(config), memory=peak_memory(trainer), run_dir=str(run.run_dir.resolve()),
+        checkpoint=str(run.checkpoint.path.resolve()) if run.checkpoint.last_saved_step is not None else None,
+        is_global_zero=trainer.is_global_zero,
+    )
+    for callback in run.callbacks:
         if isinstance(callback, ResultsContributor):  # e.g. GradientNorms: results["grad"]
             callback.contribute_results(results)
-    results_path = (run_dir / RESULTS_FILE).resolve()
+    results_path = (run.run_dir / RESULTS_FILE).resolve()
     if trainer.is_global_zero and not config.fast_dev_run:
-        log_run_end(logger, results)  # the HParams tab's metrics: the run's outcome
-        logger.experiment.close()
-        atomic_write_json(results_path, results)
-    results["results_path"] = None if config.fast_dev_run else str(results_path)  # a throwaway run: no file
-    results["is_global_zero"] = trainer.is_global_zero
-    if interrupted is not None:
-        raise interrupted
+        log_run_end(run.logger, results)  # the HParams tab's metrics: the run's outcome
+        run.logger.experiment.close()
+        atomic_write_json(results_path, results.to_json())
+    results.results_path = None if config.fast_dev_run else str(results_path)  # a throwaway run: no file
     return results
 
 
@@ -393,7 +477,14 @@ class WriteRunConfig(pl.Callback):
             atomic_write_json(self.path, self.config)
 
 
-def _devices_argument(devices: str) -> Any:
-    from deeplab.config import parse_devices
+def planned_world_size(config: FitConfig) -> int:
+    """How many processes Lightning will train this config on (``Trainer.world_size``): devices × nodes,
+    ``--devices auto`` being every GPU where one is used, else one process."""
+    count = device_count(parse_devices(config.devices))
+    if count is None:  # auto
+        count = torch.cuda.device_count() if _on_gpu(config) else 1
+    return count * config.num_nodes
 
-    return parse_devices(devices)
+
+def _on_gpu(config: FitConfig) -> bool:
+    return config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
