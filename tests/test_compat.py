@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from deeplab.training.resumable import glue as _compat
+import deeplab.training.glue as _compat
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -71,3 +71,23 @@ def test_final_metrics_leave_out_what_was_not_measured() -> None:
     assert final_metrics(results) == {"hparams/val_acc": 0.9, "hparams/diverged": 1.0, "hparams/trainable": 0.0}
     with pytest.raises(KeyError):
         final_metrics({"history": []})["hparams/val_acc"]
+
+
+def test_every_scalar_is_on_the_optimizer_step_axis(synthetic_data_dir, tmp_path) -> None:
+    """A chunked run (4 batches per training_step, 10 per epoch): each epoch's metrics sit at the step that
+    closed it, on the axis of train/loss_step and grad/*, not at Lightning's count of training_step calls."""
+    import contextlib
+    import io
+
+    from deeplab.config import FitConfig
+    from deeplab.training.fit import fit
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = fit(FitConfig(model="cnn5", dataset="mnist", data_dir=str(synthetic_data_dir), batch_size=16,
+                                epochs=2, limit_train_batches=10, limit_val_batches=2, steps_per_call=4,
+                                grad_every=5, progress_bar=False, log_dir=str(tmp_path)))
+    assert results["engine"]["steps_per_call"] == 4 and results["global_step"] == 20
+    accumulator = accumulate(Path(results["run_dir"]))
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        assert [event.step for event in accumulator.Scalars(tag)] == [10, 20], tag  # steps at each epoch's end
+    assert [event.step for event in accumulator.Scalars("grad/l2_total")] == [0, 5, 10, 15]

@@ -10,9 +10,10 @@
   one chart each) first, then every layer's gradient L2 norm in one multi-line
   chart and the total L1/L2 in another (instead of one chart per layer).
 * **Text** — the resolved config (``config``), as ``config.json`` holds it.
-* :class:`RunLogger` — Lightning's ``TensorBoardLogger`` without the ``epoch``
-  scalar Lightning adds to every logged record (a flat staircase that sorted
-  first in the Scalars tab; the step axis already orders the points).
+
+Scalars themselves reach the logger at the optimizer step (``deeplab.training.glue.log_at_step``), never
+through ``self.log``, so Lightning's automatic ``epoch`` scalar (a flat staircase that sorted first in
+the Scalars tab) is never written.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
-__all__ = ["RunLogger", "RunRecords", "HPARAM_METRICS", "HPARAM_SETTINGS", "custom_scalars_layout", "log_run_start", "log_run_end"]
+__all__ = ["RunRecords", "HPARAM_METRICS", "HPARAM_SETTINGS", "custom_scalars_layout", "log_run_start", "log_run_end"]
 
 #: the settings that make runs differ, as the HParams tab's columns (the whole config is in the Text tab)
 HPARAM_SETTINGS = ("model", "dataset", "depth", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay",
@@ -33,15 +34,6 @@ HPARAM_SETTINGS = ("model", "dataset", "depth", "init", "epochs", "batch_size", 
 #: the HParams tab's metric columns, filled when the run ends
 HPARAM_METRICS = ("hparams/val_acc", "hparams/test_acc", "hparams/train_acc", "hparams/diverged",
                   "hparams/trainable")
-
-
-class RunLogger(TensorBoardLogger):
-    """``TensorBoardLogger`` that drops Lightning's automatic ``epoch`` scalar."""
-
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        metrics = {name: value for name, value in metrics.items() if name != "epoch"}
-        if metrics:
-            super().log_metrics(metrics, step)
 
 
 def custom_scalars_layout(eval_split: str = "test") -> dict[str, Any]:

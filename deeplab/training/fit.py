@@ -17,16 +17,15 @@ Four steps, each reading only what the one before produced:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from deeplab.callbacks.base import ResultsContributor
 from deeplab.callbacks.gradients import GradientNorms
@@ -37,10 +36,11 @@ from deeplab.data.datamodules import create_datamodule
 from deeplab.errors import DeeplabError
 from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure
 from deeplab.models import DATASET_SHAPES, count_parameters, create_model, model_spec
-from deeplab.reporting.tensorboard import RunLogger, RunRecords, log_run_end
+from deeplab.reporting.tensorboard import RunRecords, log_run_end
 from deeplab.training.engine import Engine, resolve_engine
 from deeplab.training.engine import describe as describe_engine
 from deeplab.training.engine.allocator import keep_freed_memory
+from deeplab.training.glue import quiet_lightning
 from deeplab.training.module import Classifier
 from deeplab.training.preflight import check_hardware, check_memory
 from deeplab.training.resolve import resolve_config
@@ -95,26 +95,6 @@ def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
         kwargs["activation_checkpointing"] = True
     kwargs.update(config.model_kwargs)
     return kwargs
-
-
-def quiet_lightning() -> None:
-    # Lightning's banners ("GPU available: False...") and advice drown the seeds' epoch lines.
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*predefined.*`log_every_n_steps`.*")
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-    # A diverged epoch's NaN losses: the run already says it diverged, in one line.
-    warnings.filterwarnings("ignore", message=".*Encountered `nan` values in tensor.*")
-    # A resumed run steps its per-epoch schedule up to the current epoch before its first step.
-    warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`.*")
-    # ImageDataModule resumes mid-epoch through its own checkpoint state (trainer progress
-    # counters), which Lightning's check for a stateful dataloader cannot see.
-    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-    warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")
-    # Epoch metrics come from torchmetrics, which already reduce across processes.
-    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 
 
 def _resume_run_dir(ckpt_path: str | None) -> Path | None:
@@ -337,15 +317,15 @@ def _classifier(plan: RunPlan) -> Classifier:
     return module
 
 
-def _run_logger(plan: RunPlan) -> RunLogger:
+def _run_logger(plan: RunPlan) -> TensorBoardLogger:
     """The TensorBoard logger: a resume writes into its run's folder; a fresh run takes the next version."""
     if plan.resume_dir is not None:
-        return RunLogger(save_dir=str(plan.resume_dir.parent.parent), name=plan.resume_dir.parent.name,
+        return TensorBoardLogger(save_dir=str(plan.resume_dir.parent.parent), name=plan.resume_dir.parent.name,
                          version=plan.resume_dir.name, default_hp_metric=False, max_queue=TENSORBOARD_QUEUE)
     # DDP's launcher re-runs this script in every other process; they must all write
     # into the run directory rank 0 chose, not pick the next free version themselves.
     version = os.environ.get(RUN_VERSION_ENV)
-    return RunLogger(save_dir=plan.config.log_dir, name=plan.config.run_name or plan.config.model,
+    return TensorBoardLogger(save_dir=plan.config.log_dir, name=plan.config.run_name or plan.config.model,
                      default_hp_metric=False, version=int(version) if version is not None else None,
                      max_queue=TENSORBOARD_QUEUE)
 
@@ -396,8 +376,8 @@ def execute_run(run: BuiltRun) -> Outcome:
         outcome.fit_seconds = time.perf_counter() - started
         if outcome.interrupted is None and module.diverged_at_step is None and not config.fast_dev_run:
             if config.val_split is not None:
-                metrics = trainer.test(module, datamodule=run.plan.datamodule, verbose=False)[0]
-                outcome.test_acc, outcome.test_loss = metrics["test/acc"], metrics["test/loss"]
+                trainer.test(module, datamodule=run.plan.datamodule, verbose=False)
+                outcome.test_acc, outcome.test_loss = module.test_metrics["acc"], module.test_metrics["loss"]
             elif module.history:
                 outcome.test_acc, outcome.test_loss = module.history[-1]["val_acc"], module.history[-1]["val_loss"]
     checkpoint = run.checkpoint

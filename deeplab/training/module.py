@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-import deeplab.training.resumable.glue as _compat
+import deeplab.training.glue as glue
 import deeplab.models.functional as HF
 from deeplab.callbacks.base import GradientObserver, notify_epoch_closed
 from deeplab.training.resumable.checkpointing import capture_rng_state, restore_rng_state
@@ -130,6 +130,8 @@ class Classifier(pl.LightningModule):
         #: one dict per closed epoch: epoch, train_loss, train_acc, val_loss, val_acc
         self.history: list[dict[str, float]] = []
         self._last_val: dict[str, float] = {}
+        #: the last test's loss and accuracy (trainer.test)
+        self.test_metrics: dict[str, float] = {}
         #: global step at which the loss first turned NaN/inf, else None
         self.diverged_at_step: int | None = None
         self._divergence_check_every = max(1, divergence_check_every)
@@ -389,7 +391,7 @@ class Classifier(pl.LightningModule):
 
         out = self.compiled_step(images, labels, first_position=first_position, stats=stats_of)
         count = len(labels)
-        _compat.count_optimizer_steps(self.trainer, count)
+        glue.count_optimizer_steps(self.trainer, count)
         self.epoch_batches_done += count
         batch = labels.shape[1]
         with torch.no_grad():
@@ -481,7 +483,7 @@ class Classifier(pl.LightningModule):
         loss_sum, correct, seen = self.trainer.strategy.reduce(sums, reduce_op="sum").tolist()  # DDP: all ranks
         train_loss = loss_sum / seen if seen else float("nan")
         train_acc = correct / seen if seen else float("nan")
-        self.log_dict({"train/loss": train_loss, "train/acc": train_acc, "epoch": float(self.current_epoch)})
+        self._log_epoch_metrics({"train/loss": train_loss, "train/acc": train_acc})
         entry = {
             "epoch": self.current_epoch + 1,
             "train_loss": train_loss,
@@ -493,7 +495,7 @@ class Classifier(pl.LightningModule):
             clipped = float(self.trainer.strategy.reduce(self.clipped_steps.double().to(sums.device), reduce_op="sum"))
             entry["clipped_fraction"] = clipped / self.epoch_batches_done / self.trainer.world_size \
                 if self.epoch_batches_done else 0.0
-            self.log("train/clipped_fraction", entry["clipped_fraction"])
+            self._log_epoch_metrics({"train/clipped_fraction": entry["clipped_fraction"]})
         del self.history[self.current_epoch:]  # a reopened epoch replaces its earlier row
         self.history.append(entry)
         self._last_val = {}
@@ -528,7 +530,7 @@ class Classifier(pl.LightningModule):
         self.val_accuracy.reset()
         if self.trainer.sanity_checking:
             return
-        self.log_dict({"val/loss": loss, "val/acc": acc}, prog_bar=True)
+        self._log_epoch_metrics({"val/loss": loss, "val/acc": acc}, prog_bar=True)
         self._last_val = {"loss": loss, "acc": acc}
         if self.trainer.state.fn == "fit" and (self.epoch_complete() or self.diverged_at_step is not None):
             self._close_epoch()
@@ -540,7 +542,14 @@ class Classifier(pl.LightningModule):
         loss, acc = float(self.test_loss_mean.compute()), float(self.test_accuracy.compute())
         self.test_loss_mean.reset()
         self.test_accuracy.reset()
-        self.log_dict({"test/loss": loss, "test/acc": acc})
+        self.test_metrics = {"loss": loss, "acc": acc}
+        self._log_epoch_metrics({"test/loss": loss, "test/acc": acc})
+
+    def _log_epoch_metrics(self, metrics: dict[str, float], prog_bar: bool = False) -> None:
+        """To callbacks and the progress bar through ``self.log``; to TensorBoard at the optimizer step, the
+        axis of ``train/loss_step`` and ``grad/*`` (``deeplab.training.glue``, override 3)."""
+        self.log_dict(metrics, prog_bar=prog_bar, logger=False)
+        glue.log_at_step(self, metrics)
 
     # -------------------------------------------------------- optimizers
     def configure_optimizers(self) -> Any:

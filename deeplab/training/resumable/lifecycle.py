@@ -36,7 +36,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
-import deeplab.training.resumable.glue as _compat
+import deeplab.training.glue as glue
 from deeplab.errors import DeeplabError, RunInterrupted
 
 __all__ = ["RunInterrupted", "StopSignals", "interrupt_at_once", "RunCheckpoint", "CHECKPOINT_FILE", "DEFAULT_CHECKPOINT_MINUTES"]
@@ -120,7 +120,7 @@ class RunCheckpoint(Checkpoint):
         every_minutes: also save when this much wall time passed since the last save (0: never).
         stop: the run's :class:`StopSignals` (None: signals are not handled).
         restart_at: (epoch, global_step) when resuming: Lightning's loop state is
-            rewritten to start that epoch (``_compat.restart_at_epoch_start``).
+            rewritten to start that epoch (``glue.restart_at_epoch_start``).
     """
 
     def __init__(self, dirpath: str | Path, every_n_steps: int | None = None,
@@ -157,7 +157,7 @@ class RunCheckpoint(Checkpoint):
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         if self.restart_at is not None and "loops" in checkpoint:
             epoch, global_step = self.restart_at
-            _compat.restart_at_epoch_start(checkpoint["loops"], epoch, global_step)
+            glue.restart_at_epoch_start(checkpoint["loops"], epoch, global_step)
 
     # --------------------------------------------------------------- triggers
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
