@@ -763,3 +763,17 @@ def test_search_takes_training_settings_from_a_config_file(tmp_path: Path, searc
     assert summary["model"] == "cnn_tanh" and summary["epochs"] == 1
     assert summary["training"]["batch_size"] == 16 and summary["training"]["optimizer"] == "sgd"
     assert summary["training"]["lr"] == 0.1  # the command line overrides the file
+
+
+def test_a_probe_is_judged_by_the_searchs_own_threshold_and_metric(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """A probe's results.json verdict (and its HParams hparams/trainable) use the search's --threshold and
+    --metric, not the judge's defaults: at threshold 0.999 a barely trained probe is trainable everywhere."""
+    training = FitConfig(model="cnn_elu_bn", epochs=1, limit_train_batches=2, batch_size=16,
+                         data_dir=str(synthetic_data_dir))
+    summary = run_search(plan_for(tmp_path, model="cnn_elu_bn", lower=3, upper=3, threshold=0.999,
+                                  metric="either", training=training), echo=quiet)
+    probe = summary["probes"][0]
+    verdict = json.loads((Path(probe["run_dir"]) / "results.json").read_text())["trainability"]
+    assert (verdict["threshold"], verdict["metric"]) == (0.999, "either")
+    assert (verdict["trainable"], verdict["error"]) == (probe["trainable"], probe["error"]), (verdict, probe)
+    assert probe["trainable"] is True, probe

@@ -26,57 +26,14 @@ and ``scripts/search.py`` check their ``--metric``/``--threshold`` here.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as pl
 
 from deeplab.callbacks.base import EpochObserver
-from deeplab.errors import DeeplabError
-from deeplab.search.metrics import METRICS
+from deeplab.callbacks.verdict import METRICS, _finite, check_metric, check_threshold, judge_errors
 
 __all__ = ["METRICS", "TrainabilityJudge", "check_threshold", "check_metric", "judge_errors"]
-
-
-def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise DeeplabError(f"--metric {metric!r} is not one of {', '.join(METRICS)}")
-    return metric
-
-
-def check_threshold(threshold: float) -> float:
-    if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
-        raise DeeplabError(f"--threshold is an error rate and must lie strictly between 0 and 1, got {threshold}")
-    return float(threshold)
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def judge_errors(
-    train_error: float | None,
-    test_error: float | None,
-    diverged: bool,
-    threshold: float,
-    metric: str = "test_error",
-) -> tuple[float | None, bool]:
-    """``(error, trainable)`` of a probe: the metric's error and whether it is under ``threshold``.
-
-    ``error`` is None when the metric has no finite value (e.g. the loss
-    diverged before any evaluation); such a probe is untrainable.
-    """
-    check_metric(metric)
-    train_error, test_error = _finite(train_error), _finite(test_error)
-    if metric == "test_error":
-        error = test_error
-    elif metric == "train_error":
-        error = train_error
-    else:
-        finite = [e for e in (train_error, test_error) if e is not None]
-        error = min(finite) if finite else None
-    trainable = not diverged and error is not None and error < threshold
-    return error, trainable
 
 
 class TrainabilityJudge(EpochObserver):

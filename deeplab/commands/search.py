@@ -37,7 +37,7 @@ def _name_list(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from deeplab.config import add_training_arguments
-    from deeplab.search.metrics import METRICS
+    from deeplab.callbacks.verdict import METRICS
 
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     search = parser.add_argument_group("search")

@@ -18,8 +18,10 @@ experiment), and the output and logging options.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from deeplab.config import FitConfig, key_settings, legacy_values
 from deeplab.errors import DeeplabError
 from deeplab.io import append_jsonl_line, atomic_write
 
-__all__ = ["LEDGER_FILE", "KEY_SETTINGS", "ProbeLedger", "probe_settings", "probe_key"]
+__all__ = ["LEDGER_FILE", "KEY_SETTINGS", "ProbeLedger", "ProbeRecord", "probe_settings", "probe_key"]
 
 LEDGER_FILE = "probes.jsonl"
 
@@ -37,6 +39,35 @@ KEY_SETTINGS = key_settings()
 #: ``legacy``, the record the resume contract keeps too): a key leaves such a setting out while it has that
 #: value, so committed ledgers keep matching their probes
 ADDED_KEY_SETTINGS = {name: value for name, value in legacy_values().items() if name in KEY_SETTINGS}
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """One finished probe, as its ledger line holds it (raw errors, no verdict: a search judges them)."""
+
+    model: str
+    depth: int
+    seed: int
+    settings: dict[str, Any]  # the key settings (probe_settings)
+    train_error: float | None  # the last epoch's
+    test_error: float | None  # the last epoch's evaluation (the final test with a held-out split)
+    epoch_errors: list[dict[str, Any]]
+    epochs: int
+    epochs_run: int
+    diverged: bool
+    diverged_at_step: int | None
+    global_step: int
+    parameters: int
+    wall_time_s: float  # this attempt's (a probe continued from a checkpoint: the part it trained)
+    resumed_from_step: int | None
+    device: str
+    process: int
+    run_dir: str
+    finished_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The ledger line's content."""
+        return dataclasses.asdict(self)
 
 
 def probe_settings(config: FitConfig) -> dict[str, Any]:

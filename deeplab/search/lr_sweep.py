@@ -20,15 +20,74 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from deeplab.callbacks.trainability import judge_errors
+from deeplab.callbacks.verdict import ThresholdJudge
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
+from deeplab.search.driver import Probed, ProbeRunner, drive, open_runner
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
 
-__all__ = ["LR_GRID", "largest_trainable_lr", "fit_power_law"]
+__all__ = ["LR_GRID", "LearningRateSweep", "largest_trainable_lr", "fit_power_law"]
 
 #: descending step sizes tried at each depth (≈ ×2.5 apart: 1-2-5 per decade)
 LR_GRID: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)
+
+
+class LearningRateSweep:
+    """The largest trainable η as a search strategy (:class:`deeplab.search.driver.Strategy`): walk the
+    grid from the largest η down, ``parallel`` at a time, to the first that trains; then bisect
+    geometrically (η to 2 significant digits) between it and the smallest larger η that failed,
+    ``refinements`` times — each halves the bracket's log-width (a 1-2-5 grid's ×2-2.5 becomes ×1.25-1.26
+    after two)."""
+
+    def __init__(self, lrs: Sequence[float], refinements: int = 0, parallel: int = 1):
+        if not lrs or any(not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0) for lr in lrs):
+            raise DeeplabError(f"learning rates must be positive numbers, got {list(lrs)}")
+        self.grid = sorted({float(lr) for lr in lrs}, reverse=True)
+        self.refinements_left = int(refinements)
+        self.parallel = max(1, int(parallel))
+        self.outcomes: dict[float, bool] = {}
+        self.rounds: list[list[float]] = []
+        self._pending: list[float] = []
+
+    def _bracket(self) -> tuple[float | None, float | None]:
+        """(largest trainable η, smallest failing η above it) of the verdicts so far."""
+        good = max((lr for lr, ok in self.outcomes.items() if ok), default=None)
+        failing = [lr for lr, ok in self.outcomes.items() if not ok and (good is None or lr > good)]
+        return good, min(failing, default=None)
+
+    def _plan(self) -> list[float]:
+        good, bad = self._bracket()
+        if good is None:
+            return [lr for lr in self.grid if lr not in self.outcomes][: self.parallel]
+        if bad is None or self.refinements_left <= 0:
+            return []
+        middle = float(f"{math.sqrt(good * bad):.2g}")
+        return [middle] if good < middle < bad else []  # (as narrow as two significant digits go)
+
+    @property
+    def done(self) -> bool:
+        return not self._pending and not self._plan()
+
+    def next_round(self) -> list[float]:
+        if self._pending:
+            raise RuntimeError(f"learning rates {self._pending} of the current round have no verdict yet")
+        points = self._plan()
+        if points and self._bracket()[0] is not None:
+            self.refinements_left -= 1
+        self._pending = list(points)
+        if points:
+            self.rounds.append(list(points))
+        return points
+
+    def record(self, lr: float, trainable: bool) -> None:
+        if lr not in self._pending:
+            raise RuntimeError(f"η {lr} is not waiting for a verdict (waiting: {self._pending})")
+        self._pending.remove(lr)
+        self.outcomes[lr] = bool(trainable)
+
+    def result(self) -> dict[str, float | None]:
+        good, bad = self._bracket()
+        return {"largest_lr": good, "smallest_failing_lr": bad}
 
 
 def largest_trainable_lr(
@@ -42,58 +101,45 @@ def largest_trainable_lr(
     threshold: float = 0.2,
     refinements: int = 0,
     echo: Callable[[str], None] = print,
+    parallel: int = 1,
+    backend: str = "local",
+    ray_address: str | None = None,
+    runner: ProbeRunner | None = None,
 ) -> dict[str, Any]:
-    """Probe ``lrs`` from the largest down at one depth; stop at the first that trains.
+    """The :class:`LearningRateSweep` at one depth, through the search's driver (ledger, ``parallel``
+    workers or Ray, clean stops). Returns ``{"depth", "largest_lr", "smallest_failing_lr", "probes":
+    [{"lr", "test_error", "train_error", "diverged", "trainable", "wall_time_s"}, ...]}``; ``largest_lr``
+    is None when no η of the grid trained."""
+    from deeplab.search.runner import ProbeRequest, SearchPlan, prepare_search
 
-    ``refinements``: then bisect (geometrically, η rounded to 2 significant digits) between that η and the
-    grid's next larger one, which failed, this many times — each halves the bracket's log-width (a 1-2-5
-    grid's ×2-2.5 becomes ×1.25-1.26 after two). Returns ``{"depth", "largest_lr", "smallest_failing_lr",
-    "probes": [{"lr", "test_error", "train_error", "diverged", "trainable", "wall_time_s"}, ...]}``;
-    ``largest_lr`` is None when no η of the grid trained.
-    """
-    from deeplab.search.runner import ProbeRequest, SearchPlan, prepare_search, run_probe
-
-    if not lrs or any(not (math.isfinite(lr) and lr > 0) for lr in lrs):
-        raise DeeplabError(f"learning rates must be positive numbers, got {list(lrs)}")
+    strategy = LearningRateSweep(lrs, refinements, parallel)
     out = Path(out)
     # A probe's config is a one-depth search's (the same checks, run folder and ledger settings), at each η.
-    base = prepare_search(SearchPlan(model=model, upper=depth, lower=depth, out=str(out),
+    base = prepare_search(SearchPlan(model=model, upper=depth, lower=depth, out=str(out), parallel=parallel,
+                                     backend=backend, ray_address=ray_address,
                                      training=dataclasses.replace(training, init=init)))
     ledger = ProbeLedger(out / LEDGER_FILE)
-    probes: list[dict[str, Any]] = []
+    judge = ThresholdJudge(threshold)
 
-    def probe(lr: float) -> bool:
+    def request(lr: float) -> ProbeRequest:
         config = dataclasses.replace(base, lr=lr)
-        settings = probe_settings(config)
-        record = ledger.get(settings, depth, config.seed)
-        reused = record is not None
-        if record is None:
-            record = run_probe(ProbeRequest(config.to_dict(), settings))
-            ledger.add(record)
-        error, trainable = judge_errors(record["train_error"], record["test_error"], record["diverged"], threshold)
-        probes.append({"lr": lr, "test_error": record["test_error"], "train_error": record["train_error"],
-                       "diverged": record["diverged"], "trainable": trainable,
-                       "wall_time_s": record["wall_time_s"]})
-        shown = "diverged" if record["diverged"] else ("—" if error is None else f"{100 * error:.2f} %")
-        source = "ledger" if reused else f"{record['wall_time_s']:.0f} s"
-        echo(f"{model} {init} k={depth} lr={lr:g}: {shown}{' trainable' if trainable else ''} ({source})")
-        return trainable
+        return ProbeRequest(config.to_dict(), probe_settings(config), threshold=threshold)
 
-    good = bad = None
-    for lr in sorted(lrs, reverse=True):
-        if probe(lr):
-            good = lr
-            break
-        bad = lr
-    for _ in range(refinements if good is not None and bad is not None else 0):
-        middle = float(f"{math.sqrt(good * bad):.2g}")
-        if not good < middle < bad:
-            break  # the bracket is as narrow as two significant digits go
-        if probe(middle):
-            good = middle
-        else:
-            bad = middle
-    return {"depth": depth, "largest_lr": good, "smallest_failing_lr": bad, "probes": probes}
+    def line(probed: Probed) -> None:
+        record, lr = probed.record, float(probed.record["settings"]["lr"])
+        shown = "diverged" if record["diverged"] else ("—" if probed.error is None else f"{100 * probed.error:.2f} %")
+        source = "ledger" if probed.reused else f"{record['wall_time_s']:.0f} s"
+        echo(f"{model} {init} k={depth} lr={lr:g}: {shown}{' trainable' if probed.trainable else ''} ({source})")
+
+    with open_runner(parallel, backend, ray_address, base.accelerator in ("auto", "gpu", "cuda"), runner,
+                     echo, stopped_advice=lambda: f"{len(ledger)} finished probe(s) are kept in {ledger.path}; "
+                                                  f"run the same command again to resume") as run_probes:
+        probed = drive(strategy, request, ledger, judge, run_probes,
+                       point_of=lambda record: float(record["settings"]["lr"]), echo=line)
+    probes = [{"lr": lr, "test_error": probed[lr].record["test_error"], "train_error": probed[lr].record["train_error"],
+               "diverged": probed[lr].record["diverged"], "trainable": probed[lr].trainable,
+               "wall_time_s": probed[lr].record["wall_time_s"]} for lr in strategy.outcomes]
+    return {"depth": depth, **strategy.result(), "probes": probes}
 
 
 def fit_power_law(depths: Sequence[int], lrs: Sequence[float]) -> tuple[float, float]:

@@ -38,15 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from deeplab.callbacks.trainability import TrainabilityJudge, check_metric, check_threshold, judge_errors
+from deeplab.callbacks.trainability import TrainabilityJudge
+from deeplab.callbacks.verdict import ThresholdJudge, check_metric, check_threshold
 from deeplab.config import MAX_SEED, FitConfig
 from deeplab.training.resolve import resolve_config
 from deeplab.errors import DeeplabError, RunInterrupted
 from deeplab.io import make_writable_folder
-from deeplab.training.resumable.lifecycle import interrupt_at_once
 from deeplab.training.preflight import check_hardware, check_memory
 from deeplab.search.bisection import BoundarySearch, PriorStartSearch, bisect_trainability, candidate_depths
-from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
+from deeplab.search.driver import Probed, ProbeRunner, drive, open_runner
+from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, ProbeRecord, probe_settings
 
 __all__ = [
     "DEFAULT_SEARCH_EPOCHS",
@@ -110,6 +111,8 @@ class ProbeRequest:
     config: dict[str, Any]
     settings: dict[str, Any]
     verbose: bool = False
+    threshold: float = 0.2  # the search's judge: the probe's own verdict (results.json, HParams) uses it too
+    metric: str = "test_error"
 
     @property
     def depth(self) -> int:
@@ -120,8 +123,6 @@ class ProbeRequest:
         return int(self.config["seed"])
 
 
-#: trains a batch of probes, yielding each finished probe's ledger record as it finishes
-ProbeRunner = Callable[[Sequence[ProbeRequest]], Iterable[dict[str, Any]]]
 
 
 # --------------------------------------------------------------------------- validation
@@ -282,42 +283,26 @@ def run_probe(request: ProbeRequest) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         results = None
         if unfinished is not None:
-            judge = TrainabilityJudge()
+            judge = TrainabilityJudge(request.threshold, request.metric)
             try:
                 results = fit(dataclasses.replace(config, ckpt_path=str(unfinished[0])), callbacks=[judge], quiet=True)
             except DeeplabError:
                 unfinished = None  # the checkpoint cannot be continued (e.g. nothing left): train afresh
         if results is None:
-            judge = TrainabilityJudge()
+            judge = TrainabilityJudge(request.threshold, request.metric)
             results = fit(config, callbacks=[judge], quiet=True)
     wall_time = time.perf_counter() - started
     train_error, test_error = judge.final_errors(results)
-    return {
-        "model": config.model,
-        "depth": config.depth,
-        "seed": config.seed,
-        "settings": request.settings,
-        "train_error": train_error,
-        "test_error": test_error,
-        "epoch_errors": judge.epochs,
-        "epochs": config.epochs,
-        "epochs_run": int(results["epochs_run"]),
-        "diverged": judge.diverged,
-        "diverged_at_step": judge.diverged_at_step,
-        "global_step": results["global_step"],
-        "parameters": results["parameters"],
-        "wall_time_s": round(wall_time, 3),  # this attempt's time (a resumed probe: the part it trained)
-        "resumed_from_step": None if unfinished is None else unfinished[1],
-        "device": results["device"],
-        "process": os.getpid(),
-        "run_dir": results["run_dir"],
-        "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-
-
-def _run_in_process(requests: Sequence[ProbeRequest]) -> Iterator[dict[str, Any]]:
-    for request in requests:
-        yield run_probe(request)
+    return ProbeRecord(
+        model=config.model, depth=config.depth, seed=config.seed, settings=request.settings,
+        train_error=train_error, test_error=test_error, epoch_errors=judge.epochs, epochs=config.epochs,
+        epochs_run=int(results.epochs_run), diverged=judge.diverged, diverged_at_step=judge.diverged_at_step,
+        global_step=results.global_step, parameters=results.parameters,
+        wall_time_s=round(wall_time, 3),  # this attempt's time (a resumed probe: the part it trained)
+        resumed_from_step=None if unfinished is None else unfinished[1], device=results.device,
+        process=os.getpid(), run_dir=results.run_dir,
+        finished_at=datetime.datetime.now().isoformat(timespec="seconds"),
+    ).to_json()
 
 
 def _usable_cores() -> int:
@@ -405,14 +390,14 @@ def _probe_line(entry: dict[str, Any], metric: str) -> str:
             f"{_format_error(entry['error'])}  {verdict:<11s}  ({how}, {source})")
 
 
-def _probe_entry(record: dict[str, Any], plan: SearchPlan, round_number: int, reused: bool) -> dict[str, Any]:
-    error, trainable = judge_errors(record.get("train_error"), record.get("test_error"),
-                                    bool(record.get("diverged")), plan.threshold, plan.metric)
+def _probe_entry(probed: Probed) -> dict[str, Any]:
+    """A probe as search.json and report.md list it."""
+    record = probed.record
     return {
         "depth": int(record["depth"]),
         "seed": int(record["seed"]),
-        "error": error,
-        "trainable": trainable,
+        "error": probed.error,
+        "trainable": probed.trainable,
         "epochs_run": record.get("epochs_run"),
         "diverged": bool(record.get("diverged")),
         "diverged_at_step": record.get("diverged_at_step"),
@@ -425,8 +410,8 @@ def _probe_entry(record: dict[str, Any], plan: SearchPlan, round_number: int, re
             for e in record.get("epoch_errors", [])
         ],
         "core_seconds": core_seconds(record),
-        "round": round_number,
-        "reused": reused,
+        "round": probed.round,
+        "reused": probed.reused,
         "run_dir": record.get("run_dir"),
         "process": record.get("process"),
     }
@@ -514,111 +499,89 @@ def run_search(
     """
     base = prepare_search(plan)
     settings = probe_settings(base)
-    out = Path(plan.out)
+    ledger = _open_ledger(Path(plan.out), echo)
+    judge = ThresholdJudge(plan.threshold, plan.metric)
+    started = time.perf_counter()
+    per_seed: list[dict[str, Any]] = []
+    probes: list[dict[str, Any]] = []
+    with open_runner(plan.parallel, plan.backend, plan.ray_address, base.accelerator in ("auto", "gpu", "cuda"),
+                     runner, echo, stopped_advice=lambda: f"{len(ledger)} finished probe(s) are kept in "
+                                                          f"{ledger.path}; run the same command again to resume",
+                     ) as run_probes:
+        for index, seed in enumerate(plan.seeds):
+            seed_summary, seed_probes = _search_seed(plan, base, settings, ledger, judge, run_probes, echo, seed,
+                                                     plan.seed_start(index, per_seed[0] if per_seed else None))
+            per_seed.append(seed_summary)
+            probes.extend(seed_probes)
+    summary = _search_summary(plan, base, settings, per_seed, probes, ledger, time.perf_counter() - started)
+    if write_outputs:
+        from deeplab.search.report import write_search_outputs
+
+        write_search_outputs(summary, Path(plan.out))
+    return summary
+
+
+def _open_ledger(out: Path, echo: Callable[[str], None]) -> ProbeLedger:
     out.mkdir(parents=True, exist_ok=True)
     ledger = ProbeLedger(out / LEDGER_FILE)
     if ledger.skipped_lines:
         echo(f"ledger: ignored {ledger.skipped_lines} unreadable line(s) of {ledger.path} (a probe cut short)")
     if len(ledger):
         echo(f"ledger: {len(ledger)} finished probe(s) in {ledger.path}; matching ones are not trained again")
+    return ledger
 
-    pool: Any = None  # a runner this search started and must close: ProcessPoolRunner or RayRunner
-    if runner is None:
-        if plan.backend == "ray":
-            from deeplab.search.ray_backend import RayRunner
 
-            pool = RayRunner(run_probe, plan.ray_address, use_gpus=base.accelerator in ("auto", "gpu", "cuda"))
-            runner = pool
-            echo(f"backend: {pool.describe()}; {plan.parallel} probe(s) per round")
-        elif plan.parallel > 1:
-            import torch
+def _search_seed(plan: SearchPlan, base: FitConfig, settings: dict[str, Any], ledger: ProbeLedger,
+                 judge: ThresholdJudge, run_probes: ProbeRunner, echo: Callable[[str], None], seed: int,
+                 start: int | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One seed's search (bisection, or outward from ``start``), on the ledger's verdicts first."""
+    known_records = ledger.records_for(settings, seed)
+    known = {depth: judge(record)[1] for depth, record in known_records.items()}
+    strategy: BoundarySearch | PriorStartSearch = (
+        BoundarySearch(plan.lower, plan.upper, plan.step, plan.parallel, known=known) if start is None
+        else PriorStartSearch(plan.lower, plan.upper, plan.step, start, plan.parallel, known=known))
 
-            use_gpus = base.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-            pool = ProcessPoolRunner(plan.parallel, use_gpus)
-            runner = pool
-            echo(f"parallel: {pool.describe()}")
-        else:
-            runner = _run_in_process
-
-    def request(depth: int, seed: int) -> ProbeRequest:
+    def request(depth: int) -> ProbeRequest:
         config = dataclasses.replace(base, depth=depth, seed=seed,
                                      run_name=probe_run_name(plan.model, base.init, depth, seed))
-        return ProbeRequest(config=config.to_dict(), settings=settings, verbose=plan.verbose)
+        return ProbeRequest(config=config.to_dict(), settings=settings, verbose=plan.verbose,
+                            threshold=plan.threshold, metric=plan.metric)
 
-    started = time.perf_counter()
-    probes: list[dict[str, Any]] = []
-    per_seed: list[dict[str, Any]] = []
-    trained = 0
-    failed = True
-    try:
-        with interrupt_at_once():  # between probes a signal stops at once; a probe stops at its next step
-            for index, seed in enumerate(plan.seeds):
-                known_records = ledger.records_for(settings, seed)
-                known = {depth: _probe_entry(record, plan, 0, reused=True)["trainable"]
-                         for depth, record in known_records.items()}
-                start = plan.seed_start(index, per_seed[0] if per_seed else None)
-                search: BoundarySearch | PriorStartSearch = (
-                    BoundarySearch(plan.lower, plan.upper, plan.step, plan.parallel, known=known) if start is None
-                    else PriorStartSearch(plan.lower, plan.upper, plan.step, start, plan.parallel, known=known))
-                seed_entries: dict[int, dict[str, Any]] = {}
-                while depths := search.next_round():
-                    round_number = len(search.rounds)
-                    todo = []
-                    for depth in depths:
-                        record = ledger.get(settings, depth, seed)
-                        if record is None:
-                            todo.append(request(depth, seed))
-                        else:
-                            seed_entries[depth] = _probe_entry(record, plan, round_number, reused=True)
-                            echo(_probe_line(seed_entries[depth], plan.metric))
-                    for record in runner(todo):
-                        record.setdefault("settings", settings)
-                        ledger.add(record)
-                        trained += 1
-                        entry = _probe_entry(record, plan, round_number, reused=False)
-                        seed_entries[entry["depth"]] = entry
-                        echo(_probe_line(entry, plan.metric))
-                    for depth in depths:
-                        search.record(depth, seed_entries[depth]["trainable"])
-                result = search.result()
-                for depth in result.outcomes:  # the ledger's verdicts the search took as they were
-                    if depth not in seed_entries:
-                        seed_entries[depth] = _probe_entry(known_records[depth], plan, 0, reused=True)
-                        echo(_probe_line(seed_entries[depth], plan.metric))
-                seed_probes = [seed_entries[depth] for depth in result.outcomes]
-                probes.extend(seed_probes)
-                per_seed.append({
-                    "seed": seed,
-                    "method": "bisection" if start is None else "prior",
-                    "start": start,
-                    "max_trainable": result.max_trainable,
-                    "min_untrainable": result.min_untrainable,
-                    "rounds": len(result.rounds),
-                    "probes": result.probes,
-                    "bisection_probes": bisection_probe_count(plan, result.max_trainable),
-                    "core_hours": round(sum(p["core_seconds"] or 0.0 for p in seed_probes) / 3600, 3),
-                    "probes_trained": sum(not p["reused"] for p in seed_probes),
-                    "non_monotone": [{"untrainable_depth": bad, "trainable_depth": good}
-                                     for bad, good in result.non_monotone],
-                })
-                how = "bisection" if start is None else f"from k={start}"
-                done = per_seed[-1]
-                echo(f"seed {seed}: max trainable depth {_depth_text(result.max_trainable)}, "
-                     f"min untrainable depth {_depth_text(result.min_untrainable)} ({how}: "
-                     f"{_count(result.probes, 'probe')}, {done['probes_trained']} trained, "
-                     f"{_count(len(result.rounds), 'round')}; bisection needs {done['bisection_probes']} "
-                     f"for this boundary)")
-            failed = False
-    except RunInterrupted as stopped:
-        raise RunInterrupted(stopped.signum, advice=(
-            f"interrupted ({stopped.signal_name}): {len(ledger)} finished probe(s) are kept in {ledger.path}; "
-            f"run the same command again to resume")) from None
-    finally:
-        if pool is not None:
-            pool.close(cancel=failed)
+    probed = drive(strategy, request, ledger, judge, run_probes, point_of=lambda record: int(record["depth"]),
+                   echo=lambda p: echo(_probe_line(_probe_entry(p), plan.metric)))
+    result = strategy.result()
+    for depth in result.outcomes:  # the ledger's verdicts the search took as they were
+        if depth not in probed:
+            probed[depth] = Probed(known_records[depth], *judge(known_records[depth]), round=0, reused=True)
+            echo(_probe_line(_probe_entry(probed[depth]), plan.metric))
+    seed_probes = [_probe_entry(probed[depth]) for depth in result.outcomes]
+    summary = {
+        "seed": seed,
+        "method": "bisection" if start is None else "prior",
+        "start": start,
+        "max_trainable": result.max_trainable,
+        "min_untrainable": result.min_untrainable,
+        "rounds": len(result.rounds),
+        "probes": result.probes,
+        "bisection_probes": bisection_probe_count(plan, result.max_trainable),
+        "core_hours": round(sum(p["core_seconds"] or 0.0 for p in seed_probes) / 3600, 3),
+        "probes_trained": sum(not p["reused"] for p in seed_probes),
+        "non_monotone": [{"untrainable_depth": bad, "trainable_depth": good} for bad, good in result.non_monotone],
+    }
+    how = "bisection" if start is None else f"from k={start}"
+    echo(f"seed {seed}: max trainable depth {_depth_text(result.max_trainable)}, "
+         f"min untrainable depth {_depth_text(result.min_untrainable)} ({how}: {_count(result.probes, 'probe')}, "
+         f"{summary['probes_trained']} trained, {_count(len(result.rounds), 'round')}; bisection needs "
+         f"{summary['bisection_probes']} for this boundary)")
+    return summary, seed_probes
 
+
+def _search_summary(plan: SearchPlan, base: FitConfig, settings: dict[str, Any], per_seed: list[dict[str, Any]],
+                    probes: list[dict[str, Any]], ledger: ProbeLedger, seconds: float) -> dict[str, Any]:
+    """search.json's content."""
     reference = seed002_reference().get(plan.model)
-    summary: dict[str, Any] = {
+    trained = sum(not p["reused"] for p in probes)
+    return {
         "model": plan.model,
         "init": base.init or "seed",
         "dataset": base.dataset,
@@ -642,16 +605,11 @@ def run_search(
         "rounds": sum(s["rounds"] for s in per_seed),
         "probes_trained": trained,
         "probes_reused": len(probes) - trained,
-        "wall_time_s": round(time.perf_counter() - started, 3),
+        "wall_time_s": round(seconds, 3),
         "training": settings,
         "probes": probes,
         "ledger": str(ledger.path),
     }
-    if write_outputs:
-        from deeplab.search.report import write_search_outputs
-
-        write_search_outputs(summary, out)
-    return summary
 
 
 def _count(number: int, noun: str) -> str:
