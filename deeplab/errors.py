@@ -1,7 +1,7 @@
 """The exceptions a user causes: a mistake (:class:`DeeplabError`) or a stop (:class:`RunInterrupted`).
 
 Scripts catch :class:`DeeplabError`, print its message as one line and exit
-with status 2 (DESIGN.md, "Errors"); :class:`RunInterrupted` prints how to
+with status 2 (``deeplab.cli.run_main``); :class:`RunInterrupted` prints how to
 resume and exits 130 / 143. Anything else is a bug and keeps its traceback.
 """
 

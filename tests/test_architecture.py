@@ -29,7 +29,7 @@ def type_checking_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(count_type_checking: bool = False) -> dict[str, set[str]]:
     modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 
     def resolve(name: str) -> str | None:
@@ -40,7 +40,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
-        skip = type_checking_lines(tree)
+        skip = set() if count_type_checking else type_checking_lines(tree)
         for node in ast.walk(tree):
             if getattr(node, "lineno", None) in skip:
                 continue
@@ -99,6 +99,29 @@ def test_the_package_has_no_import_cycles() -> None:
     detail = "; ".join(" ↔ ".join(c) + " (" + ", ".join(f"{m} → {sorted(graph[m] & set(c))}" for m in c) + ")"
                        for c in found)
     assert not found, f"import cycles: {detail}"
+
+
+def test_no_cycle_even_through_type_checking_imports() -> None:
+    """A reader should not have to hold both ends of a circle at once, even one that only type hints close."""
+    found = cycles(import_graph(count_type_checking=True))
+    assert not found, f"import cycles through TYPE_CHECKING imports: {found}"
+
+
+def test_the_top_level_stays_small_and_config_is_a_leaf() -> None:
+    """At most 15 modules directly in deeplab/ (the rest live in the packages that say what they are), and the
+    settings module imports nothing of deeplab but its errors, so anything may read it."""
+    top = [path for path in PACKAGE.glob("*.py") if path.name != "__init__.py"]
+    assert len(top) <= 15, sorted(p.name for p in top)
+    assert import_graph(count_type_checking=True)["deeplab.config"] <= {"deeplab.errors"}
+
+
+def test_no_function_is_longer_than_100_lines() -> None:
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 100:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not long, long
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:

@@ -331,7 +331,7 @@ def test_a_probe_stopped_part_way_continues_from_its_checkpoint(synthetic_data_d
     probe, and the record equals the straight probe's (exact resume), epochs before the stop included."""
     import shutil
 
-    from deeplab.search.runner import unfinished_probe_checkpoint
+    from deeplab.search.probes import unfinished_probe_checkpoint
     from deeplab.training.fit import fit
 
     def probe_config(log_dir: Path, **overrides: Any) -> FitConfig:
@@ -720,7 +720,7 @@ def test_parallel_workers_find_what_one_process_finds_and_are_stopped_on_cancel(
     import multiprocessing
     import time
 
-    from deeplab.search.runner import ProcessPoolRunner
+    from deeplab.search.probes import ProcessPoolRunner
 
     training = FitConfig(model="cnn_tanh", epochs=1, batch_size=16, optimizer="sgd", lr=0.2, momentum=0.9,
                          data_dir=str(synthetic_data_dir))

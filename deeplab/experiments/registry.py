@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from deeplab.errors import DeeplabError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from deeplab.experiments.runner import ExperimentContext
 
 __all__ = ["Recipe", "register_recipe", "get_recipe", "list_recipes", "DATASET_NAMES"]
 
@@ -37,7 +34,7 @@ class Recipe:
     trainings: str  # what a full run trains, e.g. "4 × 10 epochs, batch 32"
     full_cost: str  # expected cost at full budget (the seed's protocol)
     quick_cost: str  # measured cost of --quick on a 2-core CPU
-    run: Callable[["ExperimentContext"], None]
+    run: Callable[[Any], None]
 
 
 _RECIPES: dict[str, Recipe] = {}
@@ -53,10 +50,10 @@ def register_recipe(
     trainings: str,
     full_cost: str,
     quick_cost: str,
-) -> Callable[[Callable[["ExperimentContext"], None]], Callable[["ExperimentContext"], None]]:
+) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Decorator: register ``run(ctx)`` as recipe ``name``. Duplicates raise ``ValueError``."""
 
-    def decorate(run: Callable[["ExperimentContext"], None]) -> Callable[["ExperimentContext"], None]:
+    def decorate(run: Callable[[Any], None]) -> Callable[[Any], None]:
         if name in _RECIPES:
             raise ValueError(f"recipe {name!r} is already registered")
         _RECIPES[name] = Recipe(name, seed, experiment, title, dataset, trainings, full_cost, quick_cost, run)
@@ -65,20 +62,14 @@ def register_recipe(
     return decorate
 
 
-def _ensure_loaded() -> None:
-    """Every entry is registered by now: importing this module imported its package first, whose
-    ``__init__`` imports every module that registers one (no import of the package from here: a cycle)."""
-
-
 def list_recipes() -> list[Recipe]:
-    """Every recipe, in seed order."""
-    _ensure_loaded()
+    """Every recipe, in seed order (each registered when the package's ``__init__`` imported its module,
+    before this one could be imported)."""
     return list(_RECIPES.values())
 
 
 def get_recipe(name: str) -> Recipe:
     """The recipe called ``name``; DeeplabError with close matches otherwise."""
-    _ensure_loaded()
     try:
         return _RECIPES[name]
     except KeyError:

@@ -94,13 +94,9 @@ def register_model(
     return decorate
 
 
-def _ensure_loaded() -> None:
-    """Every entry is registered by now: importing this module imported its package first, whose
-    ``__init__`` imports ``zoo``, which registers every one (no import of the package from here: a cycle)."""
-
-
 def _lookup(name: str) -> tuple[Callable[..., nn.Module], ModelSpec]:
-    _ensure_loaded()
+    # Every entry is registered by now: importing this module imported its package first, whose
+    # ``__init__`` imports ``zoo``, which registers every one.
     try:
         return _MODELS[name]
     except KeyError:
@@ -118,7 +114,6 @@ def model_spec(name: str) -> ModelSpec:
 
 def list_models() -> list[str]:
     """All registered names, in registration order (seed 000 first)."""
-    _ensure_loaded()
     return list(_MODELS)
 
 

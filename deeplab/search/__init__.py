@@ -35,7 +35,7 @@ _PUBLIC = {
     "bisect_trainability": ".bisection",
     "candidate_depths": ".bisection", "non_monotone_pairs": ".bisection",
     "LEDGER_FILE": ".ledger", "ProbeLedger": ".ledger", "probe_key": ".ledger", "probe_settings": ".ledger",
-    "ProbeRequest": ".runner", "SearchPlan": ".runner", "prepare_search": ".runner", "run_probe": ".runner",
+    "ProbeRequest": ".probes", "SearchPlan": ".runner", "prepare_search": ".runner", "run_probe": ".probes",
     "run_search": ".runner",
     "TrainabilitySearch": ".callback",
 }

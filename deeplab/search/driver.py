@@ -105,7 +105,7 @@ def open_runner(parallel: int, backend: str, ray_address: str | None, use_gpus: 
     handled: between probes SIGINT/SIGTERM stop at once (a probe stops at its next step), the pool's
     workers are stopped on any failure, and :class:`RunInterrupted` says how to resume
     (``stopped_advice()``, asked when the signal came)."""
-    from deeplab.search.runner import ProcessPoolRunner, run_probe
+    from deeplab.search.probes import ProcessPoolRunner, run_probe
 
     pool: Any = None  # a runner opened here, closed here
     if runner is None:
@@ -134,7 +134,7 @@ def open_runner(parallel: int, backend: str, ray_address: str | None, use_gpus: 
 
 
 def _run_in_process(requests: Sequence[Any]) -> Iterator[dict[str, Any]]:
-    from deeplab.search.runner import run_probe
+    from deeplab.search.probes import run_probe
 
     for request in requests:
         yield run_probe(request)

@@ -110,7 +110,8 @@ def largest_trainable_lr(
     workers or Ray, clean stops). Returns ``{"depth", "largest_lr", "smallest_failing_lr", "probes":
     [{"lr", "test_error", "train_error", "diverged", "trainable", "wall_time_s"}, ...]}``; ``largest_lr``
     is None when no η of the grid trained."""
-    from deeplab.search.runner import ProbeRequest, SearchPlan, prepare_search
+    from deeplab.search.probes import ProbeRequest
+    from deeplab.search.runner import SearchPlan, prepare_search
 
     strategy = LearningRateSweep(lrs, refinements, parallel)
     out = Path(out)

@@ -1,7 +1,7 @@
 """Checks that run before any data is read or file written: hardware options, and whether a network fits.
 
 Each failure is one :class:`~deeplab.errors.DeeplabError` line that says what
-to do (DESIGN.md, "Errors"); ``fit`` and the search call these first, so a
+to do (``deeplab.cli.run_main`` prints it, exit 2); ``fit`` and the search call these first, so a
 mistake costs seconds, not a trained probe.
 """
 
