@@ -70,7 +70,7 @@ lists what the probes show).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from deeplab.errors import DeeplabError
 
@@ -78,6 +78,7 @@ __all__ = [
     "BisectionResult",
     "BoundarySearch",
     "PriorStartSearch",
+    "RoundSearch",
     "bisect_trainability",
     "candidate_depths",
     "non_monotone_pairs",
@@ -126,72 +127,69 @@ class BisectionResult:
         return len(self.outcomes)
 
 
-class BoundarySearch:
-    """Bisection as a state machine: ask :meth:`next_round` what to probe, :meth:`record` the verdicts.
+class RoundSearch:
+    """The bookkeeping every search strategy shares (:class:`deeplab.search.driver.Strategy`): rounds of
+    points, each recorded before the next round is asked for. A subclass says what to probe next
+    (:meth:`_plan`, empty when finished) and what a closed round changes (:meth:`_round_closed`); its
+    verdicts so far are :attr:`outcomes`, in the order they were taken."""
 
-    ``parallel = 1`` is the seed's bisection (``mid = (l + r) // 2``);
-    ``parallel = N`` probes N depths per round (module docstring). The
-    machine never trains anything, so a caller can run a round's probes in
-    any order, on any devices, or read them from a ledger.
-    """
+    noun = "point"
 
-    def __init__(self, lower: int, upper: int, step: int = 3, parallel: int = 1,
-                 known: dict[int, bool] | None = None):
+    def __init__(self) -> None:
+        self.outcomes: dict[Any, bool] = {}
+        self.rounds: list[list[Any]] = []
+        self._pending: list[Any] = []
+
+    def _plan(self) -> list[Any]:
+        raise NotImplementedError
+
+    def _round_closed(self, points: list[Any]) -> None:
+        """Called once every point of a round has its verdict."""
+
+    @property
+    def done(self) -> bool:
+        return not self._pending and not self._plan()
+
+    def next_round(self) -> list[Any]:
+        """The points to probe now; empty when the search is finished.
+
+        Call again only after every point of the round has been recorded.
+        """
+        if self._pending:
+            raise RuntimeError(f"{self.noun}s {self._pending} of the current round have no verdict yet")
+        points = self._plan()
+        if points:
+            self._pending = list(points)
+            self.rounds.append(list(points))
+        return points
+
+    def record(self, point: Any, trainable: bool) -> None:
+        """The verdict for one point of the current round."""
+        if point not in self._pending:
+            raise RuntimeError(f"{self.noun} {point} is not waiting for a verdict (waiting: {self._pending})")
+        self._pending.remove(point)
+        self.outcomes[point] = bool(trainable)
+        if not self._pending:
+            self._round_closed(self.rounds[-1])
+
+
+class _DepthSearch(RoundSearch):
+    """A search over the depths ``lower, lower + step, …, upper`` that ends in a bracket: the deepest
+    trainable depth below the shallowest untrainable one it holds (indices ``_low``, ``_high``)."""
+
+    noun = "depth"
+
+    def __init__(self, lower: int, upper: int, step: int, parallel: int):
+        super().__init__()
         if parallel < 1:
             raise DeeplabError(f"--parallel must be ≥ 1, got {parallel}")
         self.depths = candidate_depths(lower, upper, step)
         self.parallel = parallel
-        # the ledger's verdicts on the grid count as probed (module docstring)
-        self.outcomes: dict[int, bool] = {depth: bool(ok) for depth, ok in (known or {}).items()
-                                          if depth in self.depths}
-        self.rounds: list[list[int]] = []
-        self._pending: list[int] = []
-        # The bracket, as indices into self.depths: `low` is the deepest trainable
-        # depth seen below `high` (-1: none), `high` the shallowest untrainable (n: none).
+        # -1: no trainable depth (below lower); len(depths): no untrainable one (above upper)
         self._low, self._high = -1, len(self.depths)
-        self._close_round()
 
-    @property
-    def done(self) -> bool:
-        return not self._pending and not self._to_probe()
-
-    def _to_probe(self) -> list[int]:
-        low, high = self._low, self._high
-        gap = high - low
-        if gap <= 1:
-            # Closed. Both ends are probes by construction; re-check rather than trust it.
-            return [self.depths[i] for i in (low, high) if 0 <= i < len(self.depths) and self.depths[i] not in self.outcomes]
-        cuts = sorted({low + (gap * j) // (self.parallel + 1) for j in range(1, self.parallel + 1)})
-        return [self.depths[i] for i in cuts if low < i < high and self.depths[i] not in self.outcomes]
-
-    def next_round(self) -> list[int]:
-        """The depths to probe now, shallowest first; empty when the search is finished.
-
-        Call again only after every depth of the round has been recorded.
-        """
-        if self._pending:
-            raise RuntimeError(f"depths {self._pending} of the current round have no verdict yet")
-        depths = self._to_probe()
-        if depths:
-            self._pending = list(depths)
-            self.rounds.append(list(depths))
-        return depths
-
-    def record(self, depth: int, trainable: bool) -> None:
-        """The verdict for one depth of the current round."""
-        if depth not in self._pending:
-            raise RuntimeError(f"depth {depth} is not waiting for a verdict (waiting: {self._pending})")
-        self._pending.remove(depth)
-        self.outcomes[depth] = bool(trainable)
-        if not self._pending:
-            self._close_round()
-
-    def _close_round(self) -> None:
-        index = {depth: i for i, depth in enumerate(self.depths)}
-        untrainable = [index[d] for d, ok in self.outcomes.items() if not ok]
-        self._high = min(untrainable, default=len(self.depths))
-        trainable_below = [index[d] for d, ok in self.outcomes.items() if ok and index[d] < self._high]
-        self._low = max(trainable_below, default=-1)
+    def _index(self, depth: int) -> int:
+        return (depth - self.depths.start) // self.depths.step
 
     def result(self) -> BisectionResult:
         if not self.done:
@@ -206,7 +204,39 @@ class BoundarySearch:
         )
 
 
-class PriorStartSearch:
+class BoundarySearch(_DepthSearch):
+    """Bisection as a state machine: ask :meth:`next_round` what to probe, :meth:`record` the verdicts.
+
+    ``parallel = 1`` is the seed's bisection (``mid = (l + r) // 2``);
+    ``parallel = N`` probes N depths per round (module docstring). The
+    machine never trains anything, so a caller can run a round's probes in
+    any order, on any devices, or read them from a ledger.
+    """
+
+    def __init__(self, lower: int, upper: int, step: int = 3, parallel: int = 1,
+                 known: dict[int, bool] | None = None):
+        super().__init__(lower, upper, step, parallel)
+        # the ledger's verdicts on the grid count as probed (module docstring)
+        self.outcomes.update({depth: bool(ok) for depth, ok in (known or {}).items() if depth in self.depths})
+        self._round_closed([])
+
+    def _plan(self) -> list[int]:
+        low, high = self._low, self._high
+        gap = high - low
+        if gap <= 1:
+            # Closed. Both ends are probes by construction; re-check rather than trust it.
+            return [self.depths[i] for i in (low, high) if 0 <= i < len(self.depths) and self.depths[i] not in self.outcomes]
+        cuts = sorted({low + (gap * j) // (self.parallel + 1) for j in range(1, self.parallel + 1)})
+        return [self.depths[i] for i in cuts if low < i < high and self.depths[i] not in self.outcomes]
+
+    def _round_closed(self, points: list[int]) -> None:
+        untrainable = [self._index(d) for d, ok in self.outcomes.items() if not ok]
+        self._high = min(untrainable, default=len(self.depths))
+        trainable_below = [self._index(d) for d, ok in self.outcomes.items() if ok and self._index(d) < self._high]
+        self._low = max(trainable_below, default=-1)
+
+
+class PriorStartSearch(_DepthSearch):
     """The seed's consecutive pair found outward from a prior depth ``start`` (module docstring).
 
     The same state machine as :class:`BoundarySearch` (:meth:`next_round`,
@@ -221,9 +251,7 @@ class PriorStartSearch:
 
     def __init__(self, lower: int, upper: int, step: int = 3, start: int | None = None, parallel: int = 1,
                  known: dict[int, bool] | None = None):
-        if parallel < 1:
-            raise DeeplabError(f"--parallel must be ≥ 1, got {parallel}")
-        self.depths = candidate_depths(lower, upper, step)
+        super().__init__(lower, upper, step, parallel)
         if start is None or start not in self.depths:
             inside = min(max(start if start is not None else lower, lower), upper)
             below = inside - (inside - lower) % step
@@ -231,23 +259,11 @@ class PriorStartSearch:
             raise DeeplabError(f"--start {start} is not one of the depths {lower}, {lower + step}, …, {upper}; "
                                f"give {hint}")
         self.start = start
-        self.parallel = parallel
-        self.outcomes: dict[int, bool] = {}
-        self.rounds: list[list[int]] = []
         self._known = {depth: bool(ok) for depth, ok in (known or {}).items() if depth in self.depths}
-        self._pending: list[int] = []
         self._phase = "start"  # start → up | down → bisect → done
-        self._low, self._high = -1, len(self.depths)  # bracket indices: trainable end, untrainable end
         self._stride = 1
 
     # ----------------------------------------------------------------- state
-    def _index(self, depth: int) -> int:
-        return (depth - self.depths.start) // self.depths.step
-
-    @property
-    def done(self) -> bool:
-        return not self._pending and not self._plan()
-
     def _apply(self, index: int, trainable: bool) -> None:
         """One verdict, in walk order: move the walk or the bracket."""
         if self._phase == "start":
@@ -338,39 +354,10 @@ class PriorStartSearch:
             return [d for d in points if d not in self.outcomes]
         return []
 
-    # ------------------------------------------------------------- interface
-    def next_round(self) -> list[int]:
-        """The depths to probe now, in walk order; empty when the search is finished."""
-        if self._pending:
-            raise RuntimeError(f"depths {self._pending} of the current round have no verdict yet")
-        depths = self._plan()
-        if depths:
-            self._pending = list(depths)
-            self.rounds.append(list(depths))
-        return depths
-
-    def record(self, depth: int, trainable: bool) -> None:
-        """The verdict for one depth of the current round."""
-        if depth not in self._pending:
-            raise RuntimeError(f"depth {depth} is not waiting for a verdict (waiting: {self._pending})")
-        self._pending.remove(depth)
-        self.outcomes[depth] = bool(trainable)
-        if not self._pending:
-            # apply the round in walk order: the first changed verdict ends the walk
-            for round_depth in self.rounds[-1]:
-                self._apply(self._index(round_depth), self.outcomes[round_depth])
-
-    def result(self) -> BisectionResult:
-        if not self.done:
-            raise RuntimeError("the search is not finished")
-        low, high = self._low, self._high
-        return BisectionResult(
-            max_trainable=self.depths[low] if low >= 0 else None,
-            min_untrainable=self.depths[high] if high < len(self.depths) else None,
-            outcomes=dict(self.outcomes),
-            rounds=[list(r) for r in self.rounds],
-            non_monotone=non_monotone_pairs(self.outcomes),
-        )
+    def _round_closed(self, points: list[int]) -> None:
+        # apply the round in walk order: the first changed verdict ends the walk
+        for depth in points:
+            self._apply(self._index(depth), self.outcomes[depth])
 
 
 def bisect_trainability(

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 from deeplab.callbacks.verdict import ThresholdJudge
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
+from deeplab.search.bisection import RoundSearch
 from deeplab.search.driver import Probed, ProbeRunner, drive, open_runner
 from deeplab.search.ledger import LEDGER_FILE, ProbeLedger, probe_settings
 
@@ -32,22 +33,22 @@ __all__ = ["LR_GRID", "LearningRateSweep", "largest_trainable_lr", "fit_power_la
 LR_GRID: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)
 
 
-class LearningRateSweep:
+class LearningRateSweep(RoundSearch):
     """The largest trainable η as a search strategy (:class:`deeplab.search.driver.Strategy`): walk the
     grid from the largest η down, ``parallel`` at a time, to the first that trains; then bisect
     geometrically (η to 2 significant digits) between it and the smallest larger η that failed,
     ``refinements`` times — each halves the bracket's log-width (a 1-2-5 grid's ×2-2.5 becomes ×1.25-1.26
     after two)."""
 
+    noun = "η"
+
     def __init__(self, lrs: Sequence[float], refinements: int = 0, parallel: int = 1):
         if not lrs or any(not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0) for lr in lrs):
             raise DeeplabError(f"learning rates must be positive numbers, got {list(lrs)}")
+        super().__init__()
         self.grid = sorted({float(lr) for lr in lrs}, reverse=True)
         self.refinements_left = int(refinements)
         self.parallel = max(1, int(parallel))
-        self.outcomes: dict[float, bool] = {}
-        self.rounds: list[list[float]] = []
-        self._pending: list[float] = []
 
     def _bracket(self) -> tuple[float | None, float | None]:
         """(largest trainable η, smallest failing η above it) of the verdicts so far."""
@@ -64,26 +65,11 @@ class LearningRateSweep:
         middle = float(f"{math.sqrt(good * bad):.2g}")
         return [middle] if good < middle < bad else []  # (as narrow as two significant digits go)
 
-    @property
-    def done(self) -> bool:
-        return not self._pending and not self._plan()
-
     def next_round(self) -> list[float]:
-        if self._pending:
-            raise RuntimeError(f"learning rates {self._pending} of the current round have no verdict yet")
-        points = self._plan()
-        if points and self._bracket()[0] is not None:
+        points = super().next_round()
+        if points and self._bracket()[0] is not None:  # a refinement
             self.refinements_left -= 1
-        self._pending = list(points)
-        if points:
-            self.rounds.append(list(points))
         return points
-
-    def record(self, lr: float, trainable: bool) -> None:
-        if lr not in self._pending:
-            raise RuntimeError(f"η {lr} is not waiting for a verdict (waiting: {self._pending})")
-        self._pending.remove(lr)
-        self.outcomes[lr] = bool(trainable)
 
     def result(self) -> dict[str, float | None]:
         good, bad = self._bracket()
