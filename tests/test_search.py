@@ -777,3 +777,33 @@ def test_a_probe_is_judged_by_the_searchs_own_threshold_and_metric(synthetic_dat
     assert (verdict["threshold"], verdict["metric"]) == (0.999, "either")
     assert (verdict["trainable"], verdict["error"]) == (probe["trainable"], probe["error"]), (verdict, probe)
     assert probe["trainable"] is True, probe
+
+
+def test_the_committed_seed002_table_is_what_its_ledgers_say(tmp_path: Path) -> None:
+    """``search.py --table --render-only`` over a copy of reports/seed002 (ledgers and search.json only)
+    reproduces the committed table.md byte for byte: every cell stands on committed probes."""
+    import shutil
+
+    committed = Path(__file__).resolve().parents[1] / "reports" / "seed002"
+    copy = tmp_path / "seed002"
+    for path in committed.rglob("*"):
+        if path.name in (LEDGER_FILE, "search.json"):
+            (copy / path.relative_to(committed)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, copy / path.relative_to(committed))
+    inits = json.loads((committed / "table.json").read_text())["inits"]
+    run_table(copy, inits=inits, render_only=True, echo=quiet, runner=fake_runner(lambda k, s: 1 / 0, []))
+    assert (copy / "table.md").read_text() == (committed / "table.md").read_text()
+
+
+def test_render_only_trains_nothing_and_says_what_is_missing(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    run_table(tmp_path, families=["cnn_tanh"], seeds=(0, 1), runner=fake_runner(lambda k, s: k <= 12, calls),
+              echo=quiet)
+    before = (tmp_path / "table.md").read_text()
+    assert "seed 1: k = 12 trains, 15 does not; from k = 12" in before
+    run_table(tmp_path, render_only=True, echo=quiet)  # no runner: a probe to train would be an error
+    assert (tmp_path / "table.md").read_text() == before
+    ledger = tmp_path / "cnn_tanh" / "seed" / LEDGER_FILE
+    ledger.write_text("".join(ledger.read_text().splitlines(keepends=True)[:-1]))  # lose a probe
+    with pytest.raises(DeeplabError, match="is not in its ledger; run the table without --render-only"):
+        run_table(tmp_path, render_only=True, echo=quiet)

@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     table = parser.add_argument_group("table (seed 002's seven families)")
     table.add_argument("--table", action="store_true", help="search all seven families with the seed's upper bounds")
     table.add_argument("--inits", type=_name_list, help="with --table: one column per init, e.g. seed,delta_orthogonal")
-    table.add_argument("--families", type=_name_list, help="with --table: only these families")
+    table.add_argument("--families", type=_name_list, help="with --table: only these families (the others are "
+                                                            "rendered from their ledgers)")
+    table.add_argument("--render-only", action="store_true",
+                       help="with --table: train nothing; rebuild table.md and table.json (and each family's report) "
+                            "from the ledgers under --out, replaying each search as its search.json recorded it")
     add_training_arguments(parser, include_depth=False)
     return parser
 
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
         out = args.out or "lightning_logs/search/table"
         data = run_table(
-            out, start=args.start, families=args.families, inits=args.inits or ["seed"], seeds=seeds,
+            out, start=args.start, render_only=args.render_only, families=args.families, inits=args.inits or ["seed"], seeds=seeds,
             threshold=args.threshold, metric=args.metric, parallel=args.parallel,
             training=config_from_args(args, model="cnn_tanh"), backend=args.backend, ray_address=args.ray_address,
         )
@@ -106,12 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"table: {data['table']}")
         return 0
 
+    if args.render_only:
+        raise DeeplabError("--render-only goes with --table")
     if args.inits is not None or args.families is not None:
         raise DeeplabError("--inits and --families go with --table; for one search use --model NAME [--init NAME]")
     if not args.model:
         raise DeeplabError("give --model FAMILY and --upper K (or --table for all seed 002 families)")
     if args.upper is None:
-        raise DeeplabError(f"give --upper K, the deepest depth to try (seed 002 used 24 for cnn_tanh)")
+        raise DeeplabError("give --upper K, the deepest depth to try (seed 002 used 24 for cnn_tanh)")
     from deeplab.search.runner import SearchPlan, max_depth_line, run_search, seed002_reference
 
     start = _start_depth(args.start, args.model, seed002_reference())

@@ -150,6 +150,10 @@ class ProbeLedger:
     def get(self, settings: dict[str, Any], depth: int, seed: int) -> dict[str, Any] | None:
         return self._records.get(probe_key(settings, depth, seed))
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every probe, in ledger order (a probe recorded twice: its later line)."""
+        return list(self._records.values())
+
     def records_for(self, settings: dict[str, Any], seed: int) -> dict[int, dict[str, Any]]:
         """Every probe of these settings and seed, ``{depth: record}`` in ledger order."""
         found = {}

@@ -17,6 +17,7 @@ from deeplab.reporting.tables import markdown_table
 __all__ = [
     "SEARCH_JSON", "SEARCH_PNG", "REPORT_MD", "TABLE_MD", "TABLE_JSON",
     "write_search_outputs", "plot_search", "search_figure", "format_report", "format_table", "format_depth_cell",
+    "format_coverage",
 ]
 
 SEARCH_JSON = "search.json"
@@ -119,10 +120,13 @@ def format_report(summary: dict[str, Any]) -> str:
         f"Depths {s['lower']}…{s['upper']} in steps of {s['step']}; a depth is trainable when its "
         f"{s['metric'].replace('_', ' ')} after {s['epochs']} epoch(s) is below {s['threshold']:g} and its loss "
         f"never turned NaN/inf. Dataset {s['dataset']}, init {s['init']}, seeds "
-        f"{', '.join(map(str, s['seeds']))}, {s['parallel']} probe(s) at a time.",
+        f"{', '.join(map(str, s['seeds']))}; {s['parallel']} probe(s) at a time.",
         "",
-        f"- **max trainable depth: {_depth(s['max_trainable'])}**" + _seeds_text(s),
-        f"- min untrainable depth: {_depth(s['min_untrainable'])}",
+        f"- **max trainable depth: {format_depth_cell(s) if len(s['seeds']) > 1 else _depth(s['max_trainable'])}**"
+        + _seeds_text(s),
+        (f"- min untrainable depth: {_depth(s['min_untrainable'])}" if len(s["seeds"]) < 2 else
+         "- min untrainable depth per seed: " + ", ".join(f"{_depth(seed['min_untrainable'])} (seed {seed['seed']})"
+                                                         for seed in s["per_seed"])),
     ]
     if s.get("seed_reported_max") is not None:
         lines.append(f"- seed 002 reported: {s['seed_reported_max']}")
@@ -190,6 +194,14 @@ def format_report(summary: dict[str, Any]) -> str:
         )
     lines += ["", f"Probes ledger: `{Path(s['ledger']).name}`; TensorBoard runs under `runs/`.", ""]
     return "\n".join(lines)
+
+
+def _pair_text(seed: dict[str, Any], search: dict[str, Any]) -> str:
+    if seed["max_trainable"] is None:
+        return f"not even k = {search['lower']} trains"
+    if seed["min_untrainable"] is None:
+        return f"trains up to the upper bound, k = {seed['max_trainable']}"
+    return f"k = {seed['max_trainable']} trains, {seed['min_untrainable']} does not"
 
 
 def _method_text(seed: dict[str, Any]) -> str:
@@ -279,3 +291,42 @@ def table_rows(rows: Sequence[dict[str, Any]], inits: Sequence[str]) -> tuple[li
 def format_table(rows: Sequence[dict[str, Any]], inits: Sequence[str]) -> str:
     """:func:`table_rows` as markdown (``table.md``)."""
     return markdown_table(*table_rows(rows, inits)) + "\n"
+
+
+def format_coverage(rows: Sequence[dict[str, Any]], inits: Sequence[str]) -> str:
+    """table.md's account of what each cell stands on: per family and init the seeds it covers, the probes of
+    its ledger and their core-hours; per seed the boundary pair, how it was found and the probes its
+    search used (bisection's count for the same boundary beside it); the total; and the stray probes no
+    seed's search is about."""
+    lines, strays, hours, probes = [], [], 0.0, 0
+    for row in rows:
+        for init in inits:
+            cell = row["searches"].get(init)
+            if not isinstance(cell, dict):
+                continue
+            cell_probes = sum(seed["ledger_probes"] for seed in cell["per_seed"])
+            cell_hours = sum(seed["core_hours"] or 0.0 for seed in cell["per_seed"])
+            probes, hours = probes + cell_probes, hours + cell_hours
+            seeds = ", ".join(str(seed["seed"]) for seed in cell["per_seed"])
+            lines.append(f"- **{row['family']} / {init}**: seed{'s' if len(cell['per_seed']) > 1 else ''} {seeds}; "
+                         f"{cell_probes} probes in the ledger, {cell_hours:.2f} core-hours")
+            for seed in cell["per_seed"]:
+                lines.append(f"  - seed {seed['seed']}: {_pair_text(seed, cell)}; {_method_text(seed)}, "
+                             f"{seed['probes']} probes used (bisection: {seed.get('bisection_probes', '—')}), "
+                             f"{seed['ledger_probes']} in the ledger, {_hours(seed['core_hours'])} core-hours")
+            for stray in cell.get("strays", []):
+                why = "other settings" if stray["settings_differ"] else f"seed {stray['seed']} is not in the search"
+                strays.append(f"- {row['family']} / {init}: k = {stray['depth']}, seed {stray['seed']}, test error "
+                              f"{_percent(stray['test_error'])} ({why})")
+    if not lines:
+        return ""
+    text = ["", "## What each cell stands on", "",
+            "Per seed, the boundary its search holds (the seed's criterion: trainable at k, not at k + 3), how it "
+            "was found (the seed's bisection over 3…upper, or a walk from a prior depth: the notebook's number or "
+            "the first seed's boundary), the probes its path used (with what bisection needs for the same "
+            "boundary), and every probe of that seed in the ledger with their core-hours (wall time × threads): "
+            "what the cell cost.", "", *lines, "", f"In all: {probes} probes, {hours:.1f} core-hours.", ""]
+    if strays:
+        text += ["## Stray probes", "", "Probes in a family's ledger that no seed's search above is about:", "",
+                 *strays, ""]
+    return "\n".join(text)

@@ -68,13 +68,18 @@ class SearchPlan:
     ray_address: str | None = None  # --backend ray: the cluster (None: RAY_ADDRESS or a local instance)
     start: int | None = None  # the first seed's prior depth (PriorStartSearch); None: bisection
     prior_from_first_seed: bool = False  # later seeds start at the first seed's boundary (True with `start`)
+    #: how each seed was searched before ({seed: start depth, or None for bisection}): a replay of a
+    #: recorded search from its ledger (search.py --table --render-only) searches each seed as it was
+    starts: dict[int, int | None] | None = None
 
     def seed_start(self, index: int, first: dict[str, Any] | None) -> int | None:
         """Where seed number ``index`` starts: None (bisection) or a prior depth.
 
-        The first seed starts at :attr:`start`; with a prior (or
-        :attr:`prior_from_first_seed`) every later seed starts at the first
-        seed's deepest trainable depth (``lower`` when nothing trained)."""
+        As :attr:`starts` records, for a replay; else the first seed starts at :attr:`start`, and with a
+        prior (or :attr:`prior_from_first_seed`) every later seed starts at the first seed's deepest
+        trainable depth (``lower`` when nothing trained)."""
+        if self.starts is not None and self.seeds[index] in self.starts:
+            return self.starts[self.seeds[index]]
         if index == 0 or first is None:
             return self.start
         if self.start is None and not self.prior_from_first_seed:

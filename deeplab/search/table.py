@@ -26,33 +26,20 @@ from typing import Any, Callable, Sequence
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
 from deeplab.io import atomic_write, atomic_write_json
+from deeplab.search.driver import ProbeRunner
+from deeplab.search.ledger import LEDGER_FILE, ProbeLedger
 from deeplab.search.report import SEARCH_JSON, TABLE_JSON, TABLE_MD, format_table
-from deeplab.search.runner import (
-    ProbeRunner,
-    SearchPlan,
-    echo_line,
-    mean_field_prediction,
-    run_search,
-    seed002_reference,
-)
+from deeplab.search.runner import SearchPlan, echo_line, mean_field_prediction, run_search, seed002_reference
 
-__all__ = ["run_table", "init_applies"]
+__all__ = ["run_table", "init_applies", "replay_search", "cell_data", "write_table", "NOT_MEASURED"]
 
 #: what a cell says for a family × init this folder has no search for yet
 NOT_MEASURED = "not yet measured"
-
-
-def _earlier_search(folder: Path) -> dict[str, Any] | str:
-    """The summary a previous ``--table`` run left in ``folder`` (without its probes), else
-    :data:`NOT_MEASURED`."""
-    path = folder / SEARCH_JSON
-    try:
-        summary = json.loads(path.read_text())
-    except FileNotFoundError:
-        return NOT_MEASURED
-    except (OSError, ValueError) as error:
-        raise DeeplabError(f"cannot read {path} ({error}); move it away to re-measure that family") from None
-    return {key: value for key, value in summary.items() if key != "probes"}
+#: the summary keys a table cell keeps (what format_depth_cell reads, and the seeds' coverage)
+_CELL_KEYS = ("seeds", "lower", "upper", "threshold", "metric", "epochs", "max_trainable", "min_untrainable",
+              "max_trainable_median", "max_trainable_range", "max_trainable_spread", "seeds_nothing_trainable",
+              "non_monotone", "training")
+_SEED_KEYS = ("seed", "method", "start", "max_trainable", "min_untrainable", "probes", "bisection_probes")
 
 
 def init_applies(family: str, init: str) -> bool:
@@ -84,58 +71,148 @@ def run_table(
     backend: str = "local",
     ray_address: str | None = None,
     start: str | None = None,
+    render_only: bool = False,
 ) -> dict[str, Any]:
     """Search every family × init; write ``table.md`` and ``table.json``; return the table data.
 
     The first seed of each family is found by the seed's bisection, or with ``start="seed"`` from the
     notebook's own number (:class:`~deeplab.search.bisection.PriorStartSearch`); every later seed starts at
-    the first seed's boundary."""
-    if start not in (None, "seed"):
-        raise DeeplabError(f"--start {start}: with --table give --start seed (each family from the notebook's "
-                           f"number) or no --start (the first seed by bisection)")
+    the first seed's boundary. A family this command does not search (``families`` picks some;
+    ``render_only``: none) is replayed from its folder's ledger as its ``search.json`` recorded it, training
+    nothing — so the table is always what the committed ledgers say."""
     reference = seed002_reference()
     if not reference:
         raise DeeplabError("the seed 002 families (deeplab.models.depth_family) are not available")
+    if start not in (None, "seed"):
+        raise DeeplabError(f"--start {start}: with --table give --start seed (each family from the notebook's "
+                           f"number) or no --start (the first seed by bisection)")
+    if families is not None and not families:
+        raise DeeplabError("--families is empty; give family names (or drop --families for all seven)")
     families = list(families or reference)
     for family in families:
         if family not in reference:
             raise DeeplabError(f"--families: {family!r} is not a seed 002 family; choose from {', '.join(reference)}")
     if not inits:
         raise DeeplabError("--inits is empty; give schemes like seed,delta_orthogonal")
-    applies = {(family, init): init_applies(family, init) for family in families for init in inits}
-
     out = Path(out)
     rows: list[dict[str, Any]] = []
-    for family in reference:
-        upper, reported = reference[family]
+    for family, (upper, reported) in reference.items():
         row: dict[str, Any] = {"family": family, "upper": upper, "seed_reported_max": reported,
                                "searches": {}, "mean_field": {}}
         for init in inits:
             row["mean_field"][init] = mean_field_prediction(family, init)
-            if family not in families:
-                row["searches"][init] = _earlier_search(out / family / init)
-                continue
-            if not applies[(family, init)]:
+            tag = lambda line, f=family, i=init: echo(f"[{f} / {i}] {line}")  # noqa: E731
+            if not init_applies(family, init):
                 row["searches"][init] = None
-                echo(f"[{family} / {init}] n/a: {family} has no residual branches for init {init!r}")
+                if family in families and not render_only:
+                    echo(f"[{family} / {init}] n/a: {family} has no residual branches for init {init!r}")
                 continue
-            base = training or FitConfig(model=family)
-            plan = SearchPlan(
-                model=family, upper=upper, lower=3, step=3, threshold=threshold, metric=metric,
-                seeds=tuple(seeds), parallel=parallel, out=str(out / family / init),
-                training=dataclasses.replace(base, model=family, init=None if init == "seed" else init),
-                backend=backend, ray_address=ray_address,
-                start=reported if start == "seed" else None, prior_from_first_seed=True,
-            )
-            summary = run_search(plan, runner=runner, echo=lambda line, f=family, i=init: echo(f"[{f} / {i}] {line}"))
-            row["searches"][init] = {key: value for key, value in summary.items() if key != "probes"}
+            folder = out / family / init
+            if family in families and not render_only:
+                base = training or FitConfig(model=family)
+                plan = SearchPlan(
+                    model=family, upper=upper, lower=3, step=3, threshold=threshold, metric=metric,
+                    seeds=tuple(seeds), parallel=parallel, out=str(folder),
+                    training=dataclasses.replace(base, model=family, init=None if init == "seed" else init),
+                    backend=backend, ray_address=ray_address,
+                    start=reported if start == "seed" else None, prior_from_first_seed=True,
+                )
+                summary: dict[str, Any] | str = run_search(plan, runner=runner, echo=tag)
+            else:
+                summary = replay_search(folder, family, upper, echo=tag)
+            row["searches"][init] = summary if isinstance(summary, str) else cell_data(summary, folder)
         rows.append(row)
+    return write_table(out, rows, list(inits), threshold, metric)
 
-    table = format_table(rows, list(inits))
+
+def replay_search(folder: Path, family: str, upper: int, echo: Callable[[str], None] = echo_line) -> dict[str, Any] | str:
+    """The search ``folder``'s ``search.json`` recorded, replayed from its ledger (nothing trained: a probe
+    missing from the ledger is one line); :data:`NOT_MEASURED` (with the probes so far) without one."""
+    ledger = folder / LEDGER_FILE
+    try:
+        recorded = json.loads((folder / SEARCH_JSON).read_text())
+    except FileNotFoundError:
+        if ledger.is_file() and len(ProbeLedger(ledger)):
+            count = len(ProbeLedger(ledger))
+            return f"{NOT_MEASURED} ({count} probe{'s' if count != 1 else ''} so far)"
+        return NOT_MEASURED
+    except (OSError, ValueError) as error:
+        raise DeeplabError(f"cannot read {folder / SEARCH_JSON} ({error}); move it away to re-measure that family") from None
+    starts = {int(seed["seed"]): (seed.get("start") if seed.get("method") == "prior" else None)
+              for seed in recorded["per_seed"]}
+    plan = SearchPlan(model=family, upper=upper, lower=recorded["lower"], step=recorded["step"],
+                      threshold=recorded["threshold"], metric=recorded["metric"], seeds=tuple(recorded["seeds"]),
+                      parallel=recorded.get("parallel", 1), out=str(folder), starts=starts,
+                      training=FitConfig(**recorded["training"]))
+
+    def ledger_only(requests: Sequence[Any]) -> Any:
+        for request in requests:
+            raise DeeplabError(f"{folder}: probe k={request.depth} seed={request.seed} is not in its ledger; run the "
+                               f"table without --render-only to train it")
+        return iter(())
+
+    replayed = run_search(plan, runner=ledger_only, echo=lambda line: None, write_outputs=False)
+    summary = _with_history(replayed, recorded)
+    from deeplab.search.report import write_search_outputs
+
+    write_search_outputs(summary, folder)  # the same search, its derived fields (and their wording) current
+    return summary
+
+
+#: what only the run of a search knows (how it trained), kept from its search.json when it is replayed
+_HISTORY = ("parallel", "backend", "rounds", "probes_trained", "probes_reused", "wall_time_s")
+_SEED_HISTORY = ("rounds", "probes_trained")
+_PROBE_HISTORY = ("round", "reused")
+
+
+def _with_history(replayed: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """A replayed summary with the recorded run's history: its rounds, the probes it trained rather than
+    read, its time (a replay trains nothing in no time; that is not how the boundary was measured)."""
+    summary = {**replayed, **{key: recorded[key] for key in _HISTORY if key in recorded}}
+    seeds = {seed["seed"]: seed for seed in recorded.get("per_seed", [])}
+    summary["per_seed"] = [{**seed, **{key: seeds[seed["seed"]][key] for key in _SEED_HISTORY
+                                       if key in seeds.get(seed["seed"], {})}} for seed in replayed["per_seed"]]
+    probes = {(p["seed"], p["depth"]): p for p in recorded.get("probes", [])}
+    summary["probes"] = [{**probe, **{key: probes[(probe["seed"], probe["depth"])][key] for key in _PROBE_HISTORY
+                                      if key in probes.get((probe["seed"], probe["depth"]), {})}}
+                         for probe in replayed["probes"]]
+    return summary
+
+
+def cell_data(summary: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """What the table keeps of a search: the cell's numbers and, per seed, what it stands on — how its
+    boundary was found, the probes it used, and every probe of that seed in the ledger with their
+    core-hours (what the cell cost); probes of the folder's ledger no seed's search is about are strays."""
+    from deeplab.search.ledger import probe_key
+    from deeplab.search.runner import core_seconds
+
+    ledger = ProbeLedger(folder / LEDGER_FILE)
+    settings = summary["training"]
+    cell = {key: summary.get(key) for key in _CELL_KEYS}
+    cell["per_seed"] = []
+    used: set[str] = set()
+    for seed in summary["per_seed"]:
+        records = ledger.records_for(settings, seed["seed"])
+        used.update(probe_key(settings, depth, seed["seed"]) for depth in records)
+        cell["per_seed"].append({**{key: seed.get(key) for key in _SEED_KEYS}, "ledger_probes": len(records),
+                                 "core_hours": round(sum(core_seconds(r) or 0.0 for r in records.values()) / 3600, 3)})
+    cell["strays"] = sorted(({"depth": r["depth"], "seed": r["seed"], "test_error": r.get("test_error"),
+                              "settings_differ": probe_key(r["settings"], 0, 0) != probe_key(settings, 0, 0)}
+                             for r in ledger.records() if probe_key(r["settings"], r["depth"], r["seed"]) not in used),
+                            key=lambda r: (r["seed"], r["depth"]))
+    return cell
+
+
+def write_table(out: Path, rows: list[dict[str, Any]], inits: list[str], threshold: float, metric: str) -> dict[str, Any]:
+    """``table.md`` (the table, what each cell stands on, stray probes) and ``table.json``, both
+    functions of the ledgers alone (a render reproduces them byte for byte)."""
+    from deeplab.search.report import format_coverage
+
+    table = format_table(rows, inits)
     table += ("\nk: the deepest depth whose probe reached the threshold; several seeds: median (min–max). "
               "Probes: `<family>/<init>/probes.jsonl`.\n")
+    table += format_coverage(rows, inits)
     atomic_write(out / TABLE_MD, lambda file: file.write(table.encode()))
-    data = {"inits": list(inits), "seeds": list(seeds), "threshold": threshold, "metric": metric, "rows": rows,
-            "table": str(out / TABLE_MD)}
-    atomic_write_json(out / TABLE_JSON, data)
+    data = {"inits": inits, "threshold": threshold, "metric": metric, "rows": rows, "table": str(out / TABLE_MD)}
+    atomic_write_json(out / TABLE_JSON, {key: value for key, value in data.items() if key != "table"})
     return data
