@@ -16,7 +16,8 @@ Models: :func:`create_model`, :func:`list_models`, :func:`model_spec`. Data:
 :class:`MNISTDataModule`, :class:`FashionMNISTDataModule`,
 :class:`CIFAR10DataModule`. Training: :class:`Classifier` (manual
 optimization), :class:`MomentumSGD` (the seeds' hand-written optimizer),
-:func:`fit` / :class:`FitConfig` (what ``scripts/fit.py`` runs). Callbacks:
+:func:`fit` / :class:`FitConfig` (what ``scripts/fit.py`` runs), :func:`evaluate` (a checkpoint's test
+metrics, from the checkpoint alone). Callbacks:
 :class:`GradientNorms`, :class:`TrainabilityJudge`, :class:`TrainabilitySearch`.
 """
 
@@ -47,6 +48,7 @@ _PUBLIC = {
     "TrainabilitySearch": "deeplab.search.callback",
     "FitConfig": "deeplab.config",
     "fit": "deeplab.training.fit",
+    "evaluate": "deeplab.training.evaluate",
     "DeeplabError": "deeplab.errors",
 }
 

@@ -54,4 +54,16 @@ class RunInterrupted(Exception):
             return self.advice
         if self.checkpoint is None or self.saved_step is None:
             return f"interrupted ({self.signal_name}) before the first checkpoint; nothing to resume"
-        return f"interrupted at step {self.saved_step}; resume with --ckpt-path {self.checkpoint}"
+        return (f"interrupted at step {self.saved_step}; resume with: {fit_command()} --ckpt-path {self.checkpoint} "
+                f"(the run's own settings come with it)")
+
+
+def fit_command() -> str:
+    """How this process's training command is typed again: ``python scripts/fit.py`` or ``deeplab-fit``."""
+    import os
+    import sys
+
+    program = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if os.path.basename(program) == "deeplab-fit":
+        return "deeplab-fit"
+    return f"python {program}" if program.endswith("fit.py") else "python scripts/fit.py"

@@ -136,12 +136,13 @@ def test_optimizer_and_schedule_reach_the_checkpoint(name, fit_runs):
 def test_tensorboard_holds_the_logged_scalars(name, fit_runs):
     run = fit_runs(name)
     scalars = run.scalars()
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "grad/l2_total", "grad/l1_total",
+    evaluated = "test" if run.results["eval_split"] == "test" else "val"  # tags name the split evaluated
+    for tag in ("train/loss", "train/acc", f"{evaluated}/loss", f"{evaluated}/acc", "grad/l2_total", "grad/l1_total",
                 "grad/first_layer"):
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
     history = run.results["history"]
     for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
-        tag = key.replace("_", "/")
+        tag = key.replace("_", "/").replace("val/", f"{evaluated}/")
         assert [value for _, value in scalars[tag]] == pytest.approx([e[key] for e in history], rel=1e-6)
 
 

@@ -192,7 +192,8 @@ def test_stopped_by_a_signal_resumes_to_the_straight_run(kind, straight, data_di
     else:
         assert process.returncode == 128 + signum
         lines = [line for line in stderr.splitlines() if line.strip()]
-        assert lines == [f"interrupted at step {saved['global_step']}; resume with --ckpt-path {checkpoint}"]
+        assert lines == [f"interrupted at step {saved['global_step']}; resume with: python {SCRIPTS_DIR / 'fit.py'} "
+                         f"--ckpt-path {checkpoint} (the run's own settings come with it)"]
         results = json.loads((checkpoint.parents[1] / "results.json").read_text())
         assert results["interrupted"] is True and results["interrupted_by"] == signal.Signals(signum).name
         assert results["global_step"] == saved["global_step"]
@@ -288,7 +289,8 @@ def test_resume_a_folder_or_an_old_checkpoint_is_one_line(tmp_path):
 def test_run_interrupted_says_how_to_resume(tmp_path):
     stopped = RunInterrupted(signal.SIGTERM, 12, tmp_path / "last.ckpt")
     assert stopped.exit_code == 143 and stopped.signal_name == "SIGTERM"
-    assert str(stopped) == f"interrupted at step 12; resume with --ckpt-path {tmp_path / 'last.ckpt'}"
+    assert str(stopped) == (f"interrupted at step 12; resume with: python scripts/fit.py --ckpt-path "
+                            f"{tmp_path / 'last.ckpt'} (the run's own settings come with it)")
     assert RunInterrupted(signal.SIGINT).exit_code == 130
 
 
@@ -358,3 +360,54 @@ def test_results_are_strict_json_with_the_usual_file_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+
+
+# ------------------------------------------------------ resume from the checkpoint alone
+def test_resume_from_the_run_folder_alone_is_the_straight_run(straight, data_dir, tmp_path):
+    """Stopped by SIGINT mid-epoch, resumed with nothing but ``--ckpt-path RUN`` from another folder: the run's
+    own settings and data folder come with the checkpoint; the result is the straight run's, bit for bit;
+    the interrupt hint printed that command; the partial epoch counts its whole length."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    relative_data = os.path.relpath(data_dir, tmp_path)  # a relative --data-dir, resolved when the run started
+    args = STRAIGHT + ["--data-dir", relative_data, "--log-dir", str(tmp_path / "logs")]
+    checkpoint = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints" / "last.ckpt"
+    process = start_fit(args, tmp_path)
+    try:
+        wait_for_line(process, "Epoch 001/003")
+        wait_for_file(checkpoint)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    hint = stderr.strip().splitlines()[-1]
+    assert f"--ckpt-path {checkpoint}" in hint and "resume with: python" in hint
+    step = checkpoint_state(checkpoint)["global_step"]
+
+    def resume(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(SCRIPTS_DIR / "fit.py"), "--ckpt-path", str(checkpoint.parents[1]),
+                               "--no-progress-bar", *extra], cwd=elsewhere, env=fit_environment(),
+                              capture_output=True, text=True, timeout=600)
+
+    # a resume that stops part-way again: its partial epoch counts the whole epoch, not what was left of it
+    target = (step // 128) * 128 + 100 if step % 128 < 90 else (step // 128 + 1) * 128 + 100
+    again = resume("--max-steps", str(target))
+    assert again.returncode == 0, again.stderr[-3000:]
+    partial = [line for line in again.stdout.splitlines() if "partial:" in line]
+    assert partial == [line for line in partial if "(partial: 100 of 128 batches)" in line] and len(partial) == 1
+    resumed = resume()  # stopped by its --max-steps: trains on to --epochs
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((checkpoint.parents[1] / "results.json").read_text())
+    assert_same_run(straight, results)
+    assert not (elsewhere / "lightning_logs").exists()  # it continued in its own folder
+
+
+def test_a_resume_beside_a_changed_run_setting_is_refused(data_dir, tmp_path, single_thread):
+    stopped = fit_quietly(as_config(STRAIGHT, max_steps=5, data_dir=str(data_dir), log_dir=str(tmp_path)))
+    completed = subprocess.run([sys.executable, str(SCRIPTS_DIR / "fit.py"), "--ckpt-path", stopped["checkpoint"],
+                                "--lr", "0.5"], cwd=tmp_path, env=fit_environment(), capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 2 and "--lr 0.5 (the run has 0.05)" in completed.stderr
+    assert "--dataset" not in completed.stderr  # only what was typed is compared

@@ -44,7 +44,9 @@ def test_a_run_records_its_config_and_outcome_for_the_hparams_tab(fit_runs) -> N
     assert accumulator.Scalars("hparams/diverged")[0].value == 0.0
     assert "hparams/trainable" not in scalars  # only search probes have a verdict
     # Lightning's automatic "epoch" scalar is gone; the metrics are there
-    assert "epoch" not in scalars and {"train/loss", "train/acc", "val/loss", "val/acc"} <= scalars
+    # (the evaluation's tags name its split: this run evaluates the test split every epoch)
+    assert results["eval_split"] == "test"
+    assert "epoch" not in scalars and {"train/loss", "train/acc", "test/loss", "test/acc"} <= scalars
 
 
 def test_the_custom_scalars_layout_overlays_every_layer_and_the_config_is_text(fit_runs) -> None:
@@ -88,6 +90,6 @@ def test_every_scalar_is_on_the_optimizer_step_axis(synthetic_data_dir, tmp_path
                                 grad_every=5, progress_bar=False, log_dir=str(tmp_path)))
     assert results["engine"]["steps_per_call"] == 4 and results["global_step"] == 20
     accumulator = accumulate(Path(results["run_dir"]))
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc"):
+    for tag in ("train/loss", "train/acc", "test/loss", "test/acc"):
         assert [event.step for event in accumulator.Scalars(tag)] == [10, 20], tag  # steps at each epoch's end
     assert [event.step for event in accumulator.Scalars("grad/l2_total")] == [0, 5, 10, 15]

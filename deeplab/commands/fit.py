@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE",
                         help="take every setting from FILE — a run's config.json reruns that run exactly (as a new "
                              "run), or a YAML/JSON file of settings; options given beside it override it")
+    parser.add_argument("--evaluate", metavar="CKPT",
+                        help="evaluate a checkpoint (a .ckpt or a run folder) without training: its run's data, data "
+                             "folder and normalization come from the checkpoint; prints the test (and validation) "
+                             "metrics and writes evaluation.json into the run folder (--data-dir if the data moved)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved settings as JSON (what config.json would hold) and exit without "
                              "training; save it, edit it, run it with --config")
@@ -41,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where runs go: <out>/<run name>/version_N (default lightning_logs/; --log-dir is the "
                              "older name)")
     output.add_argument("--run-name", help="TensorBoard run name (default: the model name)")
-    output.add_argument("--ckpt-path", help="resume the run of this checkpoint (<run>/checkpoints/last.ckpt): it "
-                                            "continues where it stopped and trains until this command's --epochs/"
-                                            "--max-steps/--limit-train-batches; other run settings must match")
+    output.add_argument("--ckpt-path", help="resume the run of this checkpoint (<run>/checkpoints/last.ckpt, or the run "
+                                            "folder): its own settings and data folder come with it, so nothing else "
+                                            "is needed; it continues where it stopped and trains until --epochs/"
+                                            "--max-steps/--limit-train-batches (the run's, or given here); other run "
+                                            "settings given here must match")
     output.add_argument("--checkpoint-every-n-steps", type=int, help="also checkpoint every N optimizer steps")
     output.add_argument("--checkpoint-every-minutes", type=float, default=5.0,
                         help="also checkpoint when this many minutes passed since the last one (default 5; 0: "
@@ -65,18 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    given = _settings_from_checkpoint(parser, argv)
     from deeplab.config import parse_with_config
 
-    args = parse_with_config(build_parser(), argv)
+    args = parse_with_config(parser, argv)
+    if args.ckpt_path is not None:
+        from deeplab.training.evaluate import checkpoint_of
+
+        args.ckpt_path = str(checkpoint_of(args.ckpt_path))  # a run folder stands for its checkpoint
     from deeplab.models._listing import format_model_table
 
     if args.list_models:
         print(format_model_table())
         return 0
+    if args.evaluate:
+        return _evaluate(args.evaluate, given.data_dir)
     if not args.model:
         from deeplab.errors import DeeplabError
 
-        raise DeeplabError("give --model NAME (see --list-models for the names)")
+        raise DeeplabError("give --model NAME (see --list-models for the names), or --ckpt-path RUN to resume a run")
     from deeplab.config import config_from_args, config_to_json
     from deeplab.training.resolve import resolve_config
 
@@ -103,6 +117,45 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"results: {results['results_path'] or 'none (--fast-dev-run keeps no files)'}")
     return DIVERGED_EXIT_CODE if results["diverged"] else 0
+
+
+def _settings_from_checkpoint(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``--ckpt-path``/``--evaluate`` without ``--config``: the checkpoint's run settings become the defaults,
+    so the command needs nothing else and options given beside it are changes (checked by the resume).
+    Returns what the command line itself gave of these options (and ``--data-dir``)."""
+    first = argparse.ArgumentParser(add_help=False)
+    for option in ("--ckpt-path", "--evaluate", "--config", "--data-dir"):
+        first.add_argument(option)
+    known, _ = first.parse_known_args(sys.argv[1:] if argv is None else argv)
+    path = known.ckpt_path or known.evaluate
+    if path is None or known.config:
+        return known
+    from deeplab.config import settings_of
+    from deeplab.training.evaluate import checkpoint_of, saved_config
+    from deeplab.training.resumable.state import load_run_state
+
+    checkpoint = checkpoint_of(path, "--ckpt-path" if known.ckpt_path else "--evaluate")
+    state, _ = load_run_state(checkpoint)
+    saved = {name: value for name, value in saved_config(checkpoint).to_dict().items()
+             if name not in settings_of("invocation")}
+    if saved.get("val_split") is None:
+        saved["val_split"] = "none"  # the saved (resolved) None is "no hold-out", not "the seed's choice"
+    if 0 <= saved.get("max_steps", -1) <= state.global_step:
+        saved["max_steps"] = -1  # stopped by its --max-steps: a resume trains on, to --epochs (or a new --max-steps)
+    parser.set_defaults(**saved)
+    return known
+
+
+def _evaluate(checkpoint: str, data_dir: str | None) -> int:
+    from deeplab.training.evaluate import evaluate
+
+    results = evaluate(checkpoint, data_dir=data_dir)
+    line = f"{results['model']} at step {results['global_step']}: test accuracy {100 * results['test_acc']:.2f} %"
+    if results["val_acc"] is not None:
+        line += f", validation accuracy {100 * results['val_acc']:.2f} %"
+    print(line + f" (test loss {results['test_loss']:.4f})")
+    print(f"results: {results['results_path']}")
+    return 0
 
 
 def entry() -> None:

@@ -50,10 +50,16 @@ DEFAULT_DATA_DIR = "./data"  # the seeds' root
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
-    """``--data-dir`` if given, else ``$DEEPLAB_DATA_DIR``, else ``./data``."""
+    """``--data-dir`` if given, else ``$DEEPLAB_DATA_DIR``, else ``./data``; one line for a path that cannot be
+    one (``~nosuchuser``)."""
+    source = "--data-dir"
     if data_dir is None:
+        source = f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV) else "the default data folder"
         data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-    return Path(data_dir).expanduser()
+    try:
+        return Path(data_dir).expanduser()
+    except (RuntimeError, OSError, ValueError) as error:  # e.g. ~nosuchuser, a NUL byte
+        raise DeeplabError(f"{source} {str(data_dir)!r} is not a usable path ({error}); give an existing folder") from None
 
 
 class TensorBatches:

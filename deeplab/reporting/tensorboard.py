@@ -25,7 +25,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
-__all__ = ["RunRecords", "HPARAM_METRICS", "HPARAM_SETTINGS", "custom_scalars_layout", "log_run_start", "log_run_end"]
+__all__ = ["eval_tag", "RunRecords", "HPARAM_METRICS", "HPARAM_SETTINGS", "custom_scalars_layout", "log_run_start", "log_run_end"]
 
 #: the settings that make runs differ, as the HParams tab's columns (the whole config is in the Text tab)
 HPARAM_SETTINGS = ("model", "dataset", "depth", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay",
@@ -36,12 +36,19 @@ HPARAM_METRICS = ("hparams/val_acc", "hparams/test_acc", "hparams/train_acc", "h
                   "hparams/trainable")
 
 
+def eval_tag(eval_split: str) -> str:
+    """The tag prefix of each epoch's evaluation, named for the split evaluated: ``test/`` (the seeds'
+    protocol: the test split every epoch) or ``val/`` (a held-out validation split, ``--val-split``)."""
+    return "test" if eval_split == "test" else "val"
+
+
 def custom_scalars_layout(eval_split: str = "test") -> dict[str, Any]:
     """The Custom Scalars tab: loss and accuracy first, then the gradient norms overlaid."""
+    tag = eval_tag(eval_split)
     return {
         "1 training": {
-            "loss (train, evaluation)": ["Multiline", ["train/loss", "val/loss", "train/loss_step"]],
-            f"accuracy (train, {eval_split})": ["Multiline", ["train/acc", "val/acc"]],
+            f"loss (train, {eval_split})": ["Multiline", ["train/loss", f"{tag}/loss", "train/loss_step"]],
+            f"accuracy (train, {eval_split})": ["Multiline", ["train/acc", f"{tag}/acc"]],
         },
         "2 gradients": {
             "per-layer L2 norm (all layers)": ["Multiline", [r"grad/l2/.*"]],

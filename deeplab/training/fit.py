@@ -97,6 +97,17 @@ def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
     return kwargs
 
 
+def _check_resume_folder(config: FitConfig, saved: RunState, resume_dir: Path) -> None:
+    """A resume continues in its run's own folder: a different --out/--run-name would be ignored, so it is
+    refused (one line) rather than silently dropped."""
+    for name, option in (("log_dir", "--out"), ("run_name", "--run-name")):
+        before, now = saved.config.get(name), getattr(config, name)
+        if name in saved.config and before != now and not (name == "log_dir" and Path(str(before)).resolve() ==
+                                                             Path(str(now)).resolve()):
+            raise DeeplabError(f"{option} {now}: a resume continues in its run's own folder {resume_dir} (the run "
+                               f"has {option} {before}); drop {option}")
+
+
 def _resume_run_dir(ckpt_path: str | None) -> Path | None:
     """A checkpoint inside ``<run>/checkpoints/`` resumes into that same run directory."""
     if ckpt_path is None:
@@ -221,6 +232,8 @@ def plan_run(config: FitConfig, callbacks: Sequence[pl.Callback] = ()) -> RunPla
         config = inherit_engine(config, saved.config)
         compare_settings(saved, config.to_dict())  # a contradicting command fails before any data is read
     resume_dir = _resume_run_dir(config.ckpt_path)
+    if saved is not None and resume_dir is not None:
+        _check_resume_folder(config, saved, resume_dir)
     if not config.fast_dev_run:  # a throwaway run creates nothing under --log-dir, not even the folder
         _prepare_log_dir(str(resume_dir) if resume_dir is not None else config.log_dir)
     pl.seed_everything(config.seed, workers=True, verbose=False)

@@ -31,6 +31,7 @@ from deeplab.errors import DeeplabError
 from deeplab.config import LOSS_CHOICES as LOSSES
 from deeplab.config import SCHEDULE_CHOICES as SCHEDULES
 from deeplab.models import create_model
+from deeplab.reporting.tensorboard import eval_tag
 from deeplab.training.optim import OPTIMIZERS, create_optimizer, gradient_stage, norm_mode
 
 __all__ = ["Classifier", "OPTIMIZERS", "SCHEDULES", "LOSSES", "COMPILE_MODES"]
@@ -130,8 +131,11 @@ class Classifier(pl.LightningModule):
         #: one dict per closed epoch: epoch, train_loss, train_acc, val_loss, val_acc
         self.history: list[dict[str, float]] = []
         self._last_val: dict[str, float] = {}
-        #: the last test's loss and accuracy (trainer.test)
+        #: the last test's loss and accuracy (trainer.test); the last validation's (trainer.validate or an epoch)
         self.test_metrics: dict[str, float] = {}
+        self.last_validation: dict[str, float] = {}
+        #: the optimizer steps of the checkpoint this module was loaded from (None: not loaded from one)
+        self.run_state_step: int | None = None
         #: global step at which the loss first turned NaN/inf, else None
         self.diverged_at_step: int | None = None
         self._divergence_check_every = max(1, divergence_check_every)
@@ -199,7 +203,11 @@ class Classifier(pl.LightningModule):
         loader = self.trainer.train_dataloader if self._trainer is not None else None
         length = getattr(loader, "epoch_batches", None)
         items = self.trainer.num_training_batches if self._trainer is not None else None
-        if length is not None and isinstance(items, int) and items < len(loader):
+        limit = self.trainer.limit_train_batches if self._trainer is not None else None
+        # (only Lightning's own limit shortens it: a resumed epoch's loader yields fewer items, the
+        # batches already trained, but its epoch is as long as ever)
+        limited = isinstance(limit, int) or (isinstance(limit, float) and limit < 1.0)  # (1.0, a float: "all")
+        if length is not None and isinstance(items, int) and limited and items < len(loader):
             length = min(length, items * getattr(loader, "steps_per_call", 1))
         return length
 
@@ -530,10 +538,19 @@ class Classifier(pl.LightningModule):
         self.val_accuracy.reset()
         if self.trainer.sanity_checking:
             return
-        self._log_epoch_metrics({"val/loss": loss, "val/acc": acc}, prog_bar=True)
+        split = self.eval_split
+        self._log_epoch_metrics({f"{split}/loss": loss, f"{split}/acc": acc}, prog_bar=True)
         self._last_val = {"loss": loss, "acc": acc}
+        self.last_validation = dict(self._last_val)
         if self.trainer.state.fn == "fit" and (self.epoch_complete() or self.diverged_at_step is not None):
             self._close_epoch()
+
+    @property
+    def eval_split(self) -> str:
+        """The tag prefix of each epoch's evaluation: ``test`` (the seeds' protocol) or ``val`` (a held-out
+        part of the training set, ``--val-split``), from the DataModule's ``eval_split_name``."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return eval_tag(getattr(datamodule, "eval_split_name", "validation"))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_loss_mean, self.test_accuracy)
@@ -574,6 +591,7 @@ class Classifier(pl.LightningModule):
         self.history = list(state.history)
         self.diverged_at_step = state.diverged_at_step
         self.clipped_steps = torch.tensor(state.clipped_steps)
+        self.run_state_step = state.position.get("global_step")
         if state.rng is not None:
             restore_rng_state(state.rng)
 

@@ -79,7 +79,10 @@ def resolve_config(config: FitConfig) -> FitConfig:
         resolved.init = "seed"
     if resolved.lr_depth_scaling == "none":  # the same run as no rule: one ledger key, one resume setting
         resolved.lr_depth_scaling = None
-    from deeplab.data.datamodules import DATAMODULES
+    from deeplab.data.datamodules import DATAMODULES, resolve_data_dir
+
+    # where the data was, absolute: a resume or an evaluation from another folder finds it again
+    resolved.data_dir = str(resolve_data_dir(resolved.data_dir).absolute())
 
     if resolved.augment is None and resolved.dataset in DATAMODULES:
         resolved.augment = DATAMODULES[resolved.dataset].augment_by_default  # CIFAR-10: crop + flip

@@ -10,7 +10,7 @@
 - when a stop was requested by SIGINT or SIGTERM (:class:`StopSignals`):
   then it raises :class:`RunInterrupted`, which ``fit`` turns into
   ``results.json`` with ``"interrupted": true``, the line ``interrupted at
-  step N; resume with --ckpt-path PATH`` and exit status 130 / 143.
+  step N; resume with: python scripts/fit.py --ckpt-path PATH`` and exit status 130 / 143.
 
 So a SIGKILL loses at most the minutes since the last checkpoint. Each
 checkpoint carries the run state (:mod:`deeplab.training.resumable.state`: position, settings, history);
