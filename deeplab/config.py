@@ -141,6 +141,9 @@ class FitConfig:
     fast_kernels: bool | None = setting(None, role="engine", legacy=False)  # cpu_kernels' ELU/tanh/BN; None: auto
     steps_per_call: int | None = setting(None, role="hardware")  # batches per training_step; None: auto
     progress_bar: bool = setting(True, role="output")
+    log_every_n_steps: int = setting(50, role="output")  # optimizer steps between train/loss_step points
+    #: evaluate every N epochs (the last epoch always: a run's outcome is measured)
+    check_val_every_n_epoch: int = setting(1, role="output")
     model_kwargs: dict[str, Any] = setting(role="run", factory=dict)  # extra factory keywords (e.g. activation)
 
     def to_dict(self) -> dict[str, Any]:

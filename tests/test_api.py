@@ -169,6 +169,26 @@ def test_trainability_search_reads_its_ledger_and_can_stop_the_fit(synthetic_dat
     assert again.summary["probes_trained"] == 0 and again.max_trainable == first.max_trainable
 
 
+def test_trainability_search_without_a_folder_writes_nothing(synthetic_data_dir, tmp_path, monkeypatch) -> None:
+    """No ``out``, no logger, no checkpointing: the search's probes go to a temporary folder that is gone
+    afterwards; nothing lands in the working directory."""
+    import lightning as L
+
+    import deeplab
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    data = deeplab.MNISTDataModule(synthetic_data_dir, batch_size=16, download=False)
+    search = deeplab.TrainabilitySearch(**SEARCH, fit_after=False, echo=lambda line: None)
+    module = deeplab.Classifier("cnn_tanh", datamodule=data, **OPTIMIZER)
+    L.Trainer(max_epochs=1, callbacks=[search], logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False).fit(module, data)
+    assert search.max_trainable is not None or search.summary is not None
+    assert list(workdir.iterdir()) == []
+    assert not Path(search.summary["ledger"]).exists()  # the temporary folder is gone
+
+
 def test_trainability_search_needs_a_depth_family_and_a_deeplab_datamodule(synthetic_data_dir, tmp_path) -> None:
     import deeplab
 

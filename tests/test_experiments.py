@@ -217,8 +217,8 @@ def test_script_prints_report_path_last(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_default_out_names_dataset_and_budget() -> None:
-    assert default_out("skip_connections", "fashion_mnist", "fashion_mnist", False) == Path("runs/experiments/skip_connections")
-    assert default_out("skip_connections", "mnist", "fashion_mnist", True) == Path("runs/experiments/skip_connections-mnist-quick")
+    assert default_out("skip_connections", "fashion_mnist", "fashion_mnist", False) == Path("lightning_logs/experiments/skip_connections")
+    assert default_out("skip_connections", "mnist", "fashion_mnist", True) == Path("lightning_logs/experiments/skip_connections-mnist-quick")
     assert ExperimentOptions().seeds == (0,)
 
 

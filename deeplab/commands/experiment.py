@@ -2,7 +2,7 @@
 
 ``--list`` prints every recipe with the seed experiment it reproduces, its
 data set and its expected cost at full budget and at ``--quick``. A run
-writes into ``--out`` (default ``runs/experiments/<NAME>[-<dataset>][-quick]``):
+writes into ``--out`` (default ``lightning_logs/experiments/<NAME>[-<dataset>][-quick]``):
 ``report.md`` (exact settings; the seed's table with the measured numbers
 beside the seed's), the PNG figures it shows, ``results.json`` and one
 TensorBoard run per training under ``tb/``. It prints one line per training
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "2-core CPU (--list shows each recipe's measured cost)")
     parser.add_argument("--dataset", help="mnist | fashion_mnist | cifar10 (default: the seed's data set)")
     parser.add_argument("--data-dir", help="dataset folder (default $DEEPLAB_DATA_DIR or ./data)")
-    parser.add_argument("--out", help="output folder (default runs/experiments/<NAME>[-<dataset>][-quick])")
+    parser.add_argument("--out", help="output folder (default lightning_logs/experiments/<NAME>[-<dataset>][-quick])")
     parser.add_argument("--seeds", type=_seed_list, default=(0,),
                         help="repeat every training with these seeds, e.g. 0,1,2; tables give mean ± s.d. (default 0)")
     parser.add_argument("--devices", default="1",

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also checkpoint when this many minutes passed since the last one (default 5; 0: "
                              "only at epoch ends). last.ckpt is always written at each epoch's end, and on "
                              "SIGINT/SIGTERM before exiting")
+    output.add_argument("--log-every-n-steps", type=int, default=50,
+                        help="optimizer steps between train/loss_step points in TensorBoard (default 50)")
+    output.add_argument("--check-val-every-n-epoch", type=int, default=1,
+                        help="evaluate every N epochs (default 1); the run's final test accuracy is measured even "
+                             "when the last epoch is not one of them")
     output.add_argument("--fast-dev-run", action="store_true", help="one batch of train and eval, no outputs kept")
     output.add_argument("--no-progress-bar", dest="progress_bar", action="store_false", help="hide the progress bar")
     grads = parser.add_argument_group("gradient norms (on by default)")

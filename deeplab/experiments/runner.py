@@ -67,7 +67,7 @@ class ExperimentOptions:
     quick: bool = False  # the smoke budget (see the module docstring)
     dataset: str | None = None  # run on this data set instead of the seed's
     data_dir: str | None = None
-    out: str | None = None  # default: runs/experiments/<name>[-<dataset>][-quick]
+    out: str | None = None  # default: lightning_logs/experiments/<name>[-<dataset>][-quick]
     seeds: tuple[int, ...] = (0,)  # repeat every training once per seed; tables give mean ± s.d.
     devices: str = "1"  # per training (a depth search: probes at once)
     accelerator: str = "auto"
@@ -79,13 +79,14 @@ class ExperimentOptions:
 
 
 def default_out(name: str, dataset: str | None, seed_dataset: str | None, quick: bool) -> Path:
-    """``runs/experiments/<name>``, with ``-<dataset>`` when not the seed's and ``-quick`` under --quick."""
+    """``lightning_logs/experiments/<name>`` (beside fit runs and searches: one ``tensorboard --logdir
+    lightning_logs`` shows them all), with ``-<dataset>`` when not the seed's and ``-quick`` under --quick."""
     parts = [name]
     if dataset is not None and dataset != seed_dataset:
         parts.append(dataset)
     if quick:
         parts.append("quick")
-    return Path("runs") / "experiments" / "-".join(parts)
+    return Path("lightning_logs") / "experiments" / "-".join(parts)
 
 
 # ----------------------------------------------------------------------------- numbers

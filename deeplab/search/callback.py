@@ -41,9 +41,9 @@ class TrainabilitySearch(pl.Callback):
         epochs: epochs per probe (seed 002: 3).
         seeds: one search per seed; the boundary is their lower median.
         parallel: probes trained at once (worker processes; 1: in this process).
-        out: the ledger, ``search.json``, report and probe runs (default
-            ``<trainer.default_root_dir>/trainability_search/<family>``); a second
-            fit with the same settings reads its probes from the ledger.
+        out: the ledger, ``search.json``, report and probe runs; a second fit with the same ``out`` and
+            settings reads its probes from the ledger. Default: a temporary folder, removed after the
+            search — nothing is written into the working directory unless a folder is given.
         fit_after: train the chosen depth in the real fit (False: stop after the search).
         limit_train_batches, limit_val_batches: shorten each probe (smoke runs).
         backend, ray_address: ``"ray"`` sends the probes to a Ray cluster (as ``search.py --backend ray``).
@@ -78,6 +78,7 @@ class TrainabilitySearch(pl.Callback):
         self.runner = runner  # tests: a fake probe runner (see deeplab.search.runner.run_search)
         self.max_trainable: int | None = None
         self.summary: dict[str, Any] | None = None
+        self._scratch: str | None = None  # the temporary folder of a search given no `out`
 
     # ------------------------------------------------------------------ the plan
     def search_plan(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Any:
@@ -112,7 +113,7 @@ class TrainabilitySearch(pl.Callback):
             accelerator="gpu" if pl_module.device.type == "cuda" else "cpu",
             model_kwargs={k: v for k, v in kwargs.items() if k not in _SHAPE_KEYS},
         )
-        out = self.out or Path(trainer.default_root_dir) / "trainability_search" / family
+        out = self.out if self.out is not None else Path(self._scratch or ".")
         return SearchPlan(model=family, upper=self.upper, lower=self.lower, step=self.step,
                           threshold=self.threshold, metric=self.metric, seeds=self.seeds, parallel=self.parallel,
                           out=str(out), training=training, backend=self.backend, ray_address=self.ray_address)
@@ -124,13 +125,20 @@ class TrainabilitySearch(pl.Callback):
         from deeplab.training.resumable.checkpointing import capture_rng_state, restore_rng_state
         from deeplab.search.runner import echo_line, max_depth_line, run_search
 
-        plan = self.search_plan(trainer, pl_module)
+        import tempfile
+
+        scratch = tempfile.TemporaryDirectory(prefix="deeplab-search-") if self.out is None else None
+        self._scratch = None if scratch is None else scratch.name
         echo = self.echo or echo_line
         rng = capture_rng_state()  # the probes seed everything; the real fit keeps its own streams
         try:
+            plan = self.search_plan(trainer, pl_module)
             summary = run_search(plan, runner=self.runner, echo=echo)
         finally:
             restore_rng_state(rng)
+            if scratch is not None:
+                scratch.cleanup()
+                self._scratch = None
         self.summary = summary
         self.max_trainable = summary["max_trainable"]
         self._publish(trainer)

@@ -61,12 +61,14 @@ class Probed:
 
 def drive(strategy: Strategy, request_for: Callable[[Any], Any], ledger: ProbeLedger, judge: Judge,
           runner: ProbeRunner, point_of: Callable[[dict[str, Any]], Hashable],
-          echo: Callable[[Probed], None] = lambda probed: None) -> dict[Any, Probed]:
+          echo: Callable[[Probed], None] = lambda probed: None,
+          started: Callable[[Sequence[Any]], None] = lambda requests: None) -> dict[Any, Probed]:
     """Run ``strategy`` to its end and return every point it probed (ledger or training), by point.
 
     ``request_for(point)``: the probe request (its ``settings``, ``depth`` and ``seed`` are the ledger
     key); ``point_of(record)``: which point a finished record answers (records come back in any order);
-    ``echo``: called once per probe as its verdict is known."""
+    ``echo``: called once per probe as its verdict is known; ``started``: with each round's requests to train,
+    before they start."""
     probed: dict[Any, Probed] = {}
     while points := strategy.next_round():
         round_number = len(getattr(strategy, "rounds", [])) or 1
@@ -79,6 +81,8 @@ def drive(strategy: Strategy, request_for: Callable[[Any], Any], ledger: ProbeLe
             else:
                 probed[point] = _judged(record, judge, round_number, reused=True)
                 echo(probed[point])
+        if todo:
+            started(todo)
         for record in runner(todo):
             record.setdefault("settings", request_for(point_of(record)).settings)
             ledger.add(record)

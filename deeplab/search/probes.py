@@ -42,6 +42,7 @@ class ProbeRequest:
     verbose: bool = False
     threshold: float = 0.2  # the search's judge: the probe's own verdict (results.json, HParams) uses it too
     metric: str = "test_error"
+    progress: bool = False  # a progress bar inside the probe (a search in this process, on a terminal)
 
     @property
     def depth(self) -> int:
@@ -101,7 +102,7 @@ def run_probe(request: ProbeRequest) -> dict[str, Any]:
     ledger record (raw errors, no verdict)."""
     from deeplab.training.fit import fit
 
-    config = FitConfig(**request.config)
+    config = dataclasses.replace(FitConfig(**request.config), progress_bar=request.progress)
     unfinished = unfinished_probe_checkpoint(config)
     started = time.perf_counter()
     # fit always prints the seeds' per-epoch line; N probes at once would interleave them.
@@ -113,12 +114,13 @@ def run_probe(request: ProbeRequest) -> dict[str, Any]:
         if unfinished is not None:
             judge = TrainabilityJudge(request.threshold, request.metric)
             try:
-                results = fit(dataclasses.replace(config, ckpt_path=str(unfinished[0])), callbacks=[judge], quiet=True)
+                results = fit(dataclasses.replace(config, ckpt_path=str(unfinished[0])), callbacks=[judge],
+                              quiet=not request.progress)
             except DeeplabError:
                 unfinished = None  # the checkpoint cannot be continued (e.g. nothing left): train afresh
         if results is None:
             judge = TrainabilityJudge(request.threshold, request.metric)
-            results = fit(config, callbacks=[judge], quiet=True)
+            results = fit(config, callbacks=[judge], quiet=not request.progress)
     wall_time = time.perf_counter() - started
     train_error, test_error = judge.final_errors(results)
     return ProbeRecord(

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from deeplab.callbacks.verdict import ThresholdJudge, check_metric, check_threshold
 from deeplab.config import MAX_SEED, FitConfig
@@ -319,6 +320,8 @@ def run_search(
                      runner, echo, stopped_advice=lambda: f"{len(ledger)} finished probe(s) are kept in "
                                                           f"{ledger.path}; run the same command again to resume",
                      ) as run_probes:
+        for line in describe_plan(plan, base, ledger):
+            echo(line)
         for index, seed in enumerate(plan.seeds):
             seed_summary, seed_probes = _search_seed(plan, base, settings, ledger, judge, run_probes, echo, seed,
                                                      plan.seed_start(index, per_seed[0] if per_seed else None))
@@ -330,6 +333,42 @@ def run_search(
 
         write_search_outputs(summary, Path(plan.out))
     return summary
+
+
+def seconds_per_layer(ledger: ProbeLedger) -> float | None:
+    """A probe's measured cost per layer in this ledger (the median over its probes that ran all their
+    epochs; a probe's time grows about linearly with depth), or None before any."""
+    rates = [r["wall_time_s"] / r["depth"] for r in ledger.records()
+             if r.get("wall_time_s") and r.get("depth") and not r.get("diverged") and not r.get("resumed_from_step")]
+    return statistics.median(rates) if rates else None
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else \
+        f"{seconds:.0f} s"
+
+
+def describe_plan(plan: SearchPlan, base: FitConfig, ledger: ProbeLedger) -> list[str]:
+    """The search's plan in a few lines, before anything trains: what, where, how judged, how long."""
+    depths = candidate_depths(plan.lower, plan.upper, plan.step)
+    how = "bisection" if plan.start is None else f"a walk from k = {plan.start}"
+    later = " (later seeds from the first seed's boundary)" if plan.start is not None or plan.prior_from_first_seed \
+        else ""
+    probes = bisect_trainability(lambda k: k <= depths[len(depths) // 2], plan.lower, plan.upper, plan.step).probes
+    lines = [f"search {plan.model} (init {base.init or 'seed'}) on {base.dataset}: depths {plan.lower}…{plan.upper} "
+             f"(step {plan.step}, {len(depths)} candidates), seeds {', '.join(map(str, plan.seeds))}, by {how}{later}",
+             f"each probe: {base.epochs} epoch(s), batch {base.batch_size}, {base.optimizer} lr {base.lr:g}; trainable: "
+             f"{plan.metric.replace('_', ' ')} < {plan.threshold:g}; {plan.parallel} at a time"]
+    pace = seconds_per_layer(ledger)
+    if pace:
+        middle = depths[len(depths) // 2]
+        lines.append(f"expected: about {probes} probes a seed by bisection (fewer from a good prior), "
+                     f"~{_duration(pace * middle)} each near k = {middle} ({pace:.1f} s a layer, measured on this "
+                     f"ledger's {len(ledger)} probe(s)); ETA ~{_duration(pace * middle * probes * len(plan.seeds) / plan.parallel)}")
+    else:
+        lines.append(f"expected: about {probes} probes a seed by bisection (fewer from a good prior); an ETA after "
+                     f"the first probe")
+    return lines
 
 
 def _open_ledger(out: Path, echo: Callable[[str], None]) -> ProbeLedger:
@@ -356,10 +395,18 @@ def _search_seed(plan: SearchPlan, base: FitConfig, settings: dict[str, Any], le
         config = dataclasses.replace(base, depth=depth, seed=seed,
                                      run_name=probe_run_name(plan.model, base.init, depth, seed))
         return ProbeRequest(config=config.to_dict(), settings=settings, verbose=plan.verbose,
-                            threshold=plan.threshold, metric=plan.metric)
+                            threshold=plan.threshold, metric=plan.metric,
+                            progress=plan.parallel == 1 and plan.backend == "local" and sys.stderr.isatty())
+
+    pace = seconds_per_layer(ledger)
+
+    def announce(requests: Sequence[ProbeRequest]) -> None:
+        for todo in requests:
+            expected = f", ~{_duration(pace * todo.depth)} expected" if pace else ""
+            echo(f"probe k={todo.depth:<4d} seed={todo.seed:<3d} started{expected}")
 
     probed = drive(strategy, request, ledger, judge, run_probes, point_of=lambda record: int(record["depth"]),
-                   echo=lambda p: echo(_probe_line(_probe_entry(p), plan.metric)))
+                   echo=lambda p: echo(_probe_line(_probe_entry(p), plan.metric)), started=announce)
     result = strategy.result()
     for depth in result.outcomes:  # the ledger's verdicts the search took as they were
         if depth not in probed:

@@ -17,6 +17,7 @@ Four steps, each reading only what the one before produced:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from deeplab.callbacks.base import ResultsContributor
@@ -60,13 +62,12 @@ __all__ = ["fit", "plan_run", "build_run", "execute_run", "write_results", "RunP
            "device_description", "RESULTS_FILE", "CONFIG_FILE"]
 
 RESULTS_FILE = "results.json"
+BEST_CHECKPOINT = "best"  # checkpoints/best.ckpt
 RUN_VERSION_ENV = "DEEPLAB_RUN_VERSION"  # set by rank 0, inherited by the processes DDP launches
 CONFIG_FILE = "config.json"
 #: events TensorBoard's writer queues before add_scalar blocks on its thread (its default, 10, made each
 #: of a batch-1 run's gradient-norm scalars wait ~80 µs for the writer thread)
 TENSORBOARD_QUEUE = 1000
-#: steps between train/loss_step points (gradient norms keep their own --grad-every)
-LOG_EVERY_N_STEPS = 50
 
 
 def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
@@ -286,6 +287,8 @@ def build_run(plan: RunPlan, callbacks: Sequence[pl.Callback] = (), quiet: bool 
     if not config.fast_dev_run:  # a throwaway run: no files
         run_callbacks += [checkpoint, WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict()),
                           RunRecords(config.to_dict(), eval_split, resumed=plan.saved is not None)]
+        if config.val_split is not None:  # the best epoch by validation accuracy; never selected on the test split
+            run_callbacks.append(best_checkpoint(run_dir / "checkpoints"))
     if config.progress_bar and not quiet:
         run_callbacks.append(BatchProgressBar())
     if config.grad_norms:
@@ -307,6 +310,21 @@ def build_run(plan: RunPlan, callbacks: Sequence[pl.Callback] = (), quiet: bool 
     return BuiltRun(plan, module, trainer, logger, run_dir, checkpoint, stop, throughput, run_callbacks)
 
 
+def best_checkpoint(dirpath: Path) -> ModelCheckpoint:
+    """``checkpoints/best.ckpt``: the epoch with the highest validation accuracy (a held-out split only)."""
+    return ModelCheckpoint(dirpath=dirpath, filename=BEST_CHECKPOINT, monitor="val/acc", mode="max", save_top_k=1,
+                           save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
+
+
+def _best_checkpoint_record(callbacks: Sequence[pl.Callback]) -> dict[str, Any] | None:
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+            score = callback.best_model_score
+            return {"checkpoint": str(Path(callback.best_model_path).resolve()), "monitor": callback.monitor,
+                    "val_acc": None if score is None else float(score)}
+    return None
+
+
 def _classifier(plan: RunPlan) -> Classifier:
     config, engine = plan.config, plan.engine
     module = Classifier(
@@ -324,7 +342,7 @@ def _classifier(plan: RunPlan) -> Classifier:
         clip_grad_value=config.clip_grad_value,
         divergence_check_every=1 if not _on_gpu(config) else 25,
     )
-    module.log_every_n_steps = LOG_EVERY_N_STEPS
+    module.log_every_n_steps = config.log_every_n_steps
     module.configure_engine(engine.compile, engine.channels_last, engine.unroll, engine.fast_kernels)
     plan.datamodule.steps_per_call = engine.steps_per_call
     return module
@@ -368,7 +386,8 @@ def _trainer(config: FitConfig, logger: Any, callbacks: list[pl.Callback], quiet
         enable_progress_bar=config.progress_bar and not quiet,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=LOG_EVERY_N_STEPS,
+        log_every_n_steps=config.log_every_n_steps,
+        check_val_every_n_epoch=config.check_val_every_n_epoch,
         deterministic=False,
         use_distributed_sampler=False,  # TensorBatches shards by rank itself
         plugins=[AtomicCheckpointIO()],
@@ -388,11 +407,14 @@ def execute_run(run: BuiltRun) -> Outcome:
             outcome.interrupted = error
         outcome.fit_seconds = time.perf_counter() - started
         if outcome.interrupted is None and module.diverged_at_step is None and not config.fast_dev_run:
-            if config.val_split is not None:
+            last = module.history[-1] if module.history else {}
+            unevaluated = config.limit_val_batches != 0 and not math.isfinite(last.get("val_acc", math.nan))
+            if config.val_split is not None or unevaluated:
+                # a held-out split: the test split once, at the end; or a last epoch --check-val-every-n-epoch skipped
                 trainer.test(module, datamodule=run.plan.datamodule, verbose=False)
                 outcome.test_acc, outcome.test_loss = module.test_metrics["acc"], module.test_metrics["loss"]
-            elif module.history:
-                outcome.test_acc, outcome.test_loss = module.history[-1]["val_acc"], module.history[-1]["val_loss"]
+            else:
+                outcome.test_acc, outcome.test_loss = last["val_acc"], last["val_loss"]
     checkpoint = run.checkpoint
     stopped = outcome.interrupted
     if stopped is not None and stopped.checkpoint is None and checkpoint.last_saved_step is not None:
@@ -429,6 +451,7 @@ def write_results(run: BuiltRun, outcome: Outcome) -> RunResult:
         images_per_s=round(run.throughput.images_per_second, 1), device=device_description(trainer),
         lr_effective=effective_lr(config), memory=peak_memory(trainer), run_dir=str(run.run_dir.resolve()),
         checkpoint=str(run.checkpoint.path.resolve()) if run.checkpoint.last_saved_step is not None else None,
+        best=_best_checkpoint_record(run.callbacks),
         is_global_zero=trainer.is_global_zero,
     )
     for callback in run.callbacks:

@@ -115,6 +115,9 @@ def _validate(config: FitConfig) -> None:
         raise DeeplabError(f"--grad-every must be ≥ 1, got {config.grad_every}")
     if not _is_int(config.grad_l1_epoch) or config.grad_l1_epoch < 1:
         raise DeeplabError(f"--grad-l1-epoch must be an epoch number ≥ 1, got {config.grad_l1_epoch}")
+    for name in ("log_every_n_steps", "check_val_every_n_epoch"):
+        if getattr(config, name) < 1:
+            raise DeeplabError(f"{option_name(name)} must be a positive integer, got {getattr(config, name)}")
     if not _is_int(config.grad_histograms_every) or config.grad_histograms_every < 0:
         raise DeeplabError(f"--grad-histograms-every must be ≥ 0 (0: off), got {config.grad_histograms_every}")
     for item in dataclasses.fields(FitConfig):

@@ -51,6 +51,8 @@ class RunResult(MutableMapping):
     memory: dict[str, float | None]
     run_dir: str
     checkpoint: str | None
+    #: with a held-out split: checkpoints/best.ckpt, the epoch of the best validation accuracy (never the test's)
+    best: dict[str, Any] | None = None
     #: what callbacks contributed (grad, trainability, …), after the fields above in results.json
     contributed: dict[str, Any] = field(default_factory=dict)
     #: where results.json was written (None: a --fast-dev-run keeps no files); not in the file
