@@ -142,6 +142,8 @@ class FitConfig:
     steps_per_call: int | None = setting(None, role="hardware")  # batches per training_step; None: auto
     progress_bar: bool = setting(True, role="output")
     log_every_n_steps: int = setting(50, role="output")  # optimizer steps between train/loss_step points
+    #: learning_curves.png and grad_heatmap.png from the run's events (searches and recipes draw their own)
+    run_figures: bool = setting(True, role="output")
     #: evaluate every N epochs (the last epoch always: a run's outcome is measured)
     check_val_every_n_epoch: int = setting(1, role="output")
     model_kwargs: dict[str, Any] = setting(role="run", factory=dict)  # extra factory keywords (e.g. activation)

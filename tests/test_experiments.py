@@ -87,6 +87,11 @@ def test_recipe_quick(name: str, data_dir: Path, outputs: Path, single_thread, c
     too_wide = [line for line in report.splitlines() if line.startswith("|") and len(line) > 100]
     assert not too_wide, f"{name}: table lines wider than 100 characters: {too_wide[:2]}"
     assert "Best α here" not in report and "best validation accuracy here" not in report.lower()
+    from PIL import Image
+
+    for figure in out.glob("*.png"):  # a smoke run's figure says so in the image itself
+        with Image.open(figure) as image:
+            assert image.info.get("deeplab") == "smoke run (--quick): not a measurement", figure
     for training in results["trainings"]:
         for run in training["per_seed"]:
             run_dir = Path(run["run_dir"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -407,3 +408,15 @@ def test_devices_are_parsed_in_one_place():
                          ("-2,1", "GPU indices")):
         with pytest.raises(DeeplabError, match=message):
             parse_devices(bad)
+
+
+def test_a_run_draws_its_learning_curves_and_gradient_heatmap(fit_runs):
+    """Drawn from the run's own event files when it ends: loss and accuracy against steps, and each layer's
+    gradient norm against steps."""
+    from PIL import Image
+
+    run = fit_runs("mnist")
+    figures = run.results["figures"]
+    assert set(figures) == {"learning_curves", "grad_heatmap"}
+    for path in figures.values():
+        assert Path(path).parent == run.run_dir and Image.open(path).size[0] > 800

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "when the last epoch is not one of them")
     output.add_argument("--fast-dev-run", action="store_true", help="one batch of train and eval, no outputs kept")
     output.add_argument("--no-progress-bar", dest="progress_bar", action="store_false", help="hide the progress bar")
+    output.add_argument("--no-run-figures", dest="run_figures", action="store_false",
+                        help="skip learning_curves.png and grad_heatmap.png (drawn from the run's events at its end)")
     grads = parser.add_argument_group("gradient norms (on by default)")
     grads.add_argument("--no-grad-norms", dest="grad_norms", action="store_false", help="turn gradient-norm logging off")
     grads.add_argument("--grad-every", type=int,

@@ -58,6 +58,24 @@ def fitted_tables(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: 
     return tables
 
 
+SMOKE_RUN_MARK = "smoke run (--quick): not a measurement"
+
+
+def mark_smoke_run(path: Path) -> None:
+    """Stamp a PNG with :data:`SMOKE_RUN_MARK` (top left, red) and record it in its metadata."""
+    from PIL import Image, ImageDraw
+    from PIL.PngImagePlugin import PngInfo
+
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 7 * len(SMOKE_RUN_MARK) + 8, 16), fill=(255, 235, 235))
+    draw.text((4, 2), SMOKE_RUN_MARK, fill=(200, 0, 0))
+    info = PngInfo()
+    info.add_text("deeplab", SMOKE_RUN_MARK)
+    image.save(path, pnginfo=info)
+
+
 class Report:
     """Markdown body of a report, in the order the recipe writes it."""
 
@@ -101,8 +119,11 @@ class Report:
         self.parts.append(body + "\n")
 
     def figure(self, path: str | Path, caption: str) -> None:
-        """Link a PNG that lies in the output folder (by its path relative to the report)."""
+        """Link a PNG that lies in the output folder (by its path relative to the report); a ``--quick`` smoke
+        run's figure is stamped as one, in the image itself (and its PNG metadata), wherever it is shown."""
         path = Path(path)
+        if self.quick and path.suffix == ".png" and path.is_file():
+            mark_smoke_run(path)
         try:
             relative = path.resolve().relative_to(self.out.resolve())
         except ValueError:

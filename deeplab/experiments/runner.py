@@ -327,7 +327,7 @@ class ExperimentContext:
                 model=model, dataset=self.dataset, data_dir=self.options.data_dir,
                 log_dir=str(self.out / "tb"), run_name=f"{label}-seed{seed}", seed=seed,
                 devices=self.options.devices, accelerator=self.options.accelerator,
-                progress_bar=False, grad_every=self.grad_every, **fields,
+                progress_bar=False, run_figures=False, grad_every=self.grad_every, **fields,
             )
             config, notes = self._budget(config, quick or {}, set(fields))
             for note in notes:

@@ -165,6 +165,7 @@ def prepare_search(plan: SearchPlan) -> FitConfig:
         epochs=base.epochs if base.epochs is not None else DEFAULT_SEARCH_EPOCHS,
         devices="1",
         grad_norms=False,
+        run_figures=False,  # the search draws search.png
         progress_bar=False,
         ckpt_path=None,
         fast_dev_run=False,

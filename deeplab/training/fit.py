@@ -38,6 +38,8 @@ from deeplab.data.datamodules import create_datamodule
 from deeplab.errors import DeeplabError
 from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure
 from deeplab.models import DATASET_SHAPES, count_parameters, create_model, model_spec
+from deeplab.reporting.figures import run_title
+from deeplab.reporting.run_figures import write_run_figures
 from deeplab.reporting.tensorboard import RunRecords, log_run_end
 from deeplab.training.engine import Engine, resolve_engine
 from deeplab.training.engine import describe as describe_engine
@@ -461,6 +463,9 @@ def write_results(run: BuiltRun, outcome: Outcome) -> RunResult:
     if trainer.is_global_zero and not config.fast_dev_run:
         log_run_end(run.logger, results)  # the HParams tab's metrics: the run's outcome
         run.logger.experiment.close()
+        if config.run_figures:
+            results.figures = write_run_figures(run.run_dir, run_title(config.model, config.dataset,
+                                                                        run.run_dir.name))
         atomic_write_json(results_path, results.to_json())
     results.results_path = None if config.fast_dev_run else str(results_path)  # a throwaway run: no file
     return results

@@ -53,6 +53,8 @@ class RunResult(MutableMapping):
     checkpoint: str | None
     #: with a held-out split: checkpoints/best.ckpt, the epoch of the best validation accuracy (never the test's)
     best: dict[str, Any] | None = None
+    #: the run's figures drawn from its TensorBoard events: learning_curves.png, grad_heatmap.png
+    figures: dict[str, str] = field(default_factory=dict)
     #: what callbacks contributed (grad, trainability, …), after the fields above in results.json
     contributed: dict[str, Any] = field(default_factory=dict)
     #: where results.json was written (None: a --fast-dev-run keeps no files); not in the file
