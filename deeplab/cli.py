@@ -1,4 +1,5 @@
-"""What every script shares: turn a :class:`~deeplab.errors.DeeplabError` into one line and exit 2."""
+"""What every script shares: turn a :class:`~deeplab.errors.DeeplabError` into one line and exit 2, a stop into
+its exit status, a closed pipe into a quiet exit."""
 
 from __future__ import annotations
 
@@ -8,10 +9,23 @@ from typing import Callable, NoReturn
 
 from deeplab.errors import USAGE_EXIT_CODE, DeeplabError, RunInterrupted
 
-__all__ = ["run_main", "ArgumentParser", "DIVERGED_EXIT_CODE"]
+__all__ = ["run_main", "ArgumentParser", "HelpFormatter", "DIVERGED_EXIT_CODE"]
 
 #: exit status of a training script whose loss turned NaN/inf (results.json says diverged: true)
 DIVERGED_EXIT_CODE = 3
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written, and each option's default after its help unless the help already says
+    it (or there is none to say: unset options take the model's seed protocol)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or action.nargs == 0
+                or isinstance(default, (list, dict))):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -34,3 +48,10 @@ def run_main(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`fit.py --print-config | head`): not an error of ours; stop writing quietly
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (Python flushes stdout once more at exit)
+        return 0

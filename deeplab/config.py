@@ -321,7 +321,10 @@ def int_or_fraction(text: str) -> float | int:
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bool = True) -> None:
     """The training options shared by fit.py, search.py and experiment.py."""
-    group = parser.add_argument_group("training (unset options come from the model's seed protocol)")
+    group = parser.add_argument_group(
+        "training", "Unset options come from the model's seed protocol (its notebook's epochs, batch size,\n"
+                    "optimizer, lr, data options); `fit.py --model NAME --print-config` prints every\n"
+                    "value a run would use.")
     group.add_argument("--dataset", metavar="{mnist,fashion_mnist,cifar10}", help="mnist | fashion_mnist | cifar10 (default: the model's seed dataset)")
     if include_depth:
         group.add_argument("--depth", type=int, help="depth k of a depth family (seed 002: a multiple of 3)")
@@ -384,7 +387,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--data-dir", help="dataset folder (default $DEEPLAB_DATA_DIR or ./data)")
     group.add_argument("--limit-train-batches", type=int_or_fraction, help="train on this many batches (or fraction) per epoch")
     group.add_argument("--limit-val-batches", type=int_or_fraction, help="evaluate this many batches (or fraction)")
-    group.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps")
+    group.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps (default: no "
+                                                                   "limit, the epochs decide)")
     hardware = parser.add_argument_group("hardware")
     hardware.add_argument("--devices", default="1", help="devices per node: a count, a list '0,1' or 'auto' (default 1)")
     hardware.add_argument("--accelerator", default="auto", help="cpu | gpu | auto (default auto)")

@@ -206,3 +206,17 @@ def test_bad_input_as_a_real_process(argv: list[str], tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=120)
     assert process.returncode == 2
     assert len(process.stderr.strip().splitlines()) == 1 and process.stderr.startswith("error: ")
+
+
+def test_a_closed_pipe_is_a_quiet_exit(tmp_path: Path) -> None:
+    """``fit.py --print-config | head -1``: the reader goes away; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS_DIR
+
+    process = subprocess.Popen([sys.executable, str(SCRIPTS_DIR / "fit.py"), "--model", "cnn5", "--print-config"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # as head does once it has its lines: here before anything is written
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr

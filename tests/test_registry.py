@@ -180,8 +180,10 @@ def test_list_models_script_prints_the_table(tmp_path):
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
     header = lines[0].split()
-    assert header == ["name", "family", "seed", "dataset", "parameters", "description"]
-    rows = {line.split()[0]: line for line in lines[2:] if line.strip()}
+    assert header == ["name", "family", "seed", "dataset", "parameters"]
+    assert max(len(line) for line in lines) <= 100  # fits a terminal
+    rows = {line.split()[0]: line for line in lines[2:] if line.strip() and not line.startswith(" ")}
     assert set(rows) == set(list_models())
+    assert "    784→256 hand-written sigmoid" in completed.stdout  # each description under its model
     for name, count in SEED000_PARAMETERS.items():
         assert f"{count:,}" in rows[name] and "fashion_mnist" in rows[name]

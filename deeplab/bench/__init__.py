@@ -1,4 +1,4 @@
-"""Training throughput of deeplab against the seeds' own loops, side by side, in one process (issue 14).
+"""Training throughput of deeplab against the seeds' own loops, side by side, in one process.
 
 - :mod:`deeplab.bench.seeds` — the seeds' loops, models and data paths, re-created line by line;
 - :mod:`deeplab.bench.harness` — sides, segments (wall and CPU time), alternating pairs, the table;

@@ -3,7 +3,7 @@
 Every deeplab side runs ``fit`` with the engine its seed protocol's full run
 would get (``--compile auto`` picks the compiled step for seed 000's 10-epoch
 runs at batch 1 and 32; seed 002's 3-epoch probes at batch 256 stay eager,
-with the fast CPU kernels), so the ratios are what a user's run sees. Targets are issue 14's.
+with the fast CPU kernels), so the ratios are what a user's run sees. Targets: the ratios each case's ``target`` names.
 """
 
 from __future__ import annotations

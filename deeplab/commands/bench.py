@@ -1,4 +1,4 @@
-"""Training throughput of deeplab against the seeds' own loops, side by side (issue 14).
+"""Training throughput of deeplab against the seeds' own loops, side by side.
 
     python scripts/bench.py --data-dir ../shared/datasets            # every case (~16 min on 2 CPU cores)
     python scripts/bench.py --quick --cases cnn5_bs32,lightning_overhead --json bench.json
@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 
-from deeplab.cli import ArgumentParser, run_main
+from deeplab.cli import ArgumentParser, HelpFormatter, run_main
 
 #: machines with at most this many cores benchmark at one torch thread
 FEW_CORES = 4
@@ -71,7 +71,7 @@ def _check_json_destination(path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from deeplab.bench import CASES, DEFAULT_CASES
 
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--cases", help="comma-separated cases (default: all of them; see --list-cases)")
     parser.add_argument("--quick", action="store_true",
                         help="short segments, one pair, no warm-up: a smoke run of every code path (< 3 min; "

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 
-from deeplab.cli import ArgumentParser, run_main
+from deeplab.cli import ArgumentParser, HelpFormatter, run_main
 
 #: measured --quick costs (tracked: others can check them), written by --measure-quick-costs
 COSTS_FILE = Path(__file__).resolve().parents[2] / "reports" / "recipe_quick_costs.json"
@@ -43,7 +43,7 @@ def _seed_list(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     from deeplab.config import int_or_fraction
 
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("name", nargs="?", help="recipe to run (see --list)")
     parser.add_argument("--list", action="store_true", help="print every recipe with its seed and cost, then exit")
     parser.add_argument("--config", metavar="FILE",

@@ -17,14 +17,14 @@ import argparse
 import sys
 
 
-from deeplab.cli import DIVERGED_EXIT_CODE, ArgumentParser, run_main
+from deeplab.cli import DIVERGED_EXIT_CODE, ArgumentParser, HelpFormatter, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     from deeplab.config import add_training_arguments
 
     parser = ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=HelpFormatter
     )
     parser.add_argument("--model", help="registered model name (see --list-models)")
     parser.add_argument("--list-models", "--list", dest="list_models", action="store_true",

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 
-from deeplab.cli import ArgumentParser, run_main
+from deeplab.cli import ArgumentParser, HelpFormatter, run_main
 
 
 def _int_list(text: str) -> list[int]:
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deeplab.config import add_training_arguments
     from deeplab.callbacks.verdict import METRICS
 
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     search = parser.add_argument_group("search")
     search.add_argument("--model", help="depth family to search (e.g. cnn_tanh; see fit.py --list-models)")
     search.add_argument("--upper", type=int, help="deepest depth to consider (seed 002: 24 for cnn_tanh)")

@@ -90,6 +90,11 @@ def default_out(name: str, dataset: str | None, seed_dataset: str | None, quick:
 
 
 # ----------------------------------------------------------------------------- numbers
+def _error(accuracy: float | None) -> float | None:
+    return None if accuracy is None or not math.isfinite(accuracy) else 1.0 - accuracy
+
+
+
 def _finite(values: Iterable[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
@@ -374,9 +379,10 @@ class ExperimentContext:
         parts = [f"[{self.recipe.name} {self._count}] {label} (seed {seed}):"]
         if result.get("diverged"):
             parts.append(f"DIVERGED at step {result.get('diverged_at_step')},")
-        parts.append(f"test acc {percent(result.get('test_acc'))},")
+        # errors, as every epoch line says them (seed 002's "Test Error")
+        parts.append(f"test error {percent(_error(result.get('test_acc')))},")
         if history:
-            parts.append(f"train acc {percent(history[-1].get('train_acc'))},")
+            parts.append(f"train error {percent(_error(history[-1].get('train_acc')))},")
         parts.append(f"{result.get('epochs_run', 0)} epoch(s), {result.get('global_step', 0)} steps, {seconds:.1f} s")
         parts.append(f"→ {self.relative(result.get('run_dir', ''))}")
         return " ".join(parts)

@@ -1,11 +1,17 @@
-"""The ``--list-models`` table: name, family, seed, dataset, parameters, description."""
+"""The ``--list-models`` listing: one row per model (name, family, seed document, dataset, parameters), its
+description and the seed's class below it, everything within 100 columns."""
 
 from __future__ import annotations
 
-from deeplab.reporting.tables import text_table
-from deeplab.models._registry import DATASET_SHAPES, count_parameters, create_model, list_models, model_spec
+import textwrap
 
-__all__ = ["format_model_table", "model_rows"]
+from deeplab.models._registry import DATASET_SHAPES, count_parameters, create_model, list_models, model_spec
+from deeplab.reporting.tables import text_table
+
+__all__ = ["format_model_table", "model_rows", "LISTING_WIDTH"]
+
+#: the widest line --list-models prints
+LISTING_WIDTH = 100
 
 
 def model_rows() -> list[dict[str, str]]:
@@ -23,6 +29,16 @@ def model_rows() -> list[dict[str, str]]:
 
 
 def format_model_table() -> str:
-    columns = ["name", "family", "seed", "dataset", "parameters", "description"]
-    rows = [[row[c] for c in columns] for row in model_rows()]
-    return text_table(columns, rows, align="l" * len(columns), ragged_last=True)
+    """The table of :func:`model_rows`: the seed column names the document (``000``, …); its part and class,
+    with the description, follow on indented lines."""
+    columns = ["name", "family", "seed", "dataset", "parameters"]
+    rows = model_rows()
+    table = text_table(columns, [[row["name"], row["family"], row["seed"].split()[0], row["dataset"],
+                                  row["parameters"]] for row in rows], align="llllr").splitlines()
+    lines = table[:2]
+    for row, line in zip(rows, table[2:]):
+        where = row["seed"].split(" ", 1)[1] if " " in row["seed"] else ""
+        text = f"{row['description']} — seed {row['seed'].split()[0]}, {where}" if where else row["description"]
+        lines.append(line)
+        lines += textwrap.wrap(text, LISTING_WIDTH, initial_indent="    ", subsequent_indent="    ")
+    return "\n".join(lines)

@@ -94,7 +94,7 @@ def search_figure(summary: dict[str, Any]) -> Any:
     if predicted is not None:
         if math.isfinite(predicted) and predicted <= 1.5 * summary["upper"]:
             axes.axvline(predicted, color="purple", linestyle=(0, (5, 2, 1, 2)), linewidth=1,
-                         label=f"mean field 6 ξ_c ≈ {predicted:.0f}")
+                         label=f"mean field 6 ξ_c ≈ {predicted:.1f}" if predicted < 10 else f"mean field 6 ξ_c ≈ {predicted:.0f}")
         else:  # critical (∞) or far beyond the range: say so instead of stretching the axis
             axes.plot([], [], color="purple", linestyle=(0, (5, 2, 1, 2)), linewidth=1,
                       label=f"mean field 6 ξ_c = {_mean_field_text(predicted)} (beyond the plot)")
