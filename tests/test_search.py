@@ -574,7 +574,7 @@ def test_search_plot_has_integer_depth_ticks_and_the_mean_field_line(tmp_path: P
     calls: list[tuple[int, int]] = []
     summary = run_search(plan_for(tmp_path, lower=3, upper=6), runner=fake_runner(lambda k, s: k <= 3, calls),
                          echo=quiet)
-    for predicted, expected in [(4.6, "mean field 6 ξ_c ≈ 5"), (float("inf"), "mean field 6 ξ_c = ∞ (beyond the plot)")]:
+    for predicted, expected in [(4.6, "mean field 6 ξ_c ≈ 4.6"), (float("inf"), "mean field 6 ξ_c = ∞ (beyond the plot)")]:
         figure = search_figure(dict(summary, mean_field_predicted_max=predicted))
         axes = figure.axes[0]
         ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]

@@ -196,6 +196,7 @@ class Outcome:
     test_acc: float | None = None
     test_loss: float | None = None
     interrupted: RunInterrupted | None = None
+    partial_epoch: dict[str, Any] | None = None  # read before the final test, which resets the train loader
 
 
 def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = False) -> RunResult:
@@ -408,6 +409,7 @@ def execute_run(run: BuiltRun) -> Outcome:
         except RunInterrupted as error:
             outcome.interrupted = error
         outcome.fit_seconds = time.perf_counter() - started
+        outcome.partial_epoch = module.partial_epoch()
         if outcome.interrupted is None and module.diverged_at_step is None and not config.fast_dev_run:
             last = module.history[-1] if module.history else {}
             unevaluated = config.limit_val_batches != 0 and not math.isfinite(last.get("val_acc", math.nan))
@@ -439,7 +441,7 @@ def write_results(run: BuiltRun, outcome: Outcome) -> RunResult:
         data={"normalize_mean": list(datamodule.mean), "normalize_std": list(datamodule.std),
               "augment": datamodule.augment, "crop_padding": datamodule.crop_padding if datamodule.augment else None,
               "augment_eval": datamodule.augment_eval, "input_noise_std": datamodule.input_noise_std},
-        history=module.history, partial_epoch=module.partial_epoch(),
+        history=module.history, partial_epoch=outcome.partial_epoch,
         test_acc=outcome.test_acc, test_loss=outcome.test_loss,
         global_step=int(trainer.global_step), epochs_run=len(module.history),
         diverged=module.diverged_at_step is not None, diverged_at_step=module.diverged_at_step,
