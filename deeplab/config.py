@@ -119,7 +119,7 @@ class FitConfig:
     seed: int = setting(0, role="run", coordinate=True)
     data_dir: str | None = setting(None, role="output")  # where the data is (moving it changes nothing)
     log_dir: str = setting("lightning_logs", role="output")
-    run_name: str | None = setting(None, role="output")  # TensorBoard run name (default: the model name)
+    run_name: str | None = setting(None, role="output")  # run folder <log_dir>/NAME (default <model>/<changes>-s<seed>)
     devices: str = setting("1", role="hardware")
     accelerator: str = setting("auto", role="hardware")
     strategy: str = setting("auto", role="hardware")

@@ -14,7 +14,8 @@ import contextlib
 from pathlib import Path
 from typing import Any, Callable, IO, Iterator
 
-__all__ = ["atomic_write", "atomic_write_json", "append_jsonl_line", "finite_or_null", "FILE_MODE"]
+__all__ = ["atomic_write", "atomic_write_json", "append_jsonl_line", "finite_or_null", "FILE_MODE", "reserve_folder",
+           "reserved_folders", "remove_if_empty"]
 
 
 def _umask() -> int:
@@ -57,6 +58,37 @@ def make_writable_folder(folder: str | os.PathLike) -> None:
     probe = path / f".deeplab-write-test-{os.getpid()}"
     probe.write_bytes(b"")
     probe.unlink()
+
+
+def reserve_folder(parent: str | os.PathLike, name: str) -> Path:
+    """Create ``parent/name`` — or ``name-2``, ``name-3``, … when taken — and return it. Created with
+    ``mkdir`` without ``exist_ok``, so two processes racing for one name get two folders, never one."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    index = 1
+    while True:
+        candidate = parent / (name if index == 1 else f"{name}-{index}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            index += 1
+
+
+def reserved_folders(parent: str | os.PathLike, name: str) -> list[Path]:
+    """The folders :func:`reserve_folder` gave out under ``parent`` for ``name``, oldest first."""
+    found = []
+    for path in Path(parent).glob(f"{name}*"):
+        suffix = path.name[len(name):]
+        if path.is_dir() and (suffix == "" or (suffix.startswith("-") and suffix[1:].isdigit())):
+            found.append((1 if suffix == "" else int(suffix[1:]), path))
+    return [path for _, path in sorted(found)]
+
+
+def remove_if_empty(folder: str | os.PathLike) -> None:
+    """Remove ``folder`` if it exists and is empty (a reserved run folder nothing was written into)."""
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:

@@ -55,7 +55,7 @@ def _real_checkpoint_of(model: str, data: Path, tmp: Path) -> Path:
             "--limit-train-batches", "1", "--limit-val-batches", "1", "--batch-size", "4",
             "--no-progress-bar", "--no-grad-norms", "--log-dir", str(tmp / "made")]
     assert run_script("fit", argv) == 0
-    return next((tmp / "made" / model).glob("version_*/checkpoints/last.ckpt"))
+    return next((tmp / "made" / model).glob("*/checkpoints/last.ckpt"))
 
 
 # (id, script, argv with {data} {logs} {tmp} placeholders, words the one line must contain)

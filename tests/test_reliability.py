@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from deeplab.config import FitConfig
 from deeplab.io import atomic_write, atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def run_fit(args: list[str], cwd: Path, check: bool = True) -> subprocess.Comple
 
 
 def last_checkpoint(log_dir: Path) -> Path:
-    (checkpoint,) = log_dir.glob("*/version_0/checkpoints/last.ckpt")
+    (checkpoint,) = log_dir.glob("*/*/checkpoints/last.ckpt")
     return checkpoint
 
 
@@ -88,17 +89,17 @@ def test_sigkill_leaves_a_resumable_checkpoint(synthetic_data_dir: Path, tmp_pat
               "--limit-val-batches", "1", "--no-progress-bar", "--log-dir", str(tmp_path / "logs")]
     args = common + ["--epochs", "50", "--checkpoint-every-n-steps", "2"]
     process = subprocess.Popen(FIT + args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint_dir = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints"
+    model_dir = tmp_path / "logs" / "cnn5"
     deadline = time.time() + 120
     try:
         # Wait for several checkpoint rewrites so the kill is likely to land during one.
-        while time.time() < deadline and len(list(checkpoint_dir.glob("last.ckpt"))) == 0:
+        while time.time() < deadline and len(list(model_dir.glob("*/checkpoints/last.ckpt"))) == 0:
             time.sleep(0.2)
         time.sleep(3.0)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    checkpoint = checkpoint_dir / "last.ckpt"
+    (checkpoint,) = model_dir.glob("*/checkpoints/last.ckpt")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # intact, never half-written
     killed_at = state["global_step"]
     assert killed_at >= 2
@@ -162,7 +163,48 @@ def test_ddp_two_cpu_processes_match_one_process(synthetic_data_dir: Path, tmp_p
               "--no-progress-bar", "--no-grad-norms"]
     run_fit(common + ["--devices", "2", "--strategy", "ddp", "--batch-size", "8", "--log-dir", str(tmp_path / "ddp")], tmp_path)
     run_fit(common + ["--devices", "1", "--batch-size", "16", "--log-dir", str(tmp_path / "one")], tmp_path)
-    assert [p.name for p in (tmp_path / "ddp" / "cnn5").iterdir()] == ["version_0"]  # one run dir for both ranks
+    assert len(list((tmp_path / "ddp" / "cnn5").iterdir())) == 1  # one run dir for both ranks
     a, b = model_tensors(last_checkpoint(tmp_path / "ddp")), model_tensors(last_checkpoint(tmp_path / "one"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-5, msg=f"{name} differs")
+
+
+def test_runs_started_together_never_share_a_folder(tmp_path) -> None:
+    """Run folders are reserved by ``mkdir`` (no "list the folder, add one"): six threads reserving
+    one name five times each, released at once, get thirty different folders."""
+    import threading
+
+    from deeplab.io import reserve_folder, reserved_folders
+
+    barrier, names, lock = threading.Barrier(6), [], threading.Lock()
+
+    def reserve() -> None:
+        barrier.wait()
+        for _ in range(5):
+            name = reserve_folder(tmp_path, "lr0.02-s0").name
+            with lock:
+                names.append(name)
+
+    threads = [threading.Thread(target=reserve) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = ["lr0.02-s0"] + [f"lr0.02-s0-{i}" for i in range(2, 31)]
+    assert len(names) == len(set(names)) == 30 and sorted(names) == sorted(expected)
+    assert [p.name for p in reserved_folders(tmp_path, "lr0.02-s0")] == expected  # oldest first
+
+
+def test_run_folder_names_say_what_the_run_changed() -> None:
+    from deeplab.training.resolve import resolve_config, run_folder_name
+
+    def name(**fields) -> str:
+        return run_folder_name(resolve_config(FitConfig(**fields)))
+
+    assert name(model="cnn15_skip2") == "s0"  # the seed protocol itself
+    assert name(model="cnn15_skip2", lr=0.02) == "lr0.02-s0"
+    assert name(model="cnn_tanh", depth=30, init="delta_orthogonal", lr=0.005, seed=1) == \
+        "k30-delta_orthogonal-lr0.005-s1"
+    long = name(model="cnn5", epochs=1, batch_size=16, max_steps=5, limit_train_batches=3, optimizer="adam",
+                clip_grad_norm=1.0, augment=True, weight_decay=1e-4, momentum=0.5, schedule="cosine")
+    assert len(long) <= 60 and long.startswith("ep1-bs16-") and long.endswith("-s0") and "+" in long, long

@@ -153,11 +153,25 @@ def wait_for_line(process: subprocess.Popen, prefix: str, timeout: float = 120) 
     raise AssertionError(f"no line starting {prefix!r}; stderr: {process.stderr.read()[-2000:]}")
 
 
-def wait_for_file(path: Path, timeout: float = 120) -> None:
+def matching(pattern: Path) -> list[Path]:
+    """The paths matching ``pattern`` (a path whose parts may hold ``*``: a run folder's name)."""
+    return sorted(Path(pattern.anchor).glob(str(pattern.relative_to(pattern.anchor))))
+
+
+def the_file(pattern: Path) -> Path:
+    """The one path matching ``pattern``: ``logs/cnn5/*/checkpoints/last.ckpt`` in a log dir of one run."""
+    found = matching(pattern)
+    assert len(found) == 1, (pattern, found)
+    return found[0]
+
+
+def wait_for_file(pattern: Path, timeout: float = 120) -> Path:
+    """Wait for the one path matching ``pattern`` to appear, and return it."""
     deadline = time.time() + timeout
-    while not path.exists():
-        assert time.time() < deadline, f"{path} never appeared"
+    while not matching(pattern):
+        assert time.time() < deadline, f"{pattern} never appeared"
         time.sleep(0.005)
+    return the_file(pattern)
 
 
 #: (kind, signal, how long after epoch 1's checkpoint to send it)
@@ -173,11 +187,11 @@ SIGNAL_STOPS = {
 def test_stopped_by_a_signal_resumes_to_the_straight_run(kind, straight, data_dir, tmp_path):
     signum, delay = SIGNAL_STOPS[kind]
     args = STRAIGHT + ["--data-dir", str(data_dir), "--log-dir", str(tmp_path / "logs")]  # default checkpointing
-    checkpoint = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = tmp_path / "logs" / "cnn5" / "*" / "checkpoints" / "last.ckpt"
     process = start_fit(args, tmp_path)
     try:
         wait_for_line(process, "Epoch 001/003")
-        wait_for_file(checkpoint)
+        checkpoint = wait_for_file(checkpoint)
         time.sleep(delay)
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=120)
@@ -206,10 +220,11 @@ def test_time_based_checkpoint_lands_mid_epoch_and_resumes_exactly(straight, dat
     """--checkpoint-every-minutes (default 5) saves part-way through an epoch; a SIGKILL then loses
     only the steps since."""
     args = STRAIGHT + ["--data-dir", str(data_dir), "--log-dir", str(tmp_path / "logs")]
-    checkpoint = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = tmp_path / "logs" / "cnn5" / "*" / "checkpoints" / "last.ckpt"
     process = start_fit(args + ["--checkpoint-every-minutes", "0.002"], tmp_path)  # every 0.12 s
     try:
         wait_for_line(process, "Epoch 001/003")
+        checkpoint = wait_for_file(checkpoint)
         deadline = time.time() + 60
         while time.time() < deadline:  # wait for a mid-epoch checkpoint of epoch 2
             time.sleep(0.02)
@@ -258,7 +273,7 @@ def test_a_refused_resume_leaves_the_run_byte_identical(case, data_dir, tmp_path
     with contextlib.redirect_stdout(io.StringIO()):
         assert run_script("fit", first + (["--max-steps", "6", "--epochs", "2"] if case == "limit below the position"
                                           else [])) == 0
-    run_dir = tmp_path / "logs" / "cnn5" / "version_0"
+    run_dir = the_file(tmp_path / "logs" / "cnn5" / "*")
     before = run_files(run_dir)
     extra, words = REFUSED[case]
     argv = ["--model", "cnn5", "--epochs", "1", "--limit-train-batches", "4"] + common + extra
@@ -272,7 +287,7 @@ def test_a_refused_resume_leaves_the_run_byte_identical(case, data_dir, tmp_path
         assert word in lines[0], (word, lines[0])
     assert run_files(run_dir) == before
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["cnn5"]
-    assert sorted(p.name for p in (tmp_path / "logs" / "cnn5").iterdir()) == ["version_0"]
+    assert sorted((tmp_path / "logs" / "cnn5").iterdir()) == [run_dir]
 
 
 def test_resume_a_folder_or_an_old_checkpoint_is_one_line(tmp_path):
@@ -318,7 +333,7 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_survives(data_dir, 
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert status == 2 and len(lines) == 1, lines
     assert "No space left on device" in lines[0] and "previous checkpoint (step 3) is intact" in lines[0]
-    checkpoint = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = the_file(tmp_path / "logs" / "cnn5" / "*" / "checkpoints" / "last.ckpt")
     assert checkpoint_state(checkpoint)["global_step"] == 3  # the epoch-1 checkpoint, whole
     assert [p.name for p in checkpoint.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind
 
@@ -335,7 +350,7 @@ def test_a_read_only_run_folder_is_refused_before_training(data_dir, tmp_path, m
             "--log-dir", str(tmp_path / "logs")]
     with contextlib.redirect_stdout(io.StringIO()):
         assert run_script("fit", argv) == 0
-    checkpoint = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = the_file(tmp_path / "logs" / "cnn5" / "*" / "checkpoints" / "last.ckpt")
     real_write_bytes = pathlib.Path.write_bytes
 
     def read_only(self, data):
@@ -371,11 +386,11 @@ def test_resume_from_the_run_folder_alone_is_the_straight_run(straight, data_dir
     elsewhere.mkdir()
     relative_data = os.path.relpath(data_dir, tmp_path)  # a relative --data-dir, resolved when the run started
     args = STRAIGHT + ["--data-dir", relative_data, "--log-dir", str(tmp_path / "logs")]
-    checkpoint = tmp_path / "logs" / "cnn5" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = tmp_path / "logs" / "cnn5" / "*" / "checkpoints" / "last.ckpt"
     process = start_fit(args, tmp_path)
     try:
         wait_for_line(process, "Epoch 001/003")
-        wait_for_file(checkpoint)
+        checkpoint = wait_for_file(checkpoint)
         time.sleep(1.0)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)

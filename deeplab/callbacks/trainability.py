@@ -43,6 +43,9 @@ class TrainabilityJudge(EpochObserver):
     :meth:`contribute_results`, which adds ``results["trainability"]``.
     """
 
+    #: the HParams metric this callback adds to a run (``deeplab.reporting.tensorboard.run_metrics``)
+    hparam_metrics = ("hparams/trainable",)
+
     def __init__(self, threshold: float = 0.2, metric: str = "test_error"):
         self.threshold = check_threshold(threshold)
         self.metric = check_metric(metric)

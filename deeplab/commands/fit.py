@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", "--log-dir", dest="log_dir", default="lightning_logs",
-                        help="where runs go: <out>/<run name>/version_N (default lightning_logs/; --log-dir is the "
-                             "older name)")
-    output.add_argument("--run-name", help="TensorBoard run name (default: the model name)")
+                        help="where runs go: <out>/<model>/<what the run changed>-s<seed> (lr0.02-s0; s0 for the "
+                             "seed protocol itself; -2, -3… when taken), or <out>/<--run-name> (default "
+                             "lightning_logs/; --log-dir is the older name)")
+    output.add_argument("--run-name", help="the run's folder and TensorBoard name, <out>/NAME (default: <model>/"
+                                           "<what the run changed>-s<seed>)")
     output.add_argument("--ckpt-path", help="resume the run of this checkpoint (<run>/checkpoints/last.ckpt, or the run "
                                             "folder): its own settings and data folder come with it, so nothing else "
                                             "is needed; it continues where it stopped and trains until --epochs/"

@@ -75,7 +75,7 @@ def _plot_runs(axis: Any, x_runs: Sequence[Sequence[float]], y_runs: Sequence[Se
 
 
 def _one_run_name(trainings: Sequence["Training"]) -> str:
-    """``model · dataset · version_N`` when the figure shows a single run (one training, one seed), else ""."""
+    """``model · dataset · <run folder>`` when the figure shows a single run (one training, one seed), else ""."""
     if len(trainings) != 1 or len(trainings[0].results) != 1:
         return ""
     training = trainings[0]

@@ -308,7 +308,7 @@ def block_statistics(model: Any, batch: Any) -> list[dict[str, Any]]:
 def _channel_bars(stats: list[dict[str, Any]], path: Any, state: str, title: str | None = None) -> Any:
     """Per block (16 at most), the mean |output| of its first 20 channels; saved to ``path`` (returned), or
     with ``path`` None the laid-out figure itself is returned, unsaved. ``title``: the suptitle, e.g.
-    "resnet_deep · cifar10 · version_0" (default: what the figure shows)."""
+    "resnet_deep · cifar10 · s0" (default: what the figure shows)."""
     import math
 
     from deeplab.reporting.figures import fit_text, integer_ticks, pyplot

@@ -46,7 +46,7 @@ _MIN_FONT = 7.0
 
 
 def run_title(*parts: Any, sep: str = " · ") -> str:
-    """``"cnn15_skip2 · mnist · version_3"``: the non-empty parts joined (a path part gives its last name)."""
+    """``"cnn15_skip2 · mnist · lr0.02-s0"``: the non-empty parts joined (a path part gives its last name)."""
     names = []
     for part in parts:
         if part is None or part == "":

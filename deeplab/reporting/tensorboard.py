@@ -1,11 +1,13 @@
 """What a run writes for TensorBoard beyond its scalars: runs you can compare, and charts you can read.
 
-* **HParams** — the settings that make runs differ (:data:`HPARAM_SETTINGS`; written when
-  training starts) and its outcome as the HParams metrics (written when it
-  ends): ``hparams/val_acc``, ``hparams/test_acc``, ``hparams/train_acc``,
-  ``hparams/diverged`` and, for a search probe, ``hparams/trainable``. So the
-  HParams tab lines up runs (or a search's probes) by depth, lr, init… and
-  their result.
+* **HParams** — the settings people compare (:data:`HPARAM_SETTINGS`) plus whatever else the run
+  changed from its seed protocol (written when training starts; strings, booleans and numbers as
+  TensorBoard types them, integers as text so the table shows ``256``, not ``256.00``), and its
+  outcome as the HParams metrics (written when it ends): ``hparams/test_acc``,
+  ``hparams/train_acc``, ``hparams/diverged``, ``hparams/val_acc`` with a held-out split, and for a
+  search probe ``hparams/trainable`` — only the metrics the run writes are declared, so the
+  parallel-coordinates view has no empty axis. So the HParams tab lines up runs (or a search's
+  probes) by depth, lr, init… and their result.
 * **Custom Scalars** — one layout: loss and accuracy (train and evaluation in
   one chart each) first, then every layer's gradient L2 norm in one multi-line
   chart and the total L1/L2 in another (instead of one chart per layer).
@@ -25,14 +27,14 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
-__all__ = ["eval_tag", "RunRecords", "HPARAM_METRICS", "HPARAM_SETTINGS", "custom_scalars_layout", "log_run_start", "log_run_end"]
+__all__ = ["eval_tag", "RunRecords", "HPARAM_METRICS", "HPARAM_SETTINGS", "custom_scalars_layout", "hparams_summaries",
+           "log_run_start", "log_run_end"]
 
-#: the settings that make runs differ, as the HParams tab's columns (the whole config is in the Text tab)
-HPARAM_SETTINGS = ("model", "dataset", "depth", "init", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-                   "optimizer", "loss", "schedule", "val_split", "augment", "crop_padding", "normalize_std",
-                   "input_noise_std", "eval_mode_after_first_epoch", "seed", "precision", "devices", "compile")
-#: the HParams tab's metric columns, filled when the run ends
-HPARAM_METRICS = ("hparams/val_acc", "hparams/test_acc", "hparams/train_acc", "hparams/diverged",
+#: the settings people compare, the HParams tab's first columns (the whole config is in the Text tab);
+#: the settings a run changed from its protocol follow them
+HPARAM_SETTINGS = ("model", "depth", "init", "lr", "batch_size", "optimizer", "seed")
+#: the HParams tab's metric columns, filled when the run ends (declared only where the run writes them)
+HPARAM_METRICS = ("hparams/test_acc", "hparams/train_acc", "hparams/diverged", "hparams/val_acc",
                   "hparams/trainable")
 
 
@@ -59,23 +61,47 @@ def custom_scalars_layout(eval_split: str = "test") -> dict[str, Any]:
 
 
 def _hparam_value(value: Any) -> Any:
-    """The HParams plugin takes numbers, strings and booleans; the rest becomes text."""
-    if isinstance(value, bool) or isinstance(value, (int, float)) and not isinstance(value, bool):
+    """The HParams plugin types a value as a float, a string or a boolean: floats stay numbers, booleans
+    booleans, and integers (a batch size, a depth, a seed) become text — as numbers the table would
+    print ``256.00`` — as does the rest."""
+    if isinstance(value, bool) or isinstance(value, float):
         return value
     if value is None:
         return "none"
-    if isinstance(value, str):
-        return value
+    if isinstance(value, (str, int)):
+        return str(value)
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def log_run_start(logger: TensorBoardLogger, config: dict[str, Any], eval_split: str = "test") -> None:
-    """Hyperparameters (with the metric columns), the custom-scalars layout and the config text."""
+def hparams_summaries(params: dict[str, Any], metrics: tuple[str, ...]) -> tuple[Any, Any, Any]:
+    """The HParams plugin's three summaries (experiment, session start, session end) for ``params``
+    (already :func:`_hparam_value`-typed) and ``metrics``. torch's ``hparams`` types a ``bool`` as a
+    float (it is an ``int``); booleans are added here as the plugin's BOOL."""
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
     from torch.utils.tensorboard.summary import hparams
 
+    booleans = {name: value for name, value in params.items() if isinstance(value, bool)}
+    exp, ssi, sei = hparams({name: value for name, value in params.items() if name not in booleans},
+                            {name: 0.0 for name in metrics})
+    for summary in (exp, ssi):
+        plugin_data = summary.value[0].metadata.plugin_data
+        content = plugin_data_pb2.HParamsPluginData.FromString(plugin_data.content)
+        for name, value in booleans.items():
+            if summary is exp:
+                content.experiment.hparam_infos.add(name=name, type=api_pb2.DATA_TYPE_BOOL)
+            else:
+                content.session_start_info.hparams[name].bool_value = value
+        plugin_data.content = content.SerializeToString()
+    return exp, ssi, sei
+
+
+def log_run_start(logger: TensorBoardLogger, config: dict[str, Any], eval_split: str = "test",
+                  columns: tuple[str, ...] = HPARAM_SETTINGS, metrics: tuple[str, ...] = HPARAM_METRICS) -> None:
+    """Hyperparameters (``columns`` of ``config``, with the ``metrics`` columns), the custom-scalars
+    layout and the config text."""
     experiment = logger.experiment
-    params = {name: _hparam_value(config[name]) for name in HPARAM_SETTINGS if name in config}
-    exp, ssi, sei = hparams(params, {name: 0.0 for name in HPARAM_METRICS})
+    params = {name: _hparam_value(config[name]) for name in columns if config.get(name) is not None}  # (no depth column for a fixed network)
+    exp, ssi, sei = hparams_summaries(params, metrics)
     writer = experiment.file_writer
     for summary in (exp, ssi, sei):
         writer.add_summary(summary)
@@ -90,7 +116,8 @@ def final_metrics(results: dict[str, Any]) -> dict[str, float]:
     history = results.get("history") or []
     last = history[-1] if history else {}
     values = {
-        "hparams/val_acc": last.get("val_acc"),
+        # (with the seeds' protocol the epochs evaluate the test split: that is test_acc, not a val_acc)
+        "hparams/val_acc": last.get("val_acc") if results.get("eval_split", "test") != "test" else None,
         "hparams/test_acc": results.get("test_acc"),
         "hparams/train_acc": last.get("train_acc"),
         "hparams/diverged": 1.0 if results.get("diverged") else 0.0,
@@ -111,14 +138,28 @@ def log_run_end(logger: TensorBoardLogger, results: dict[str, Any]) -> None:
     experiment.flush()
 
 
+def run_metrics(eval_split: str, callbacks: list[Any]) -> tuple[str, ...]:
+    """The HParams metrics a run writes: test and train accuracy and divergence always, ``val_acc`` with
+    a held-out split, and what its callbacks declare they add (``hparam_metrics``: a probe's verdict)."""
+    metrics = ["hparams/test_acc", "hparams/train_acc", "hparams/diverged"]
+    if eval_split != "test":
+        metrics.append("hparams/val_acc")
+    for callback in callbacks:
+        metrics.extend(name for name in getattr(callback, "hparam_metrics", ()) if name not in metrics)
+    return tuple(metrics)
+
+
 class RunRecords(pl.Callback):
     """Writes :func:`log_run_start` when a fresh run starts training (rank 0; a resumed run's
-    first segment already wrote it into the same run directory)."""
+    first segment already wrote it into the same run directory): the ``columns`` of ``config``
+    (:data:`HPARAM_SETTINGS` and what the run changed from its protocol) and :func:`run_metrics`."""
 
-    def __init__(self, config: dict[str, Any], eval_split: str = "test", resumed: bool = False):
-        self.config, self.eval_split, self.resumed = config, eval_split, resumed
+    def __init__(self, config: dict[str, Any], eval_split: str = "test", resumed: bool = False,
+                 columns: tuple[str, ...] = HPARAM_SETTINGS):
+        self.config, self.eval_split, self.resumed, self.columns = config, eval_split, resumed, columns
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.resumed or not trainer.is_global_zero or not isinstance(trainer.logger, TensorBoardLogger):
             return
-        log_run_start(trainer.logger, self.config, self.eval_split)
+        log_run_start(trainer.logger, self.config, self.eval_split, self.columns,
+                      run_metrics(self.eval_split, trainer.callbacks))

@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 from deeplab.callbacks.trainability import TrainabilityJudge
 from deeplab.config import FitConfig
 from deeplab.errors import DeeplabError
+from deeplab.io import reserved_folders
 from deeplab.search.ledger import ProbeRecord
 from deeplab.training.resolve import resolve_config
 
@@ -62,7 +63,8 @@ def probe_run_name(model: str, init: str | None, depth: int, seed: int) -> str:
 
 def unfinished_probe_checkpoint(config: FitConfig) -> tuple[Path, int] | None:
     """``(last.ckpt, its global step)`` of this probe's newest run that stopped before writing its
-    results (``<log_dir>/<run_name>/version_N``), when that checkpoint holds the same run settings
+    results (``<log_dir>/<run_name>``, ``<run_name>-2``…; or an older deeplab's ``<run_name>/version_N``),
+    when that checkpoint holds the same run settings
     and has steps left to train; else None (the probe starts fresh).
 
     A run with ``results.json`` finished or was stopped cleanly (and, if whole, is in the ledger);
@@ -73,9 +75,9 @@ def unfinished_probe_checkpoint(config: FitConfig) -> tuple[Path, int] | None:
     from deeplab.training.fit import inherit_engine
 
     run_root = Path(config.log_dir) / str(config.run_name)
-    versions = sorted(run_root.glob("version_*"), key=lambda p: int(p.name.split("_")[-1])
-                      if p.name.split("_")[-1].isdigit() else -1)
-    for version in reversed(versions):
+    legacy = sorted(run_root.glob("version_*"), key=lambda p: int(p.name.split("_")[-1])
+                    if p.name.split("_")[-1].isdigit() else -1)
+    for version in reversed(legacy + reserved_folders(config.log_dir, str(config.run_name))):
         checkpoint = version / "checkpoints" / "last.ckpt"
         if not checkpoint.is_file():
             continue

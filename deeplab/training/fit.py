@@ -36,18 +36,18 @@ from deeplab.callbacks.throughput import Throughput
 from deeplab.config import FitConfig, device_count, effective_lr, parse_devices, settings_of
 from deeplab.data.datamodules import create_datamodule
 from deeplab.errors import DeeplabError
-from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure
+from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure, remove_if_empty, reserve_folder
 from deeplab.models import DATASET_SHAPES, count_parameters, create_model, model_spec
 from deeplab.reporting.figures import run_title
 from deeplab.reporting.run_figures import write_run_figures
-from deeplab.reporting.tensorboard import RunRecords, log_run_end
+from deeplab.reporting.tensorboard import HPARAM_SETTINGS, RunRecords, log_run_end
 from deeplab.training.engine import Engine, resolve_engine
 from deeplab.training.engine import describe as describe_engine
 from deeplab.training.engine.allocator import keep_freed_memory
 from deeplab.training.glue import quiet_lightning
 from deeplab.training.module import Classifier
 from deeplab.training.preflight import check_hardware, check_memory
-from deeplab.training.resolve import resolve_config
+from deeplab.training.resolve import protocol_differences, resolve_config, run_folder_name
 from deeplab.training.results import RunResult, device_description, peak_memory
 from deeplab.training.resumable.checkpointing import AtomicCheckpointIO
 from deeplab.training.resumable.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
@@ -211,7 +211,11 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
         # a run that fails before writing anything leaves no empty lightning_logs/<model>/ behind
         with no_empty_tree_on_failure(config.log_dir):
             run = build_run(plan_run(config, callbacks), callbacks, quiet)
-            outcome = execute_run(run)
+            try:
+                outcome = execute_run(run)
+            except BaseException:
+                remove_if_empty(run.run_dir)
+                raise
             results = write_results(run, outcome)
             if outcome.interrupted is not None:
                 raise outcome.interrupted
@@ -281,7 +285,17 @@ def build_run(plan: RunPlan, callbacks: Sequence[pl.Callback] = (), quiet: bool 
     config = plan.config
     module = _classifier(plan)
     logger = _run_logger(plan)
-    run_dir = Path(logger.log_dir)  # (a path only: the logger creates it when training starts)
+    run_dir = Path(logger.log_dir)  # reserved (a fresh run), or the resumed run's
+    try:
+        return _build_run(plan, module, logger, run_dir, callbacks, quiet)
+    except BaseException:
+        remove_if_empty(run_dir)  # a reserved folder nothing was written into
+        raise
+
+
+def _build_run(plan: RunPlan, module: Classifier, logger: TensorBoardLogger, run_dir: Path,
+               callbacks: Sequence[pl.Callback], quiet: bool) -> BuiltRun:
+    config = plan.config
     stop, throughput = StopSignals(), Throughput()
     checkpoint = RunCheckpoint(run_dir / "checkpoints", every_n_steps=config.checkpoint_every_n_steps,
                                every_minutes=config.checkpoint_every_minutes, stop=stop)
@@ -289,7 +303,8 @@ def build_run(plan: RunPlan, callbacks: Sequence[pl.Callback] = (), quiet: bool 
     run_callbacks: list[pl.Callback] = [EpochLine(config.epochs, eval_split), throughput]
     if not config.fast_dev_run:  # a throwaway run: no files
         run_callbacks += [checkpoint, WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict()),
-                          RunRecords(config.to_dict(), eval_split, resumed=plan.saved is not None)]
+                          RunRecords(config.to_dict(), eval_split, resumed=plan.saved is not None,
+                                     columns=HPARAM_SETTINGS + tuple(protocol_differences(config)))]
         if config.val_split is not None:  # the best epoch by validation accuracy; never selected on the test split
             run_callbacks.append(best_checkpoint(run_dir / "checkpoints"))
     if config.progress_bar and not quiet:
@@ -352,16 +367,22 @@ def _classifier(plan: RunPlan) -> Classifier:
 
 
 def _run_logger(plan: RunPlan) -> TensorBoardLogger:
-    """The TensorBoard logger: a resume writes into its run's folder; a fresh run takes the next version."""
+    """The TensorBoard logger: a resume writes into its run's folder; a fresh run reserves its own,
+    ``<log dir>/<model>/<readable name>`` (:func:`~deeplab.training.resolve.run_folder_name`: ``lr0.02-s0``)
+    or ``<log dir>/<--run-name>``, with ``-2``, ``-3``… when taken. The folder is created at once by
+    ``mkdir`` (:func:`~deeplab.io.reserve_folder`), so two runs started together never share one."""
     if plan.resume_dir is not None:
         return TensorBoardLogger(save_dir=str(plan.resume_dir.parent.parent), name=plan.resume_dir.parent.name,
-                         version=plan.resume_dir.name, default_hp_metric=False, max_queue=TENSORBOARD_QUEUE)
+                                 version=plan.resume_dir.name, default_hp_metric=False, max_queue=TENSORBOARD_QUEUE)
+    config = plan.config
+    parent, leaf = ("", config.run_name) if config.run_name else (config.model, run_folder_name(config))
     # DDP's launcher re-runs this script in every other process; they must all write
-    # into the run directory rank 0 chose, not pick the next free version themselves.
+    # into the run directory rank 0 reserved, not reserve their own.
     version = os.environ.get(RUN_VERSION_ENV)
-    return TensorBoardLogger(save_dir=plan.config.log_dir, name=plan.config.run_name or plan.config.model,
-                     default_hp_metric=False, version=int(version) if version is not None else None,
-                     max_queue=TENSORBOARD_QUEUE)
+    if version is None:
+        version = leaf if config.fast_dev_run else reserve_folder(Path(config.log_dir) / parent, leaf).name
+    return TensorBoardLogger(save_dir=config.log_dir, name=parent, version=version, default_hp_metric=False,
+                             max_queue=TENSORBOARD_QUEUE)
 
 
 def _gradient_norms(config: FitConfig, run_dir: Path | None) -> GradientNorms:

@@ -26,7 +26,7 @@ from deeplab.config import (
 )
 from deeplab.errors import DeeplabError
 
-__all__ = ["GENERAL_DEFAULTS", "resolve_config"]
+__all__ = ["GENERAL_DEFAULTS", "resolve_config", "protocol_differences", "run_folder_name"]
 
 #: defaults for what neither the user nor the model's spec sets
 GENERAL_DEFAULTS: dict[str, Any] = dict(
@@ -92,6 +92,62 @@ def resolve_config(config: FitConfig) -> FitConfig:
     return resolved
 
 
+def protocol_differences(config: FitConfig) -> dict[str, Any]:
+    """The run's and budget's settings of a resolved ``config`` that differ from its model's seed protocol
+    (what ``fit.py --model M --print-config`` shows), in FitConfig's order; the model, depth and seed
+    (which every run names anyway) and the data folder are not differences. What HParams shows beside
+    its core columns, and what a run folder's name says."""
+    from deeplab.config import settings_of
+
+    protocol = resolve_config(FitConfig(model=config.model, depth=config.depth, seed=config.seed,
+                                        data_dir=config.data_dir))
+    return {name: getattr(config, name) for name in settings_of("run", "budget")
+            if name not in ("model", "depth", "seed") and getattr(config, name) != getattr(protocol, name)}
+
+
+#: how a run folder's name writes a setting: a prefix before the value ("" = the value alone)
+_FOLDER_PREFIXES = {"lr": "lr", "batch_size": "bs", "epochs": "ep", "momentum": "mom", "weight_decay": "wd",
+                    "max_steps": "steps", "limit_train_batches": "tb", "limit_val_batches": "vb",
+                    "clip_grad_norm": "clip", "clip_grad_value": "clipv", "val_split": "val",
+                    "input_noise_std": "noise", "sigma_w2": "sw", "sigma_b2": "sb",
+                    "optimizer": "", "init": "", "dataset": "", "schedule": "", "precision": ""}
+_FOLDER_NAME_LIMIT = 60
+
+
+def _folder_part(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return name if value else f"no_{name}"
+    if isinstance(value, float):
+        value = f"{value:g}"
+    elif isinstance(value, (tuple, list)):
+        value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    elif isinstance(value, dict):
+        value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+    prefix = _FOLDER_PREFIXES.get(name, name.replace("_", "") + "=")
+    if name == "loss":
+        prefix = "loss-"
+    return f"{prefix}{value}".replace("/", "_").replace(" ", "")
+
+
+def run_folder_name(config: FitConfig) -> str:
+    """A run folder's readable name: the depth, the settings that differ from the seed protocol, the seed —
+    ``s0`` for the protocol itself, ``lr0.02-s0``, ``k30-delta_orthogonal-lr0.005-s1``; past 60
+    characters the remaining differences are counted (``+2``): ``config.json`` holds them all."""
+    from deeplab.models import model_spec
+
+    parts = [f"k{config.depth}"] if model_spec(config.model).has_depth and config.depth is not None else []
+    differences = [_folder_part(name, value) for name, value in protocol_differences(config).items()]
+    seed = f"s{config.seed}"
+    kept = []
+    for index, part in enumerate(differences):
+        left = len(differences) - index - 1
+        if len("-".join(parts + kept + [part, seed])) + (len(f"-+{left}") if left else 0) > _FOLDER_NAME_LIMIT:
+            kept.append(f"+{len(differences) - index}")
+            break
+        kept.append(part)
+    return "-".join(parts + kept + [seed])
+
+
 def _validate(config: FitConfig) -> None:
     """Every number and name of a run, checked before anything is read or written (one line each)."""
     from deeplab.checks import optimizer_setting_problem
@@ -153,7 +209,7 @@ def _validate(config: FitConfig) -> None:
         name = config.run_name
         if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
             raise DeeplabError(f"--run-name {name!r} must be a plain folder name (no '/', no '..'); "
-                               f"runs go to --log-dir/<run name>/version_N")
+                               f"a run goes to --log-dir/<run name>")
 
 
 def _check_init_options(config: FitConfig) -> None:
