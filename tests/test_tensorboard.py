@@ -40,6 +40,10 @@ def test_a_run_records_its_config_and_outcome_for_the_hparams_tab(fit_runs) -> N
     assert columns[:6] == ["model", "init", "lr", "batch_size", "optimizer", "seed"], columns
     assert {"dataset", "epochs", "limit_train_batches"} <= set(columns[6:]), columns
     assert "compile" not in columns and "devices" not in columns and "depth" not in columns
+    # TensorBoard shows the five columns first by "differs", then by name: lr among them before any tick
+    shown = sorted(experiment.hparam_infos, key=lambda info: (not info.differs, info.name))[:5]
+    assert "lr" in [info.name for info in shown] and {info.name for info in experiment.hparam_infos
+                                                      if info.differs} == {"init", "lr", "batch_size", "seed"}
     start = records["_hparams_/session_start_info"].session_start_info.hparams
     assert start["model"].string_value == "cnn5" and start["optimizer"].string_value == "momentum_sgd"
     # integers as text (the table would print 16.000), floats as numbers

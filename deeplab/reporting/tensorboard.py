@@ -33,6 +33,12 @@ __all__ = ["eval_tag", "RunRecords", "HPARAM_METRICS", "HPARAM_SETTINGS", "custo
 #: the settings people compare, the HParams tab's first columns (the whole config is in the Text tab);
 #: the settings a run changed from its protocol follow them
 HPARAM_SETTINGS = ("model", "depth", "init", "lr", "batch_size", "optimizer", "seed")
+#: the columns the HParams tab shows before any is ticked. TensorBoard shows five, sorted by
+#: "differs" then name, from the experiment summary of whichever run it reads first — it cannot know
+#: what differs across runs written one at a time — so these are marked as the ones that differ
+#: (the depth, init, lr, batch size and seed: what runs are compared by; model and optimizer follow,
+#: then what each run changed from its protocol, a tick away)
+HPARAM_SHOWN = ("depth", "init", "lr", "batch_size", "seed")
 #: the HParams tab's metric columns, filled when the run ends (declared only where the run writes them)
 HPARAM_METRICS = ("hparams/test_acc", "hparams/train_acc", "hparams/diverged", "hparams/val_acc",
                   "hparams/trainable")
@@ -91,6 +97,9 @@ def hparams_summaries(params: dict[str, Any], metrics: tuple[str, ...]) -> tuple
                 content.experiment.hparam_infos.add(name=name, type=api_pb2.DATA_TYPE_BOOL)
             else:
                 content.session_start_info.hparams[name].bool_value = value
+        if summary is exp:
+            for info in content.experiment.hparam_infos:
+                info.differs = info.name in HPARAM_SHOWN
         plugin_data.content = content.SerializeToString()
     return exp, ssi, sei
 
