@@ -55,3 +55,27 @@ def run_main(main: Callable[[], int]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # (Python flushes stdout once more at exit)
         return 0
+
+
+def options_markdown(parser: argparse.ArgumentParser) -> str:
+    """``parser``'s options as Markdown tables, one per argument group: option (with its aliases and
+    metavar), default, what it does — the help text ``--help`` prints, so the two never disagree."""
+    lines: list[str] = []
+    for group in parser._action_groups:  # (argparse has no public accessor for its groups)
+        actions = [a for a in group._group_actions if a.help is not argparse.SUPPRESS]
+        if not actions:
+            continue
+        lines += [f"**{group.title}**", "", "| option | default | what |", "| --- | --- | --- |"]
+        for action in actions:
+            names = ", ".join(action.option_strings) or action.dest
+            if action.option_strings and action.nargs != 0:
+                metavar = action.metavar or (("{" + ",".join(map(str, action.choices)) + "}") if action.choices
+                                             else action.dest.upper())
+                names += f" {metavar if isinstance(metavar, str) else ' '.join(metavar)}"
+            default = action.default
+            shown = "" if default in (None, False, argparse.SUPPRESS) or action.nargs == 0 else f"`{default}`"
+            text = (action.help or "") % {"default": default, "prog": parser.prog} if action.help else ""
+            cell = " ".join(text.split()).replace("|", "\\|")
+            lines.append(f"| `{names}` | {shown} | {cell} |")
+        lines.append("")
+    return "\n".join(lines)

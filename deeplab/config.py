@@ -343,7 +343,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--lr-depth-scaling", metavar="{none,inverse,inverse_sqrt,power:P}[@K]",
                        help="scale η with the depth k of a depth family: η·(K/k)^P — inverse P = 1, "
                             f"inverse_sqrt P = 0.5 — --lr being the rate at depth K (default {LR_REFERENCE_DEPTH}); "
-                            "measured P: the README's η-scaling table (default none)")
+                            "measured P: docs/results.md's η-scaling table (default none)")
     group.add_argument("--momentum", type=float, help="momentum α in [0, 1) for momentum_sgd/sgd")
     group.add_argument("--weight-decay", type=float, help="L2 weight decay")
     group.add_argument("--optimizer", metavar="{" + ",".join(OPTIMIZER_CHOICES) + "}",

@@ -2,7 +2,7 @@
 # The trainability frontier (issue 19): the two networks that train at any depth without batch norm,
 # each beside its seed-init control at the same depth, budget and step size.
 #
-#   scripts/frontier.sh                 # k = 999 on this CPU (the README's rows)
+#   scripts/frontier.sh                 # k = 999 on this CPU (docs/results.md's rows)
 #   scripts/frontier.sh 9999 gpu        # k = 9,999 on a GPU (Xiao et al. 2018's depth)
 #
 # Environment: DATA_DIR (default ../shared/datasets), OUT (default runs/frontier), SEED (default 0), BATCHES (training
@@ -10,7 +10,7 @@
 # tanh_seed, resnet_skipinit, resnet_seed; default all four), ACTIVATION_CHECKPOINTING=1 (recompute
 # activations in the backward pass: for a GPU whose memory the k = 9,999 ResNet would exceed, ≈ 25 GB).
 #
-# Step sizes follow the measured η_max ∝ k^(−p) (scripts/experiment.py lr_depth_scaling, the README's
+# Step sizes follow the measured η_max ∝ k^(−p) (scripts/experiment.py lr_depth_scaling, docs/results.md's
 # η-scaling table): --lr is the rate at k = 300 and --lr-depth-scaling power:P@300 scales it to DEPTH.
 # Each run prints its results.json path; results.json holds test_acc, wall_time_s and memory.peak_*.
 set -euo pipefail

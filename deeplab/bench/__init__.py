@@ -4,7 +4,7 @@
 - :mod:`deeplab.bench.harness` — sides, segments (wall and CPU time), alternating pairs, the table;
 - :mod:`deeplab.bench.cases` — the cases and their targets.
 
-``scripts/bench.py`` is the command line; the README's Performance section has the measured table.
+``scripts/bench.py`` is the command line; docs/engine.md has the measured table.
 """
 
 from deeplab.bench.cases import CASES, DEFAULT_CASES, GROUP_TARGETS, SEED002_FAMILIES

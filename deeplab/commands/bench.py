@@ -18,7 +18,7 @@ On a shared CPU with few cores the benchmark runs one torch thread by default
 (``--threads``): with more runnable threads than cores a multi-threaded op
 waits for a descheduled worker (a 200k-element ``_foreach_add_`` went from
 13 µs to 3.2 ms at load 2 on 2 cores), which swamps everything measured here.
-Measured tables: README, Performance.
+Measured tables: docs/engine.md.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def check_hardware(config: Any) -> None:
     if config.num_nodes > 1 and cluster_launcher() is None:
         raise DeeplabError(
             f"--num-nodes {config.num_nodes} needs a launcher on every node: run under SLURM (srun python "
-            f"scripts/fit.py ...) or torchrun --nnodes {config.num_nodes} (see README, Multi-GPU and multi-node)"
+            f"scripts/fit.py ...) or torchrun --nnodes {config.num_nodes} (see docs/running.md, Multi-GPU and multi-node)"
         )
 
 

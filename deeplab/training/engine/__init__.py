@@ -1,7 +1,7 @@
 """How a run's training steps execute: ``--compile``, ``--channels-last``, ``--steps-per-call`` and their ``auto``.
 
 Three levers, measured on this project's 2-core CPU at one thread (CPU time,
-alternating sides; ``scripts/bench.py`` reproduces them, the README has the
+alternating sides; ``scripts/bench.py`` reproduces them, docs/engine.md has the
 table):
 
 - **Chunks** (``--steps-per-call K``): the DataModule hands ``training_step``

@@ -1,6 +1,6 @@
 """The resume contract: what a checkpoint says about its run, and where a resumed command starts.
 
-One rule (README, "Stopping and resuming"): a run continues from exactly
+One rule (docs/running.md, "Stopping and resuming"): a run continues from exactly
 where its checkpoint says it stopped — mid-epoch, at an epoch's end, or at the
 end of training — and trains until the *new* command's ``--epochs``,
 ``--max-steps`` and ``--limit-train-batches`` say stop. The result equals the
