@@ -110,16 +110,36 @@ def _check_record(record: Any) -> None:
                 raise TypeError(f"epoch {name} is not a number")
 
 
+def _parse_line(line: str) -> tuple[str, dict[str, Any]] | None:
+    """``(key, record)`` of one ledger line, or None when it is not a whole, valid record."""
+    try:
+        record = json.loads(line)
+        _check_record(record)
+        return probe_key(record["settings"], record["depth"], record["seed"]), record
+    except (ValueError, KeyError, TypeError, RecursionError):  # (RecursionError: a line nested thousands deep)
+        return None
+
+
+def _outcome(record: dict[str, Any]) -> tuple[Any, ...]:
+    return record.get("test_error"), record.get("train_error"), bool(record.get("diverged"))
+
+
 class ProbeLedger:
     """Finished probes of one ``--out`` folder, read once and appended to as probes finish."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        if self.path.is_symlink() and not self.path.exists():
+            raise DeeplabError(f"the ledger {self.path} is a link to nothing ({os.readlink(self.path)}); remove the "
+                               f"link or give another --out")
         if self.path.exists() and not self.path.is_file():
-            raise DeeplabError(f"the ledger {self.path} is a folder; move it away or give another --out")
+            what = "a folder" if self.path.is_dir() else "not a regular file"
+            raise DeeplabError(f"the ledger {self.path} is {what}; move it away or give another --out")
         self._records: dict[str, dict[str, Any]] = {}
         #: lines that could not be read (a crash's partial line, hand edits)
         self.skipped_lines = 0
+        #: probes recorded twice with different results: ``(depth, seed)``; the later line counts
+        self.conflicts: list[tuple[int, int]] = []
         self._load()
 
     def _load(self) -> None:
@@ -127,21 +147,27 @@ class ProbeLedger:
             return
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
-            # A kill mid-append left a partial last line: drop it now, or the next
-            # append would glue a good record onto it and lose both.
-            self.skipped_lines += 1
-            data = data[: data.rfind(b"\n") + 1]
+            # The last line has no newline: a record whole (a file edited or joined by hand) gets its
+            # newline; a kill mid-append's partial line is dropped now, or the next append would glue a
+            # good record onto it and lose both.
+            last = data[data.rfind(b"\n") + 1:]
+            if _parse_line(last.decode("utf-8", errors="replace")) is not None:
+                data = data + b"\n"
+            else:
+                self.skipped_lines += 1
+                data = data[: data.rfind(b"\n") + 1]
             atomic_write(self.path, lambda file: file.write(data))
         for line in data.decode("utf-8", errors="replace").splitlines():
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-                _check_record(record)
-                key = probe_key(record["settings"], record["depth"], record["seed"])
-            except (ValueError, KeyError, TypeError):
+            parsed = _parse_line(line)
+            if parsed is None:
                 self.skipped_lines += 1  # unreadable or hand-edited: that probe is trained again
                 continue
+            key, record = parsed
+            earlier = self._records.get(key)
+            if earlier is not None and _outcome(earlier) != _outcome(record):
+                self.conflicts.append((record["depth"], record["seed"]))
             self._records[key] = record  # a later line for the same probe wins
 
     def __len__(self) -> int:

@@ -377,6 +377,10 @@ def _open_ledger(out: Path, echo: Callable[[str], None]) -> ProbeLedger:
     ledger = ProbeLedger(out / LEDGER_FILE)
     if ledger.skipped_lines:
         echo(f"ledger: ignored {ledger.skipped_lines} unreadable line(s) of {ledger.path} (a probe cut short)")
+    if ledger.conflicts:
+        pairs = ", ".join(f"k={depth} seed {seed}" for depth, seed in ledger.conflicts)
+        echo(f"ledger: {len(ledger.conflicts)} probe(s) recorded twice with different results ({pairs}); "
+             f"the later record counts")
     if len(ledger):
         echo(f"ledger: {len(ledger)} finished probe(s) in {ledger.path}; matching ones are not trained again")
     return ledger

@@ -67,7 +67,7 @@ def evaluate(path: str | Path, data_dir: str | None = None, out: str | Path | No
     datamodule = datamodule_for(config)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = Classifier.load_from_checkpoint(checkpoint, map_location="cpu")
+    module = Classifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     # the run's evaluation layout and kernels (a compiled whole step trains only; it evaluates eagerly)
     module.configure_engine("model" if config.compile == "model" else "off", bool(config.channels_last), 1,
                             bool(config.fast_kernels))

@@ -22,6 +22,7 @@ for the resume contract (:mod:`deeplab.training.resumable.resume`).
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,21 @@ def read_run_state(checkpoint: dict[str, Any], path: Path | None = None) -> RunS
     return None if not isinstance(record, dict) else RunState.from_record(record, path)
 
 
+def _damaged_entry(path: Path) -> str | None:
+    """The first entry of a checkpoint (a zip archive: torch's format) whose CRC-32 does not match its
+    data, else None. ``torch.load`` does not check them, so a flipped bit in a tensor would load as
+    a silently different weight."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return None  # not torch's zip format at all: torch.load says what it is
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as error:  # a damaged header
+        return f"directory ({type(error).__name__})"
+
+
 def load_run_state(path: str | Path) -> tuple[RunState, dict[str, Any]]:
     """Load ``path`` on the CPU and read its run state; one clear line when it cannot be resumed."""
     import torch
@@ -89,9 +105,18 @@ def load_run_state(path: str | Path) -> tuple[RunState, dict[str, Any]]:
         raise DeeplabError(f"--ckpt-path {path}: no such checkpoint file; give the path of a .ckpt to resume")
     if not path.is_file():
         raise DeeplabError(f"--ckpt-path {path} is a folder; give the checkpoint file (e.g. {path}/last.ckpt)")
+    damaged = _damaged_entry(path)
+    if damaged is not None:
+        raise DeeplabError(f"--ckpt-path {path} is damaged: its entry {damaged} fails its checksum (a flipped bit, "
+                           f"a bad copy); resume from an intact copy, or start the run again")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors, containers and plain values only (what deeplab's checkpoints hold), so a
+        # checkpoint from elsewhere cannot run code while it is read (a pickle's reduce calls)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model_name = checkpoint["hyper_parameters"]["model_name"]
+    except pickle.UnpicklingError:
+        raise DeeplabError(f"--ckpt-path {path} holds objects no deeplab checkpoint holds (code, or classes "
+                           "outside tensors and plain values); refusing to load it") from None
     except Exception as error:  # noqa: BLE001  (truncated, garbled or foreign files fail in many ways)
         raise DeeplabError(f"--ckpt-path {path} is not a readable deeplab checkpoint ({type(error).__name__})") from None
     state = read_run_state(checkpoint, path)

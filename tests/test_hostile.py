@@ -1,0 +1,127 @@
+"""Hostile conditions (damaged, malicious or hand-made files; racing runs), each with the real thing:
+a real flipped byte, a real pickle payload, real ledger files, real threads. Each of these failed
+before its fix: a valid record deleted, a damaged checkpoint accepted, code run by a checkpoint, a
+ledger that raised RecursionError or lost a probe, a flipped result taken silently."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SCRIPTS_DIR, fit_environment, run_fit_script
+from deeplab.errors import DeeplabError
+from deeplab.search.ledger import ProbeLedger
+from deeplab.training.resumable.state import load_run_state
+
+SETTINGS = {"model": "cnn_tanh", "epochs": 3, "lr": 0.01}
+
+
+def record(depth: int, seed: int = 0, error: float = 0.05) -> dict:
+    return {"model": "cnn_tanh", "depth": depth, "seed": seed, "settings": SETTINGS, "train_error": error,
+            "test_error": error, "epoch_errors": [{"epoch": 1, "train_error": error, "test_error": error}],
+            "epochs": 3, "epochs_run": 3, "diverged": False, "diverged_at_step": None}
+
+
+# ------------------------------------------------------------------------ ledgers
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "probes.jsonl"
+    path.write_text(json.dumps(record(3)) + "\n" + json.dumps(record(6)))  # joined by hand: no final newline
+    ledger = ProbeLedger(path)
+    assert len(ledger) == 2 and ledger.skipped_lines == 0
+    assert path.read_text().endswith("}\n")  # the newline added, so the next append starts a line
+    ledger.add(record(9))
+    assert len(ProbeLedger(path)) == 3
+
+
+def test_a_partial_last_line_is_still_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "probes.jsonl"
+    path.write_text(json.dumps(record(3)) + "\n" + json.dumps(record(6))[:40])  # a kill mid-append
+    ledger = ProbeLedger(path)
+    assert len(ledger) == 1 and ledger.skipped_lines == 1
+    assert path.read_text() == json.dumps(record(3)) + "\n"
+
+
+def test_a_deeply_nested_line_is_an_unreadable_line(tmp_path: Path) -> None:
+    path = tmp_path / "probes.jsonl"
+    path.write_text(json.dumps(record(3)) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    ledger = ProbeLedger(path)
+    assert len(ledger) == 1 and ledger.skipped_lines == 1
+
+
+def test_a_ledger_that_links_to_nothing_is_refused_before_a_probe_trains(tmp_path: Path) -> None:
+    path = tmp_path / "probes.jsonl"
+    path.symlink_to(tmp_path / "gone" / "probes.jsonl")
+    with pytest.raises(DeeplabError, match="link to nothing"):
+        ProbeLedger(path)
+
+
+def test_a_probe_recorded_twice_with_different_results_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "probes.jsonl"
+    lines = [record(3), record(6, error=0.05), record(3), record(6, error=0.9)]  # k = 3 repeated alike
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    ledger = ProbeLedger(path)
+    assert ledger.conflicts == [(6, 0)]
+    assert ledger.get(SETTINGS, 6, 0)["test_error"] == 0.9  # the later line counts, said once
+
+
+# ------------------------------------------------------------------------ checkpoints
+@pytest.fixture(scope="module")
+def real_checkpoint(synthetic_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cwd = tmp_path_factory.mktemp("hostile_run")
+    run = run_fit_script(["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(synthetic_data_dir),
+                          "--epochs", "2", "--batch-size", "16", "--max-steps", "3", "--no-grad-norms"], cwd)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.run_dir / "checkpoints" / "last.ckpt"
+
+
+def resume(checkpoint: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPTS_DIR / "fit.py"), "--ckpt-path", str(checkpoint),
+                           "--no-progress-bar"], cwd=cwd, env=fit_environment(), capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_one_line(real_checkpoint: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    data = bytearray(real_checkpoint.read_bytes())
+    with zipfile.ZipFile(real_checkpoint) as archive:  # a byte inside the largest tensor's data
+        entry = max(archive.infolist(), key=lambda info: info.compress_size)
+    offset = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra) + entry.compress_size // 2
+    data[offset] ^= 0x01
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(bytes(data))
+    torch.load(damaged, map_location="cpu", weights_only=True)  # torch itself takes it
+    with pytest.raises(DeeplabError, match="damaged.*fails its checksum"):
+        load_run_state(damaged)
+    process = resume(damaged, tmp_path)
+    lines = [line for line in process.stderr.splitlines() if line.strip()]
+    assert process.returncode == 2 and len(lines) == 1 and "fails its checksum" in lines[0], process.stderr[-2000:]
+    assert damaged.read_bytes() == bytes(data)  # nothing written over it
+
+
+class _Payload:
+    """What a malicious checkpoint pickles: unpickling it would create a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path: Path) -> None:
+    marker = tmp_path / "the_payload_ran"
+    malicious = tmp_path / "malicious.ckpt"
+    torch.save({"hyper_parameters": {"model_name": "cnn5"}, "payload": _Payload(marker)}, malicious)
+    for argv in (["--ckpt-path", str(malicious)], ["--evaluate", str(malicious)]):
+        process = subprocess.run([sys.executable, str(SCRIPTS_DIR / "fit.py"), *argv], cwd=tmp_path,
+                                 env=fit_environment(), capture_output=True, text=True, timeout=300)
+        lines = [line for line in process.stderr.splitlines() if line.strip()]
+        assert process.returncode == 2 and len(lines) == 1 and "refusing to load it" in lines[0], process.stderr
+        assert not marker.exists(), "the checkpoint's pickled code ran"
