@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,44 @@ def test_a_checkpoint_cannot_run_code(tmp_path: Path) -> None:
         lines = [line for line in process.stderr.splitlines() if line.strip()]
         assert process.returncode == 2 and len(lines) == 1 and "refusing to load it" in lines[0], process.stderr
         assert not marker.exists(), "the checkpoint's pickled code ran"
+
+
+# ------------------------------------------------------------------------ a signal in the final test
+@pytest.fixture(scope="module")
+def large_test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic MNIST whose test split takes seconds to evaluate, so a signal lands inside it."""
+    from conftest import write_synthetic_datasets
+
+    return write_synthetic_datasets(tmp_path_factory.mktemp("large_test_split"), train=256, test=30000)
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["SIGTERM", "two SIGINTs"])
+def test_a_signal_during_the_final_test_keeps_the_run(signals, large_test_split: Path, tmp_path: Path) -> None:
+    """The final test (a held-out split) re-registered Lightning's SIGTERM handler: SIGTERM there exited 0
+    with no results.json, and two Ctrl-C said "nothing to resume" beside a checkpoint."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS_DIR / "fit.py"), "--model", "cnn15_skip2", "--dataset", "mnist", "--data-dir",
+         str(large_test_split), "--epochs", "1", "--limit-train-batches", "5", "--val-split", "64",
+         "--no-progress-bar", "--no-grad-norms", "--out", str(tmp_path / "logs")],
+        cwd=tmp_path, env=fit_environment(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("Epoch 001/001"):  # printed when the epoch closes: the final test starts now
+                break
+        for signum in signals:
+            time.sleep(0.3)
+            process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signals[0], (process.returncode, stderr[-2000:])
+    (results_path,) = (tmp_path / "logs").glob("cnn15_skip2/*/results.json")
+    results = json.loads(results_path.read_text())
+    assert results["interrupted"] is True and results["interrupted_by"] == signal.Signals(signals[0]).name
+    hint = [line for line in stderr.splitlines() if line.strip()][-1]
+    if len(signals) == 1:  # the test was let finish: the run is whole
+        assert results["test_acc"] is not None and "the run is complete" in hint, hint
+    else:  # stopped at once: the training is saved, and --evaluate measures the missing test
+        assert results["test_acc"] is None and (results_path.parent / "checkpoints" / "last.ckpt").is_file()
+        assert f"--evaluate {results_path.parent}" in hint and "nothing to resume" not in hint, hint

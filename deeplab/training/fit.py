@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from deeplab.callbacks.progress import BatchProgressBar, EpochLine
 from deeplab.callbacks.throughput import Throughput
 from deeplab.config import FitConfig, device_count, effective_lr, parse_devices, settings_of
 from deeplab.data.datamodules import create_datamodule
-from deeplab.errors import DeeplabError
+from deeplab.errors import DeeplabError, fit_command
 from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure, remove_if_empty, reserve_folder
 from deeplab.models import DATASET_SHAPES, count_parameters, create_model, model_spec
 from deeplab.reporting.figures import run_title
@@ -436,8 +437,7 @@ def execute_run(run: BuiltRun) -> Outcome:
             unevaluated = config.limit_val_batches != 0 and not math.isfinite(last.get("val_acc", math.nan))
             if config.val_split is not None or unevaluated:
                 # a held-out split: the test split once, at the end; or a last epoch --check-val-every-n-epoch skipped
-                trainer.test(module, datamodule=run.plan.datamodule, verbose=False)
-                outcome.test_acc, outcome.test_loss = module.test_metrics["acc"], module.test_metrics["loss"]
+                _final_test(run, outcome)
             else:
                 outcome.test_acc, outcome.test_loss = last["val_acc"], last["val_loss"]
     checkpoint = run.checkpoint
@@ -446,6 +446,29 @@ def execute_run(run: BuiltRun) -> Outcome:
         outcome.interrupted = RunInterrupted(stopped.signum, checkpoint.last_saved_step, checkpoint.path,
                                              immediate=True)
     return outcome
+
+
+def _final_test(run: BuiltRun, outcome: Outcome) -> None:
+    """The test split once, after training. A first SIGINT/SIGTERM here lets it finish (results.json then
+    has the test accuracy and says it was interrupted, exit 130/143); a second stops it at once, and
+    the hint says ``--evaluate`` measures what is missing (the training is in the last checkpoint)."""
+    try:
+        run.trainer.test(run.module, datamodule=run.plan.datamodule, verbose=False)
+    except RunInterrupted as error:
+        outcome.interrupted = RunInterrupted(error.signum, run.checkpoint.last_saved_step, run.checkpoint.path,
+                                             immediate=True, advice=_evaluate_advice(run))
+        return
+    outcome.test_acc, outcome.test_loss = run.module.test_metrics["acc"], run.module.test_metrics["loss"]
+    if run.stop.requested is not None:  # let the test finish: the run is complete, and says it was interrupted
+        outcome.interrupted = RunInterrupted(
+            run.stop.requested, run.checkpoint.last_saved_step, run.checkpoint.path,
+            advice=f"interrupted ({signal.Signals(run.stop.requested).name}) during the final test, which was "
+                   f"let finish: the run is complete")
+
+
+def _evaluate_advice(run: BuiltRun) -> str:
+    return (f"interrupted during the final test, after training (saved at step {run.checkpoint.last_saved_step}); "
+            f"the test accuracy is missing: {fit_command()} --evaluate {run.run_dir} measures it")
 
 
 def write_results(run: BuiltRun, outcome: Outcome) -> RunResult:

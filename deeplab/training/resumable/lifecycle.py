@@ -166,6 +166,10 @@ class RunCheckpoint(Checkpoint):
         if self.stop is not None:
             self.stop.install()  # over the SIGTERM handler Lightning registered when fit began
 
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.stop is not None:
+            self.stop.install()  # the final test registers Lightning's handler again (a SIGTERM: exit 0, no results)
+
     def _agreed(self, trainer: pl.Trainer, *flags: bool) -> list[bool]:
         """Under DDP every process must save (and stop) at the same step: any rank's flag counts."""
         if trainer.world_size == 1:
