@@ -70,6 +70,14 @@ BAD_INPUTS = [
      ["FashionMNIST/raw", "--data-dir"]),
     ("truncated dataset file", "fit", ["--model", "cnn5", "--dataset", "mnist", "--data-dir", "{tmp}/truncated"],
      ["truncated or corrupt", "--data-dir"]),
+    ("a label outside the classes", "fit", ["--model", "cnn5", "--dataset", "mnist", "--data-dir", "{tmp}/badlabel"],
+     ["label 255", "outside 0…9", "--data-dir"]),
+    ("crop padding beyond the image", "fit", ["--model", "cnn5", "--crop-padding", "100000"],
+     ["--crop-padding 100000", "at most 28"]),
+    ("a depth scaling that overflows", "fit", ["--model", "cnn_tanh", "--depth", "3", "--lr-depth-scaling",
+                                               "power:400@1000000"], ["--lr-depth-scaling", "η = inf"]),
+    ("a normalization std that divides to infinity", "fit", ["--model", "cnn5", "--normalize-std", "1e-320"],
+     ["--normalize-std", "at least 1e-06"]),
     ("batch size zero", "fit", ["--model", "cnn5", "--batch-size", "0"], ["--batch-size", "positive"]),
     ("batch size not a number", "fit", ["--model", "cnn5", "--batch-size", "many"], ["--batch-size"]),
     ("negative learning rate", "fit", ["--model", "cnn5", "--lr", "-0.1"], ["--lr", "positive"]),
@@ -158,6 +166,14 @@ def test_bad_input_gets_one_line_and_status_2(case, workspace, capsys: pytest.Ca
         for source in (workspace["data"] / "MNIST" / "raw").iterdir():
             (raw / source.name).write_bytes(source.read_bytes())
         (raw / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:5000])
+    if "{tmp}/badlabel" in " ".join(argv):  # a real IDX label file with one byte ≥ 10
+        raw = tmp / "badlabel" / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for source in (workspace["data"] / "MNIST" / "raw").iterdir():
+            (raw / source.name).write_bytes(source.read_bytes())
+        labels = bytearray((raw / "train-labels-idx1-ubyte").read_bytes())
+        labels[8 + 3] = 255  # after the 8-byte header: the fourth image's label
+        (raw / "train-labels-idx1-ubyte").write_bytes(bytes(labels))
     if "{tmp}/readonly/logs" in " ".join(argv):
         if os.geteuid() == 0:
             # root ignores permission bits; a regular file in the path is unwritable for anyone

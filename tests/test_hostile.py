@@ -168,3 +168,15 @@ def test_a_signal_during_the_final_test_keeps_the_run(signals, large_test_split:
     else:  # stopped at once: the training is saved, and --evaluate measures the missing test
         assert results["test_acc"] is None and (results_path.parent / "checkpoints" / "last.ckpt").is_file()
         assert f"--evaluate {results_path.parent}" in hint and "nothing to resume" not in hint, hint
+
+
+# ------------------------------------------------------------------------ options that passed and crashed later
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_a_true_precision_trains(precision: str, synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """Listed as valid, they crashed at the first convolution (float inputs, double or bfloat16 weights)."""
+    run = run_fit_script(["--model", "cnn_tanh", "--depth", "3", "--dataset", "mnist", "--data-dir",
+                          str(synthetic_data_dir), "--epochs", "1", "--max-steps", "3", "--batch-size", "16",
+                          "--precision", precision, "--no-grad-norms"], tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = run.results
+    assert results["hparams"]["precision"] == precision and results["global_step"] == 3

@@ -62,6 +62,10 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
         raise DeeplabError(f"{source} {str(data_dir)!r} is not a usable path ({error}); give an existing folder") from None
 
 
+#: Lightning's "true" precisions: the network runs in this type, so the inputs are cast to it
+_TRUE_PRECISION_DTYPES = {"64-true": torch.float64, "bf16-true": torch.bfloat16, "16-true": torch.float16}
+
+
 class TensorBatches:
     """Batches of an in-memory (images, labels) pair, cut by indexing.
 
@@ -374,6 +378,11 @@ class ImageDataModule(pl.LightningDataModule):
         labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
         if len(images) != len(labels) or tuple(images.shape[1:]) != self.dims:
             raise self._corrupt_error(ValueError(f"images {tuple(images.shape)} vs {len(labels)} labels"))
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            bad = int(((labels < 0) | (labels >= self.num_classes)).nonzero()[0])
+            raise self._corrupt_error(ValueError(
+                f"the {'training' if train else 'test'} split's label {int(labels[bad])} (image {bad}) is outside "
+                f"0…{self.num_classes - 1}"))
         return images, labels
 
     def setup(self, stage: str | None = None) -> None:
@@ -533,8 +542,12 @@ class ImageDataModule(pl.LightningDataModule):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         if labels.dim() == 2:  # a chunk of batches (K, B, C, H, W)
-            return self.chunk_transform(images, training), labels
-        return self.device_transform(images, training), labels
+            images = self.chunk_transform(images, training)
+        else:
+            images = self.device_transform(images, training)
+        # a "true" precision runs the whole network in that type (its weights were converted): so do the inputs
+        dtype = _TRUE_PRECISION_DTYPES.get(str(self.trainer.precision)) if self.trainer is not None else None
+        return (images if dtype is None else images.to(dtype)), labels
 
     def chunk_transform(self, images: torch.Tensor, training: bool) -> torch.Tensor:
         """:meth:`device_transform` of each batch of a chunk, as if they had come one by one.

@@ -20,6 +20,7 @@ from deeplab.config import (
     _is_int,
     check_batch_limit,
     check_types,
+    effective_lr,
     grad_every_for,
     option_name,
     parse_lr_depth_scaling,
@@ -162,6 +163,14 @@ def _validate(config: FitConfig) -> None:
     if parse_lr_depth_scaling(config.lr_depth_scaling)[0] and config.depth is None:
         raise DeeplabError(f"--lr-depth-scaling scales η with depth, and {config.model} has a fixed depth; "
                            "drop it or pick a depth family (fit.py --list-models)")
+    if config.lr_depth_scaling is not None:
+        try:
+            scaled = effective_lr(config)
+        except (OverflowError, ZeroDivisionError):
+            scaled = math.inf
+        if not (math.isfinite(scaled) and scaled > 0):
+            raise DeeplabError(f"--lr-depth-scaling {config.lr_depth_scaling} with --lr {config.lr} gives η = {scaled:g} "
+                               f"at depth {config.depth}; give a smaller power or a reference depth nearer it")
     _check_init_options(config)
     for name in ("clip_grad_norm", "clip_grad_value"):
         value = getattr(config, name)
@@ -187,6 +196,10 @@ def _validate(config: FitConfig) -> None:
         raise DeeplabError(f"input noise std must be a finite number ≥ 0, got {config.input_noise_std}")
     if config.crop_padding is not None and (not _is_int(config.crop_padding) or config.crop_padding < 0):
         raise DeeplabError(f"--crop-padding must be an integer ≥ 0 (0: flip only), got {config.crop_padding}")
+    side = _image_side(config.dataset)
+    if config.crop_padding is not None and side is not None and config.crop_padding > side:
+        raise DeeplabError(f"--crop-padding {config.crop_padding} pads more than the {side}-pixel images themselves; "
+                           f"give at most {side} (the seeds use 4)")
     if config.augment_eval and not config.augment:
         raise DeeplabError("--augment-eval flips evaluation images like training ones; it needs --augment")
     _check_statistics(config)
@@ -232,6 +245,16 @@ def _check_init_options(config: FitConfig) -> None:
         check_checkpointing(config.model, FAMILY_CONFIGS[config.model].batch_norm)
 
 
+def _image_side(dataset: str | None) -> int | None:
+    from deeplab.models import DATASET_SHAPES
+
+    return max(DATASET_SHAPES[dataset][1:]) if dataset in DATASET_SHAPES else None
+
+
+#: the smallest --normalize-std: below it, images divided by it overflow float32 (1e-320 made every input inf)
+MIN_NORMALIZE_STD = 1e-6
+
+
 def _check_statistics(config: FitConfig) -> None:
     """--normalize-mean/--normalize-std: one finite number per channel of the data set (std > 0)."""
     from deeplab.checks import check_channel_statistics
@@ -242,4 +265,7 @@ def _check_statistics(config: FitConfig) -> None:
                                      ("--normalize-std", config.normalize_std, True)):
         if values is not None:
             check_channel_statistics(option, values, channels, config.dataset, positive)
+    if config.normalize_std is not None and min(config.normalize_std) < MIN_NORMALIZE_STD:
+        raise DeeplabError(f"--normalize-std {min(config.normalize_std):g} would divide the images to infinity; "
+                           f"give a std of at least {MIN_NORMALIZE_STD:g} (MNIST's is 0.3081)")
 
