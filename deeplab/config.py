@@ -434,8 +434,16 @@ def read_settings_file(path: str, names: set[str], what: str, printer: str) -> d
 
     file = Path(path)
     if not file.is_file():
-        raise DeeplabError(f"--config {file}: no such file; give {what} (or a YAML file of settings)")
-    text = file.read_text()
+        exists = file.exists()
+        state = ("a folder" if file.is_dir() else "not a regular file") if exists else "no such file"
+        raise DeeplabError(f"--config {file}: {state}; give {what} (or a YAML file of settings)")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DeeplabError(f"--config {file} is not UTF-8 text (byte {error.start}); give {what} "
+                           f"(or a YAML file of settings)") from None
+    except OSError as error:
+        raise DeeplabError(f"--config {file} cannot be read ({error.strerror}); give {what}") from None
     try:
         if file.suffix in (".yaml", ".yml"):
             import yaml  # Lightning's dependency: always installed with deeplab

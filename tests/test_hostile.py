@@ -180,3 +180,44 @@ def test_a_true_precision_trains(precision: str, synthetic_data_dir: Path, tmp_p
     assert run.returncode == 0, run.stderr[-2000:]
     results = run.results
     assert results["hparams"]["precision"] == precision and results["global_step"] == 3
+
+
+# ------------------------------------------------------------------------ the Python API and config files
+@pytest.mark.parametrize("call, words", [
+    (lambda d: d.fit({"model": "cnn5"}), "takes a deeplab.FitConfig"),
+    (lambda d: d.Classifier("cnn5", datamodule=object()), "datamodule"),
+    (lambda d: d.Classifier("cnn5", max_epochs=0), "max_epochs"),
+    (lambda d: d.TrainabilitySearch(seeds="abc"), "seeds"),
+    (lambda d: d.TrainabilitySearch(lower=None), "lower"),
+    (lambda d: d.create_model("cnn5", image_size=5), "image_size 5 does not fit"),
+    (lambda d: d.create_model("cnn5", num_classes=0), "num_classes"),
+], ids=["fit(dict)", "datamodule=object()", "max_epochs=0", "seeds='abc'", "lower=None", "image_size=5",
+        "num_classes=0"])
+def test_library_calls_name_the_bad_argument(call, words: str) -> None:
+    import deeplab
+
+    with pytest.raises(deeplab.DeeplabError, match=words):
+        call(deeplab)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xfe{\"model\": \"cnn5\"}", "not UTF-8"),
+    (b'{"model": "cnn5", "model_kwargs": {"bogus": 1}}', "takes no such keyword"),
+], ids=["not UTF-8", "unknown model keyword"])
+def test_a_bad_config_file_is_one_line(content: bytes, words: str, synthetic_data_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_bytes(content)
+    process = subprocess.run([sys.executable, str(SCRIPTS_DIR / "fit.py"), "--config", str(config), "--dataset",
+                              "mnist", "--data-dir", str(synthetic_data_dir), "--out", str(tmp_path / "logs")],
+                             cwd=tmp_path, env=fit_environment(), capture_output=True, text=True, timeout=300)
+    lines = [line for line in process.stderr.splitlines() if line.strip()]
+    assert process.returncode == 2 and len(lines) == 1 and words in lines[0], process.stderr[-2000:]
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_fifo_config_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    process = subprocess.run([sys.executable, str(SCRIPTS_DIR / "fit.py"), "--config", str(fifo)], cwd=tmp_path,
+                             env=fit_environment(), capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2 and "not a regular file" in process.stderr, process.stderr

@@ -132,7 +132,38 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         kwargs.pop("depth")
     if spec.has_depth and "depth" not in kwargs and spec.default_depth is not None:
         kwargs["depth"] = spec.default_depth
-    return factory(**kwargs)
+    for keyword in ("num_classes", "in_channels", "image_size"):
+        value = kwargs.get(keyword)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < (2 if keyword == "num_classes" else 1)):
+            least = 2 if keyword == "num_classes" else 1
+            raise DeeplabError(f"create_model({name!r}): {keyword} must be an integer ≥ {least}, got {value!r}")
+    model = factory(**kwargs)
+    size = kwargs.get("image_size")
+    if size is not None and size not in _DATASET_SIDES:  # an image size no data set has: does it fit the network?
+        _check_image_size(name, model, kwargs.get("in_channels", 1), size)
+    return model
+
+
+#: the image sides of the data sets deeplab reads (MNIST, Fashion-MNIST: 28; CIFAR-10: 32): every model fits them
+_DATASET_SIDES = (28, 32)
+
+
+def _check_image_size(name: str, model: nn.Module, channels: int, size: int) -> None:
+    """One forward pass of a zero image in eval mode (no statistics move): a size the network's
+    pooling cannot take fails here, in one line, instead of at the first training step."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, channels, size, size))
+    except RuntimeError as error:
+        raise DeeplabError(f"create_model({name!r}): image_size {size} does not fit the network "
+                           f"({str(error).splitlines()[0][:120]})") from None
+    finally:
+        model.train(was_training)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -61,6 +61,13 @@ class TrainabilitySearch(pl.Callback):
                  backend: str = "local", ray_address: str | None = None, runner: Any = None):
         from deeplab.callbacks.trainability import check_metric, check_threshold
 
+        for name, value in (("lower", lower), ("upper", upper), ("step", step), ("parallel", parallel)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise DeeplabError(f"TrainabilitySearch({name}=…) must be a positive integer, got {value!r}")
+        if isinstance(seeds, (str, bytes)) or not all(isinstance(seed, int) and not isinstance(seed, bool)
+                                                      and seed >= 0 for seed in seeds):
+            raise DeeplabError(f"TrainabilitySearch(seeds=…) takes a sequence of integers ≥ 0 (e.g. (0, 1, 2)), "
+                               f"got {seeds!r}")
         self.lower, self.upper, self.step = int(lower), int(upper), int(step)
         self.threshold = check_threshold(threshold)
         self.metric = check_metric(metric)

@@ -97,6 +97,10 @@ def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
             kwargs[name] = getattr(config, name)
     if config.activation_checkpointing:
         kwargs["activation_checkpointing"] = True
+    unknown = sorted(set(config.model_kwargs) - set(spec.keywords))
+    if unknown:
+        raise DeeplabError(f"model_kwargs {', '.join(unknown)}: {config.model} takes no such keyword (it takes "
+                           f"{', '.join(spec.keywords) or 'none'})")
     kwargs.update(config.model_kwargs)
     return kwargs
 
@@ -208,6 +212,9 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
     after SIGINT/SIGTERM, once the checkpoint and ``results.json`` (with
     ``"interrupted": true``) are written.
     """
+    if not isinstance(config, FitConfig):
+        raise DeeplabError(f"fit() takes a deeplab.FitConfig (e.g. FitConfig(model='cnn15_skip2')), got a "
+                           f"{type(config).__name__}")
     try:
         # a run that fails before writing anything leaves no empty lightning_logs/<model>/ behind
         with no_empty_tree_on_failure(config.log_dir):

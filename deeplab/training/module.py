@@ -99,7 +99,13 @@ class Classifier(pl.LightningModule):
         for option, value in (("--clip-grad-norm", clip_grad_norm), ("--clip-grad-value", clip_grad_value)):
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise DeeplabError(f"{option} must be a positive, finite number, got {value}")
+        if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
+            raise DeeplabError(f"Classifier(max_epochs=…) must be a positive integer (the schedule's length), "
+                               f"got {max_epochs!r}")
         model_kwargs = dict(model_kwargs or {})
+        if datamodule is not None and not (hasattr(datamodule, "dims") and hasattr(datamodule, "num_classes")):
+            raise DeeplabError(f"Classifier(datamodule=…) takes a deeplab DataModule (its dims and num_classes), "
+                               f"got a {type(datamodule).__name__}")
         if datamodule is not None:  # the data's shape and classes, unless model_kwargs says otherwise
             channels, height, _ = datamodule.dims
             model_kwargs = {"in_channels": channels, "image_size": height, "num_classes": datamodule.num_classes,
