@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-__all__ = ["DeeplabError", "RunInterrupted", "USAGE_EXIT_CODE"]
+__all__ = ["DeeplabError", "OutputUnwritable", "RunInterrupted", "USAGE_EXIT_CODE"]
 
 #: exit status of a script when the user's input is at fault
 USAGE_EXIT_CODE = 2
@@ -18,6 +18,18 @@ USAGE_EXIT_CODE = 2
 
 class DeeplabError(Exception):
     """A mistake the user can fix; the message says how."""
+
+
+class OutputUnwritable(DeeplabError):
+    """A run's file could not be written (a full disk, a quota): ``problem`` says which and what survived;
+    ``advice`` what to do next, which differs for a run (resume it) and a search (rerun the search)."""
+
+    def __init__(self, problem: str, advice: str):
+        self.problem, self.advice = problem, advice
+        super().__init__(f"{problem}; {advice}")
+
+    def __reduce__(self):  # a probe's, from a worker process, reaches the search intact
+        return (OutputUnwritable, (self.problem, self.advice))
 
 
 class RunInterrupted(Exception):

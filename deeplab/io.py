@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, IO, Iterator
 
 __all__ = ["atomic_write", "atomic_write_json", "append_jsonl_line", "finite_or_null", "FILE_MODE", "reserve_folder",
-           "reserved_folders", "remove_if_empty"]
+           "reserved_folders", "remove_if_empty",
+           "remove_stale_temporaries"]
 
 
 def _umask() -> int:
@@ -83,6 +84,18 @@ def reserved_folders(parent: str | os.PathLike, name: str) -> list[Path]:
         if path.is_dir() and (suffix == "" or (suffix.startswith("-") and suffix[1:].isdigit())):
             found.append((1 if suffix == "" else int(suffix[1:]), path))
     return [path for _, path in sorted(found)]
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left beside ``path`` when a process was killed
+    mid-write (``.last.ckpt.abc123.tmp``); call it only where no other process writes ``path`` now."""
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else ():
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
 
 
 def remove_if_empty(folder: str | os.PathLike) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -221,3 +222,67 @@ def test_a_fifo_config_is_not_a_regular_file(tmp_path: Path) -> None:
     process = subprocess.run([sys.executable, str(SCRIPTS_DIR / "fit.py"), "--config", str(fifo)], cwd=tmp_path,
                              env=fit_environment(), capture_output=True, text=True, timeout=120)
     assert process.returncode == 2 and "not a regular file" in process.stderr, process.stderr
+
+
+# ------------------------------------------------------------------------ a real full disk
+@pytest.fixture()
+def small_disk(tmp_path: Path):
+    """A 1 MiB filesystem (a tmpfs where this process may mount one), else ``None``: the caller then
+    limits the process's file size instead (RLIMIT_FSIZE, SIGXFSZ ignored), which fails writes alike."""
+    mount_point = tmp_path / "small_disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                             capture_output=True).returncode == 0 if os.geteuid() == 0 else False
+    yield mount_point, mounted
+    if mounted:
+        subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
+def _limited_file_size(limit: int) -> Callable[[], None]:
+    def limit_it() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write then fails with EFBIG, as ENOSPC does
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_it
+
+
+@pytest.mark.parametrize("script", ["fit", "search"])
+def test_a_full_disk_is_one_line_with_the_right_advice(script: str, small_disk, synthetic_data_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """torch's checkpoint writer reported a full disk as RuntimeError("unexpected pos …"): a traceback; and a
+    search gave the probe's advice ("resume with --ckpt-path") instead of the search's."""
+    folder, mounted = small_disk
+    free = 1 << 20 if script == "fit" else 20_000  # a probe's checkpoint is small: leave less room
+    if mounted and script == "search":
+        (folder / "filler").write_bytes(b"\0" * ((1 << 20) - free - 8192))
+    common = ["--dataset", "mnist", "--data-dir", str(synthetic_data_dir), "--epochs", "1",
+              "--batch-size", "16", "--no-progress-bar" if script == "fit" else "--verbose"]
+    argv = (["--model", "cnn5", "--out", str(folder / "logs")] if script == "fit" else
+            ["--model", "cnn_tanh", "--lower", "3", "--upper", "3", "--out", str(folder / "search")])
+    process = subprocess.run([sys.executable, str(SCRIPTS_DIR / f"{script}.py"), *argv, *common], cwd=tmp_path,
+                             env=fit_environment(), capture_output=True, text=True, timeout=600,
+                             preexec_fn=None if mounted else _limited_file_size(free))
+    lines = [line for line in process.stderr.splitlines() if line.strip()]
+    assert process.returncode == 2 and len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-3000:]
+    assert "could not write the checkpoint" in lines[0] and ("No space left" in lines[0] or "too large" in lines[0])
+    if script == "fit":
+        assert "start the run again" in lines[0], lines[0]
+    else:
+        assert "run the same command again" in lines[0] and "--ckpt-path" not in lines[0], lines[0]
+
+
+def test_a_killed_writes_temporary_is_removed_when_the_run_goes_on(real_checkpoint: Path, tmp_path: Path) -> None:
+    """A kill -9 during a checkpoint write left a .last.ckpt.*.tmp (1.4 MB) that no later run removed."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(real_checkpoint.parents[1], run_dir)
+    stale = run_dir / "checkpoints" / ".last.ckpt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    process = subprocess.run([sys.executable, str(SCRIPTS_DIR / "fit.py"), "--ckpt-path", str(run_dir),
+                              "--max-steps", "4", "--no-progress-bar"], cwd=tmp_path, env=fit_environment(),
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert not stale.exists() and sorted(p.name for p in stale.parent.iterdir()) == ["last.ckpt"]

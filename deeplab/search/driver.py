@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterator, Protocol, Sequence
 
 from deeplab.callbacks.verdict import Judge
-from deeplab.errors import RunInterrupted
+from deeplab.errors import DeeplabError, OutputUnwritable, RunInterrupted
 from deeplab.search.ledger import ProbeLedger
 from deeplab.training.resumable.lifecycle import interrupt_at_once
 
@@ -132,6 +132,8 @@ def open_runner(parallel: int, backend: str, ray_address: str | None, use_gpus: 
         failed = False
     except RunInterrupted as stopped:
         raise RunInterrupted(stopped.signum, advice=f"interrupted ({stopped.signal_name}): {stopped_advice()}") from None
+    except OutputUnwritable as full:  # a probe's file: the search, not the probe, is what to run again
+        raise DeeplabError(f"{full.problem}; free space (or give another --out): {stopped_advice()}") from None
     finally:
         if pool is not None:
             pool.close(cancel=failed)

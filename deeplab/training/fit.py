@@ -36,7 +36,7 @@ from deeplab.callbacks.progress import BatchProgressBar, EpochLine
 from deeplab.callbacks.throughput import Throughput
 from deeplab.config import FitConfig, device_count, effective_lr, parse_devices, settings_of
 from deeplab.data.datamodules import create_datamodule
-from deeplab.errors import DeeplabError, fit_command
+from deeplab.errors import DeeplabError, OutputUnwritable, fit_command
 from deeplab.io import atomic_write_json, make_writable_folder, no_empty_tree_on_failure, remove_if_empty, reserve_folder
 from deeplab.models import DATASET_SHAPES, count_parameters, create_model, model_spec
 from deeplab.reporting.figures import run_title
@@ -514,12 +514,20 @@ def write_results(run: BuiltRun, outcome: Outcome) -> RunResult:
             callback.contribute_results(results)
     results_path = (run.run_dir / RESULTS_FILE).resolve()
     if trainer.is_global_zero and not config.fast_dev_run:
-        log_run_end(run.logger, results)  # the HParams tab's metrics: the run's outcome
-        run.logger.experiment.close()
-        if config.run_figures:
-            results.figures = write_run_figures(run.run_dir, run_title(config.model, config.dataset,
-                                                                        run.run_dir.name))
-        atomic_write_json(results_path, results.to_json())
+        try:
+            log_run_end(run.logger, results)  # the HParams tab's metrics: the run's outcome
+            run.logger.experiment.close()
+            if config.run_figures:
+                results.figures = write_run_figures(run.run_dir, run_title(config.model, config.dataset,
+                                                                            run.run_dir.name))
+            atomic_write_json(results_path, results.to_json())
+        except OSError as error:  # a full disk at the very end: the training is in the last checkpoint
+            saved = run.checkpoint.last_saved_step
+            raise OutputUnwritable(
+                f"could not write the run's results into {run.run_dir} ({error.strerror or error})"
+                + (f"; its checkpoint (step {saved}) is intact" if saved is not None else ""),
+                f"free space, then {fit_command()} --evaluate {run.run_dir} measures the test split"
+                if saved is not None else "free space and start the run again") from None
     results.results_path = None if config.fast_dev_run else str(results_path)  # a throwaway run: no file
     return results
 

@@ -7,6 +7,8 @@ temporary file that replaces the old checkpoint only once complete.
 
 from __future__ import annotations
 
+import io
+
 import random
 from typing import Any
 
@@ -26,7 +28,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if get_filesystem(path).protocol not in ("file", ("file", "local")):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        atomic_write(path, lambda file: torch.save(checkpoint, file))
+        # Serialized in memory first, then written: torch's own writer reports a full disk as
+        # RuntimeError("unexpected pos …"), a plain file write as the OSError (ENOSPC) it is.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write(path, lambda file: file.write(buffer.getbuffer()))
 
 
 def capture_rng_state() -> dict[str, Any]:

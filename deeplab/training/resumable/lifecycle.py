@@ -37,7 +37,8 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 import deeplab.training.glue as glue
-from deeplab.errors import DeeplabError, RunInterrupted
+from deeplab.errors import OutputUnwritable, RunInterrupted, fit_command
+from deeplab.io import remove_stale_temporaries
 
 __all__ = ["RunInterrupted", "StopSignals", "interrupt_at_once", "RunCheckpoint", "CHECKPOINT_FILE", "DEFAULT_CHECKPOINT_MINUTES"]
 
@@ -145,12 +146,15 @@ class RunCheckpoint(Checkpoint):
         try:
             trainer.save_checkpoint(self.path)
         except OSError as error:
-            kept = (f"the previous checkpoint (step {self.last_saved_step}) is intact"
-                    if self.last_saved_step is not None else "no earlier checkpoint of this run exists")
-            raise DeeplabError(
-                f"could not write the checkpoint {self.path} ({error.strerror or error}); {kept}; "
-                f"free space (or give another --log-dir) and resume with --ckpt-path"
-            ) from None
+            if self.last_saved_step is not None:
+                kept, advice = (f"the previous checkpoint (step {self.last_saved_step}) is intact",
+                                f"free space (or give another --out) and resume with: {fit_command()} "
+                                f"--ckpt-path {self.path}")
+            else:
+                kept, advice = ("no earlier checkpoint of this run exists",
+                                "free space (or give another --out) and start the run again")
+            raise OutputUnwritable(f"could not write the checkpoint {self.path} ({error.strerror or error}); {kept}",
+                                   advice) from None
         self.last_saved_step = self._step_anchor = int(trainer.global_step)
         self._last_saved_time = time.monotonic()
 
@@ -161,6 +165,8 @@ class RunCheckpoint(Checkpoint):
 
     # --------------------------------------------------------------- triggers
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:  # a kill -9 mid-write left its temporary; this run alone writes here
+            remove_stale_temporaries(self.path)
         self._last_saved_time = time.monotonic()
         self._step_anchor = int(trainer.global_step)
         if self.stop is not None:
