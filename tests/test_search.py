@@ -807,3 +807,20 @@ def test_render_only_trains_nothing_and_says_what_is_missing(tmp_path: Path) -> 
     ledger.write_text("".join(ledger.read_text().splitlines(keepends=True)[:-1]))  # lose a probe
     with pytest.raises(DeeplabError, match="is not in its ledger; run the table without --render-only"):
         run_table(tmp_path, render_only=True, echo=quiet)
+
+
+def test_a_table_search_still_running_shows_the_seeds_its_ledger_completes(tmp_path: Path) -> None:
+    """No search.json yet (the table's search of this family is running): the cell says which seeds the
+    ledger already settles, found as the table searches them, instead of only "not yet measured"."""
+    from deeplab.search.table import replay_search
+
+    folder = tmp_path / "cnn_tanh" / "seed"
+    calls: list[tuple[int, int]] = []
+    # seed 0 by bisection over 3…24 (trainable up to 9), seed 1 walked from seed 0's boundary; seed 2 not begun
+    run_search(plan_for(folder, seeds=(0,)), runner=fake_runner(lambda k, s: k <= 9, calls), echo=quiet)
+    run_search(plan_for(folder, seeds=(1,), starts={1: 9}), runner=fake_runner(lambda k, s: k <= 12, calls),
+               echo=quiet)
+    (folder / "search.json").unlink()
+    cell = replay_search(folder, "cnn_tanh", 24)
+    assert isinstance(cell, str) and cell.startswith("in progress: seed 0: 9, seed 1: 12 ("), cell
+    assert f"({len(calls)} probes so far)" in cell

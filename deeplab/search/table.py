@@ -127,14 +127,17 @@ def run_table(
 
 def replay_search(folder: Path, family: str, upper: int, echo: Callable[[str], None] = echo_line) -> dict[str, Any] | str:
     """The search ``folder``'s ``search.json`` recorded, replayed from its ledger (nothing trained: a probe
-    missing from the ledger is one line); :data:`NOT_MEASURED` (with the probes so far) without one."""
+    missing from the ledger is one line). Without one (a search still running): the seeds its ledger already
+    completes (:func:`_seeds_so_far`), else :data:`NOT_MEASURED`, with the probes so far."""
     ledger = folder / LEDGER_FILE
     try:
         recorded = json.loads((folder / SEARCH_JSON).read_text())
     except FileNotFoundError:
         if ledger.is_file() and len(ProbeLedger(ledger)):
             count = len(ProbeLedger(ledger))
-            return f"{NOT_MEASURED} ({count} probe{'s' if count != 1 else ''} so far)"
+            probes = f"{count} probe{'s' if count != 1 else ''} so far"
+            done = _seeds_so_far(folder, family, upper)
+            return f"in progress: {done} ({probes})" if done else f"{NOT_MEASURED} ({probes})"
         return NOT_MEASURED
     except (OSError, ValueError) as error:
         raise DeeplabError(f"cannot read {folder / SEARCH_JSON} ({error}); move it away to re-measure that family") from None
@@ -157,6 +160,47 @@ def replay_search(folder: Path, family: str, upper: int, echo: Callable[[str], N
 
     write_search_outputs(summary, folder)  # the same search, its derived fields (and their wording) current
     return summary
+
+
+class _NotInLedger(Exception):
+    """A replay needs a probe the ledger does not hold yet."""
+
+
+def _seeds_so_far(folder: Path, family: str, upper: int, seeds: Sequence[int] = (0, 1, 2)) -> str:
+    """For a table search still running (no ``search.json`` yet): the seeds whose search the ledger already
+    completes, as the table searches them — the first seed by bisection or from the notebook's number,
+    each later seed from the first seed's boundary — e.g. ``seed 0: 147, seed 1: ≥ 450``; "" if none."""
+    reference = seed002_reference()
+    init = folder.name
+    training = FitConfig(model=family, init=None if init == "seed" else init)
+
+    def ledger_only(requests: Sequence[Any]) -> Any:
+        for _ in requests:
+            raise _NotInLedger
+        return iter(())
+
+    def replay(seed: int, start: int | None) -> dict[str, Any] | None:
+        plan = SearchPlan(model=family, upper=upper, lower=3, step=3, seeds=(seed,), out=str(folder),
+                          training=training, starts={seed: start})
+        try:
+            return run_search(plan, runner=ledger_only, echo=lambda line: None, write_outputs=False)["per_seed"][0]
+        except _NotInLedger:
+            return None
+
+    first = replay(seeds[0], None) or replay(seeds[0], reference[family][1])
+    if first is None:
+        return ""
+    found = [(seeds[0], first)]
+    for seed in seeds[1:]:
+        later = replay(seed, first["max_trainable"] if first["max_trainable"] is not None else 3)
+        if later is not None:
+            found.append((seed, later))
+
+    def text(result: dict[str, Any]) -> str:
+        depth = result["max_trainable"]
+        return "none" if depth is None else (f"≥ {depth}" if depth >= upper else str(depth))
+
+    return ", ".join(f"seed {seed}: {text(result)}" for seed, result in found)
 
 
 #: what only the run of a search knows (how it trained), kept from its search.json when it is replayed
