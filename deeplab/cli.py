@@ -55,6 +55,16 @@ def run_main(main: Callable[[], int]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # (Python flushes stdout once more at exit)
         return 0
+    except OSError as error:
+        import errno
+
+        if error.errno != errno.ENAMETOOLONG:
+            raise  # anything else is a bug, with its traceback
+        name = error.filename if isinstance(error.filename, str) else ""
+        shown = f"{name[:60]}…{name[-20:]}" if len(name) > 90 else name
+        print(f"error: a path is too long for the file system ({len(name)} characters: {shown}); give a shorter "
+              f"one", file=sys.stderr)
+        return USAGE_EXIT_CODE
 
 
 def options_markdown(parser: argparse.ArgumentParser) -> str:

@@ -78,6 +78,11 @@ BAD_INPUTS = [
                                                "power:400@1000000"], ["--lr-depth-scaling", "η = inf"]),
     ("a normalization std that divides to infinity", "fit", ["--model", "cnn5", "--normalize-std", "1e-320"],
      ["--normalize-std", "at least 1e-06"]),
+    ("a 300-character run name", "fit", ["--model", "cnn5", "--run-name", "r" * 300], ["--run-name", "300 bytes"]),
+    ("a config path too long for the file system", "fit", ["--model", "cnn5", "--config", "{tmp}/" + "c" * 300],
+     ["path is too long"]),
+    ("a pipe as the checkpoint", "fit", ["--model", "cnn5", "--ckpt-path", "{tmp}/pipe.ckpt"],
+     ["not a regular file"]),
     ("batch size zero", "fit", ["--model", "cnn5", "--batch-size", "0"], ["--batch-size", "positive"]),
     ("batch size not a number", "fit", ["--model", "cnn5", "--batch-size", "many"], ["--batch-size"]),
     ("negative learning rate", "fit", ["--model", "cnn5", "--lr", "-0.1"], ["--lr", "positive"]),
@@ -166,6 +171,8 @@ def test_bad_input_gets_one_line_and_status_2(case, workspace, capsys: pytest.Ca
         for source in (workspace["data"] / "MNIST" / "raw").iterdir():
             (raw / source.name).write_bytes(source.read_bytes())
         (raw / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:5000])
+    if "{tmp}/pipe.ckpt" in argv:
+        os.mkfifo(tmp / "pipe.ckpt")
     if "{tmp}/badlabel" in " ".join(argv):  # a real IDX label file with one byte ≥ 10
         raw = tmp / "badlabel" / "MNIST" / "raw"
         raw.mkdir(parents=True)

@@ -220,6 +220,9 @@ def _validate(config: FitConfig) -> None:
         raise DeeplabError(f"--steps-per-call must be a positive integer, got {config.steps_per_call}")
     if config.run_name is not None:
         name = config.run_name
+        if len(name.encode()) > 200:
+            raise DeeplabError(f"--run-name is {len(name.encode())} bytes long; a folder name must be shorter "
+                               f"(at most 200 bytes here, leaving room for the run's own files)")
         if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
             raise DeeplabError(f"--run-name {name!r} must be a plain folder name (no '/', no '..'); "
                                f"a run goes to --log-dir/<run name>")

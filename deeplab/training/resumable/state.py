@@ -103,8 +103,10 @@ def load_run_state(path: str | Path) -> tuple[RunState, dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise DeeplabError(f"--ckpt-path {path}: no such checkpoint file; give the path of a .ckpt to resume")
-    if not path.is_file():
+    if path.is_dir():
         raise DeeplabError(f"--ckpt-path {path} is a folder; give the checkpoint file (e.g. {path}/last.ckpt)")
+    if not path.is_file():
+        raise DeeplabError(f"--ckpt-path {path} is not a regular file (a pipe or a device); give a checkpoint file")
     damaged = _damaged_entry(path)
     if damaged is not None:
         raise DeeplabError(f"--ckpt-path {path} is damaged: its entry {damaged} fails its checksum (a flipped bit, "
