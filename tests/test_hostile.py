@@ -286,3 +286,27 @@ def test_a_killed_writes_temporary_is_removed_when_the_run_goes_on(real_checkpoi
                              capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-2000:]
     assert not stale.exists() and sorted(p.name for p in stale.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_sigterm_while_the_run_is_planned_is_a_clean_stop(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM before training (while the data is read) was the default kill: no message, and the log
+    folder the run had just created left behind, empty. A real os.kill at that phase, in a subprocess."""
+    script = f"""
+import os, signal, sys, time
+import deeplab
+import deeplab.training.fit as fit_module
+real = fit_module.datamodule_for
+def reading_the_data(config):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)
+    return real(config)
+fit_module.datamodule_for = reading_the_data
+from deeplab.cli import run_main
+sys.exit(run_main(lambda: deeplab.fit(deeplab.FitConfig(model="cnn5", dataset="mnist", epochs=1,
+    data_dir={str(synthetic_data_dir)!r}, log_dir={str(tmp_path / 'logs')!r}, progress_bar=False)) and 0))
+"""
+    process = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=fit_environment(),
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, (process.returncode, process.stderr[-2000:])
+    assert "interrupted (SIGTERM)" in process.stderr and "Traceback" not in process.stderr, process.stderr
+    assert not (tmp_path / "logs").exists()  # the folder it had created is gone

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from deeplab.errors import DeeplabError
+from deeplab.errors import DeeplabError, RunInterrupted
 from deeplab.experiments.registry import DATASET_NAMES, Recipe, get_recipe
 from deeplab.experiments.report import Report, markdown_table
 from deeplab.io import atomic_write, atomic_write_json, make_writable_folder, no_empty_tree_on_failure
+from deeplab.training.resumable.lifecycle import interrupt_at_once
 
 __all__ = [
     "ExperimentOptions",
@@ -504,8 +505,15 @@ def run_experiment(name: str, options: ExperimentOptions) -> Path:
     recipe = get_recipe(name)
     out = Path(options.out) if options.out else default_out(recipe.name, options.dataset or recipe.dataset,
                                                              recipe.dataset, options.quick)
-    with no_empty_tree_on_failure(out):
-        return _run_experiment(recipe, options)
+    try:
+        # SIGTERM, like SIGINT, stops a recipe cleanly between its trainings (each training handles its own)
+        with no_empty_tree_on_failure(out), interrupt_at_once():
+            return _run_experiment(recipe, options)
+    except RunInterrupted as stopped:
+        if stopped.advice is not None or stopped.checkpoint is not None:
+            raise
+        raise RunInterrupted(stopped.signum, advice=f"interrupted ({stopped.signal_name}): recipe {recipe.name} "
+                                                   f"stopped; run the same command again to start it over") from None
 
 
 def _run_experiment(recipe: Recipe, options: ExperimentOptions) -> Path:

@@ -51,7 +51,7 @@ from deeplab.training.preflight import check_hardware, check_memory
 from deeplab.training.resolve import protocol_differences, resolve_config, run_folder_name
 from deeplab.training.results import RunResult, device_description, peak_memory
 from deeplab.training.resumable.checkpointing import AtomicCheckpointIO
-from deeplab.training.resumable.lifecycle import RunCheckpoint, RunInterrupted, StopSignals
+from deeplab.training.resumable.lifecycle import RunCheckpoint, RunInterrupted, StopSignals, interrupt_at_once
 from deeplab.training.resumable.resume import (
     LEGACY_SETTINGS,
     ResumePlan,
@@ -218,7 +218,8 @@ def fit(config: FitConfig, callbacks: Sequence[pl.Callback] = (), quiet: bool = 
     try:
         # a run that fails before writing anything leaves no empty lightning_logs/<model>/ behind
         with no_empty_tree_on_failure(config.log_dir):
-            run = build_run(plan_run(config, callbacks), callbacks, quiet)
+            with interrupt_at_once():  # a signal while the data is read: a clean stop, not the default kill
+                run = build_run(plan_run(config, callbacks), callbacks, quiet)
             try:
                 outcome = execute_run(run)
             except BaseException:
