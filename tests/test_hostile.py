@@ -310,3 +310,35 @@ sys.exit(run_main(lambda: deeplab.fit(deeplab.FitConfig(model="cnn5", dataset="m
     assert process.returncode == 128 + signal.SIGTERM, (process.returncode, process.stderr[-2000:])
     assert "interrupted (SIGTERM)" in process.stderr and "Traceback" not in process.stderr, process.stderr
     assert not (tmp_path / "logs").exists()  # the folder it had created is gone
+
+
+def test_a_killed_parallel_worker_loses_no_probe(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """kill -9 of one --parallel worker broke the pool (BrokenProcessPool, exit 1) and lost the other
+    worker's probe; now the probes it took down are trained again in a fresh pool."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS_DIR / "search.py"), "--model", "cnn_tanh", "--lower", "3", "--upper", "6",
+         "--parallel", "2", "--dataset", "mnist", "--data-dir", str(synthetic_data_dir), "--epochs", "2",
+         "--batch-size", "16", "--out", str(tmp_path / "search")],
+        cwd=tmp_path, env=fit_environment(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        for line in process.stdout:
+            if "started" in line:
+                break
+        deadline = time.time() + 120
+        workers: list[int] = []
+        while time.time() < deadline and len(workers) < 2:
+            found = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "spawn_main"], capture_output=True,
+                                   text=True).stdout.split()
+            workers = [int(pid) for pid in found]
+            time.sleep(0.2)
+        assert workers, "no worker processes found"
+        time.sleep(2.0)
+        os.kill(workers[0], signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    ledger = [json.loads(line) for line in (tmp_path / "search" / "probes.jsonl").read_text().splitlines()]
+    assert sorted(record["depth"] for record in ledger) == [3, 6]
+    assert stdout.strip().splitlines()[-1].startswith("max trainable depth:")

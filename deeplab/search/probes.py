@@ -20,6 +20,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -169,18 +170,23 @@ class ProcessPoolRunner:
 
         import torch
 
-        context = multiprocessing.get_context("spawn")
         self.workers = workers
         self.gpu_count = torch.cuda.device_count() if use_gpus else 0
         self.threads = max(1, _usable_cores() // workers)
-        slots = context.Queue()
-        for slot in range(workers):
-            slots.put(slot)
-        self._slots = slots
         # the children alive before the pool: whatever else is alive at close() is one of its workers
         self._children_before = {process.pid for process in multiprocessing.active_children()}
+        self._start()
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        slots = context.Queue()
+        for slot in range(self.workers):
+            slots.put(slot)
+        self._slots = slots
         self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker,
+            max_workers=self.workers, mp_context=context, initializer=_init_worker,
             initargs=(slots, self.gpu_count, self.threads),
         )
 
@@ -190,9 +196,30 @@ class ProcessPoolRunner:
         return f"{self.workers} CPU worker processes × {self.threads} threads"
 
     def __call__(self, requests: Sequence[ProbeRequest]) -> Iterator[dict[str, Any]]:
-        """Submit every probe now (they start at once); the records come back as they finish."""
-        futures = [self._executor.submit(run_probe, request) for request in requests]
-        return (future.result() for future in as_completed(futures))
+        """Submit every probe now (they start at once); the records come back as they finish.
+
+        A worker that dies (killed, out of memory) breaks the whole pool: the probes that finished are
+        still handed back (the search records them), the ones it took down are trained once more in a
+        fresh pool (each continues from its own last checkpoint), and a second death is one line."""
+        pending = list(requests)
+        for attempt in range(2):
+            futures = {self._executor.submit(run_probe, request): request for request in pending}
+            lost = []
+            for future in as_completed(futures):
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    lost.append(futures[future])
+                    continue
+                yield record
+            if not lost:
+                return
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._start()
+            pending = lost
+        probes = ", ".join(f"k={request.depth} seed {request.seed}" for request in pending)
+        raise DeeplabError(f"a probe worker process died twice (killed, or out of memory?) training {probes}; the "
+                           f"finished probes are in the ledger: run the same command again to go on")
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
