@@ -201,25 +201,33 @@ class ProcessPoolRunner:
         A worker that dies (killed, out of memory) breaks the whole pool: the probes that finished are
         still handed back (the search records them), the ones it took down are trained once more in a
         fresh pool (each continues from its own last checkpoint), and a second death is one line."""
-        pending = list(requests)
-        for attempt in range(2):
-            futures = {self._executor.submit(run_probe, request): request for request in pending}
-            lost = []
-            for future in as_completed(futures):
-                try:
-                    record = future.result()
-                except BrokenProcessPool:
-                    lost.append(futures[future])
-                    continue
-                yield record
-            if not lost:
-                return
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._start()
-            pending = lost
-        probes = ", ".join(f"k={request.depth} seed {request.seed}" for request in pending)
-        raise DeeplabError(f"a probe worker process died twice (killed, or out of memory?) training {probes}; the "
-                           f"finished probes are in the ledger: run the same command again to go on")
+        futures = {self._executor.submit(run_probe, request): request for request in requests}  # start now
+        return self._results(futures)
+
+    def _results(self, futures: dict[Any, ProbeRequest]) -> Iterator[dict[str, Any]]:
+        lost = yield from self._finished(futures)
+        if not lost:
+            return
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._start()  # a fresh pool for the probes the dead worker took down
+        lost = yield from self._finished({self._executor.submit(run_probe, request): request for request in lost})
+        if lost:
+            probes = ", ".join(f"k={request.depth} seed {request.seed}" for request in lost)
+            raise DeeplabError(f"a probe worker process died twice (killed, or out of memory?) training {probes}; "
+                               f"the finished probes are in the ledger: run the same command again to go on")
+
+    @staticmethod
+    def _finished(futures: dict[Any, ProbeRequest]) -> Iterator[dict[str, Any]]:
+        """Each record as its probe finishes; returns the requests a broken pool lost."""
+        lost = []
+        for future in as_completed(futures):
+            try:
+                record = future.result()
+            except BrokenProcessPool:
+                lost.append(futures[future])
+                continue
+            yield record
+        return lost
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
