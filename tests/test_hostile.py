@@ -342,3 +342,30 @@ def test_a_killed_parallel_worker_loses_no_probe(synthetic_data_dir: Path, tmp_p
     ledger = [json.loads(line) for line in (tmp_path / "search" / "probes.jsonl").read_text().splitlines()]
     assert sorted(record["depth"] for record in ledger) == [3, 6]
     assert stdout.strip().splitlines()[-1].startswith("max trainable depth:")
+
+
+def test_ctrl_c_in_the_bench_leaves_nothing_and_offers_no_resume(tmp_path: Path) -> None:
+    """The bench's Ctrl-C suggested resuming from a checkpoint in a temporary folder it had already deleted,
+    and deeplab-bench-* folders stayed behind."""
+    from conftest import write_synthetic_datasets
+
+    synthetic_data_dir = write_synthetic_datasets(tmp_path / "data", train=20000, test=64)  # long enough a run
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS_DIR / "bench.py"), "--quick", "--cases", "two_layer_mlp_bs1", "--steps", "20000", "--deeplab-set",
+         "compile=off", "--data-dir",
+         str(synthetic_data_dir)], cwd=tmp_path, env=fit_environment(PYTHONUNBUFFERED="1", TMPDIR=str(scratch)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("deeplab bench:"):
+                break
+        time.sleep(4.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "--ckpt-path" not in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert not list(scratch.glob("deeplab-bench-*")), list(scratch.iterdir())

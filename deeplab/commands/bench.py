@@ -26,11 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 
 from deeplab.cli import ArgumentParser, HelpFormatter, run_main
+from deeplab.errors import RunInterrupted
 
 #: machines with at most this many cores benchmark at one torch thread
 FEW_CORES = 4
@@ -163,10 +165,16 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     _warn_if_loaded(cores)
     rows = []
-    for name in names:
-        rows.append(run_case(CASES[name], context, repeats=1 if args.quick else args.repeats, steps=args.steps,
-                             log=lambda line: print(line, flush=True)))
-        _warn_if_loaded(cores)
+    try:
+        for name in names:
+            rows.append(run_case(CASES[name], context, repeats=1 if args.quick else args.repeats, steps=args.steps,
+                                 log=lambda line: print(line, flush=True)))
+            _warn_if_loaded(cores)
+    except RunInterrupted as stopped:  # its runs are throwaway measurements: nothing to resume
+        raise RunInterrupted(stopped.signum, advice=f"interrupted ({stopped.signal_name}): the bench stopped after "
+                                                    f"{len(rows)} of {len(names)} case(s); nothing was saved") from None
+    finally:
+        shutil.rmtree(context.work_dir, ignore_errors=True)  # its scratch runs and data, also after an error
     rows += summary_rows(rows, GROUP_TARGETS)
     print()
     print(format_table(rows, judged=not args.quick))

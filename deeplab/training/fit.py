@@ -448,6 +448,13 @@ def execute_run(run: BuiltRun) -> Outcome:
                 _final_test(run, outcome)
             else:
                 outcome.test_acc, outcome.test_loss = last["val_acc"], last["val_loss"]
+    if outcome.interrupted is None and run.stop.requested is not None:
+        # a signal that came as training ended (its last steps, or the final test, were let finish): the run
+        # is complete, and still says it was interrupted (exit 130/143), so a caller stops too
+        outcome.interrupted = RunInterrupted(
+            run.stop.requested, run.checkpoint.last_saved_step, run.checkpoint.path,
+            advice=f"interrupted ({signal.Signals(run.stop.requested).name}) as the run ended, which was let "
+                   f"finish: the run is complete")
     checkpoint = run.checkpoint
     stopped = outcome.interrupted
     if stopped is not None and stopped.checkpoint is None and checkpoint.last_saved_step is not None:
@@ -458,8 +465,9 @@ def execute_run(run: BuiltRun) -> Outcome:
 
 def _final_test(run: BuiltRun, outcome: Outcome) -> None:
     """The test split once, after training. A first SIGINT/SIGTERM here lets it finish (results.json then
-    has the test accuracy and says it was interrupted, exit 130/143); a second stops it at once, and
-    the hint says ``--evaluate`` measures what is missing (the training is in the last checkpoint)."""
+    has the test accuracy and says it was interrupted, exit 130/143: :func:`execute_run`); a second stops
+    it at once, and the hint says ``--evaluate`` measures what is missing (the training is in the last
+    checkpoint)."""
     try:
         run.trainer.test(run.module, datamodule=run.plan.datamodule, verbose=False)
     except RunInterrupted as error:
@@ -467,11 +475,6 @@ def _final_test(run: BuiltRun, outcome: Outcome) -> None:
                                              immediate=True, advice=_evaluate_advice(run))
         return
     outcome.test_acc, outcome.test_loss = run.module.test_metrics["acc"], run.module.test_metrics["loss"]
-    if run.stop.requested is not None:  # let the test finish: the run is complete, and says it was interrupted
-        outcome.interrupted = RunInterrupted(
-            run.stop.requested, run.checkpoint.last_saved_step, run.checkpoint.path,
-            advice=f"interrupted ({signal.Signals(run.stop.requested).name}) during the final test, which was "
-                   f"let finish: the run is complete")
 
 
 def _evaluate_advice(run: BuiltRun) -> str:
