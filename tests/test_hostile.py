@@ -369,3 +369,28 @@ def test_ctrl_c_in_the_bench_leaves_nothing_and_offers_no_resume(tmp_path: Path)
     assert process.returncode == 130, stderr[-2000:]
     assert "--ckpt-path" not in stderr and "Traceback" not in stderr, stderr[-2000:]
     assert not list(scratch.glob("deeplab-bench-*")), list(scratch.iterdir())
+
+
+def test_max_steps_inside_the_first_epoch_without_evaluation_ends_cleanly(synthetic_data_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    """--max-steps inside the first epoch with --limit-val-batches 0: no epoch closed, nothing evaluated —
+    a KeyError('val_acc') after training, found measuring activation checkpointing at k = 999."""
+    run = run_fit_script(["--model", "cnn5", "--dataset", "mnist", "--data-dir", str(synthetic_data_dir),
+                          "--epochs", "1", "--batch-size", "16", "--max-steps", "2", "--limit-val-batches", "0",
+                          "--no-grad-norms"], tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.results["test_acc"] is None and run.results["global_step"] == 2
+
+
+@pytest.mark.parametrize("content, words", [
+    ('{"seeds": []}', "at least one seed"), ('{"seeds": "a,b"}', "integers separated by commas"),
+    ('{"out": 5}', "out must be text"), ('{"name": ["x"]}', "name must be text"),
+], ids=["seeds []", "seeds 'a,b'", "out 5", "name list"])
+def test_experiment_config_values_of_the_wrong_kind_are_one_line(content: str, words: str, tmp_path: Path) -> None:
+    config = tmp_path / "recipe.json"
+    config.write_text(content)
+    process = subprocess.run([sys.executable, str(SCRIPTS_DIR / "experiment.py"), "batch_size", "--config",
+                              str(config)], cwd=tmp_path, env=fit_environment(), capture_output=True, text=True,
+                             timeout=120)
+    lines = [line for line in process.stderr.splitlines() if line.strip()]
+    assert process.returncode == 2 and len(lines) == 1 and words in lines[0], process.stderr[-2000:]

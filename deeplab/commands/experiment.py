@@ -25,6 +25,7 @@ from pathlib import Path
 
 
 from deeplab.cli import ArgumentParser, HelpFormatter, run_main
+from deeplab.errors import DeeplabError
 
 #: measured --quick costs (tracked: others can check them), written by --measure-quick-costs
 COSTS_FILE = Path(__file__).resolve().parents[2] / "reports" / "recipe_quick_costs.json"
@@ -153,6 +154,26 @@ CONFIG_OPTIONS = ("name", "quick", "dataset", "data_dir", "out", "seeds", "devic
                   "epochs", "limit_train_batches", "limit_val_batches")
 
 
+#: what each --config option holds (None allowed for all but name, quick and seed_protocol's booleans)
+_CONFIG_TYPES = {"name": str, "quick": bool, "dataset": str, "data_dir": str, "out": str, "devices": (str, int),
+                 "accelerator": str, "seed_protocol": bool, "epochs": int, "limit_train_batches": (int, float),
+                 "limit_val_batches": (int, float)}
+
+
+def _check_config_types(path: str, values: dict) -> None:
+    """One line naming the option when a --config value has the wrong type (``out: 5``, ``name: [..]``)."""
+    for name, kinds in _CONFIG_TYPES.items():
+        if name not in values or (values[name] is None and name != "name"):
+            continue
+        value = values[name]
+        wrong_bool = isinstance(value, bool) and kinds is not bool
+        if wrong_bool or not isinstance(value, kinds):
+            raise DeeplabError(f"--config {path}: {name} must be {_KIND_NAMES.get(kinds, 'a number')}, got {value!r}")
+
+
+_KIND_NAMES = {str: "text", bool: "true or false", int: "an integer", (str, int): "a count or a list like '0,1'"}
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line, over the options of ``--config FILE`` when one is given (the line wins)."""
     parser = build_parser()
@@ -166,7 +187,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                                     "experiment.py NAME --print-config")
         if "seeds" in values:  # a list in the file, "0,1,2" on the command line
             seeds = values["seeds"]
-            values["seeds"] = _seed_list(",".join(map(str, seeds)) if isinstance(seeds, (list, tuple)) else str(seeds))
+            try:
+                values["seeds"] = _seed_list(",".join(map(str, seeds)) if isinstance(seeds, (list, tuple))
+                                             else str(seeds))
+            except argparse.ArgumentTypeError as error:
+                raise DeeplabError(f"--config {known.config}: seeds: {error}") from None
+        _check_config_types(known.config, values)
         parser.set_defaults(**values)
     return parser.parse_args(argv)
 

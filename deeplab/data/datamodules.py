@@ -546,7 +546,7 @@ class ImageDataModule(pl.LightningDataModule):
         else:
             images = self.device_transform(images, training)
         # a "true" precision runs the whole network in that type (its weights were converted): so do the inputs
-        dtype = _TRUE_PRECISION_DTYPES.get(str(self.trainer.precision)) if self.trainer is not None else None
+        dtype = _TRUE_PRECISION_DTYPES.get(str(getattr(self.trainer, "precision", None)))
         return (images if dtype is None else images.to(dtype)), labels
 
     def chunk_transform(self, images: torch.Tensor, training: bool) -> torch.Tensor:

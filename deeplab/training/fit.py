@@ -447,7 +447,8 @@ def execute_run(run: BuiltRun) -> Outcome:
                 # a held-out split: the test split once, at the end; or a last epoch --check-val-every-n-epoch skipped
                 _final_test(run, outcome)
             else:
-                outcome.test_acc, outcome.test_loss = last["val_acc"], last["val_loss"]
+                # (no epoch closed and evaluation off: --max-steps inside the first epoch; nothing measured)
+                outcome.test_acc, outcome.test_loss = last.get("val_acc"), last.get("val_loss")
     if outcome.interrupted is None and run.stop.requested is not None:
         # a signal that came as training ended (its last steps, or the final test, were let finish): the run
         # is complete, and still says it was interrupted (exit 130/143), so a caller stops too
