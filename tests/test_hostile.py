@@ -394,3 +394,19 @@ def test_experiment_config_values_of_the_wrong_kind_are_one_line(content: str, w
                              timeout=120)
     lines = [line for line in process.stderr.splitlines() if line.strip()]
     assert process.returncode == 2 and len(lines) == 1 and words in lines[0], process.stderr[-2000:]
+
+
+def test_two_runs_started_together_get_two_folders(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    """Two real processes with the same settings into one --out: two run folders, each with its own
+    results.json (the next version was "list the folder, add one", reserved only later)."""
+    argv = [sys.executable, str(SCRIPTS_DIR / "fit.py"), "--model", "cnn5", "--dataset", "mnist", "--data-dir",
+            str(synthetic_data_dir), "--epochs", "1", "--batch-size", "16", "--max-steps", "2", "--no-grad-norms",
+            "--no-progress-bar", "--no-run-figures", "--out", str(tmp_path / "logs")]
+    processes = [subprocess.Popen(argv, cwd=tmp_path, env=fit_environment(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err[-1500:] for _, err in outputs]
+    results = sorted(out.strip().splitlines()[-1] for out, _ in outputs)
+    assert len(set(results)) == 2, results
+    assert sorted(p.name for p in (tmp_path / "logs" / "cnn5").iterdir()) == ["mnist-ep1-bs16-steps2-s0",
+                                                                             "mnist-ep1-bs16-steps2-s0-2"]
