@@ -84,7 +84,7 @@ def options_markdown(parser: argparse.ArgumentParser) -> str:
                 names += f" {metavar if isinstance(metavar, str) else ' '.join(metavar)}"
             default = action.default
             shown = "" if default in (None, False, argparse.SUPPRESS) or action.nargs == 0 else f"`{default}`"
-            text = (action.help or "") % {"default": default, "prog": parser.prog} if action.help else ""
+            text = action.help % {"default": default, "prog": parser.prog} if action.help else ""
             cell = " ".join(text.split()).replace("|", "\\|")
             lines.append(f"| `{names}` | {shown} | {cell} |")
         lines.append("")

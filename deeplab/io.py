@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, IO, Iterator
 
 __all__ = ["atomic_write", "atomic_write_json", "append_jsonl_line", "finite_or_null", "FILE_MODE", "reserve_folder",
-           "reserved_folders", "remove_if_empty",
-           "remove_stale_temporaries"]
+           "reserved_folders", "remove_if_empty", "remove_stale_temporaries"]
 
 
 def _umask() -> int:

@@ -131,6 +131,23 @@ def test_a_checkpoint_cannot_run_code(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ a signal in the final test
+def signal_after_line(process: subprocess.Popen, prefix: str, signals: tuple[int, ...],
+                      delay: float) -> tuple[str, str]:
+    """Wait for ``process``'s stdout line starting with ``prefix``, then send each signal ``delay`` s
+    after the previous; its remaining (stdout, stderr). The process is killed if anything fails."""
+    try:
+        for line in process.stdout:
+            if line.startswith(prefix):
+                break
+        for signum in signals:
+            time.sleep(delay)
+            process.send_signal(signum)
+        return process.communicate(timeout=300)
+    finally:
+        process.kill()
+
+
+
 @pytest.fixture(scope="module")
 def large_test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic MNIST whose test split takes seconds to evaluate, so a signal lands inside it."""
@@ -149,16 +166,8 @@ def test_a_signal_during_the_final_test_keeps_the_run(signals, large_test_split:
          "--no-progress-bar", "--no-grad-norms", "--out", str(tmp_path / "logs")],
         cwd=tmp_path, env=fit_environment(PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
-    try:
-        for line in process.stdout:
-            if line.startswith("Epoch 001/001"):  # printed when the epoch closes: the final test starts now
-                break
-        for signum in signals:
-            time.sleep(0.3)
-            process.send_signal(signum)
-        stdout, stderr = process.communicate(timeout=300)
-    finally:
-        process.kill()
+    # "Epoch 001/001" is printed when the epoch closes: the final test starts now
+    _, stderr = signal_after_line(process, "Epoch 001/001", signals, delay=0.3)
     assert process.returncode == 128 + signals[0], (process.returncode, stderr[-2000:])
     (results_path,) = (tmp_path / "logs").glob("cnn15_skip2/*/results.json")
     results = json.loads(results_path.read_text())
@@ -357,15 +366,7 @@ def test_ctrl_c_in_the_bench_leaves_nothing_and_offers_no_resume(tmp_path: Path)
          "compile=off", "--data-dir",
          str(synthetic_data_dir)], cwd=tmp_path, env=fit_environment(PYTHONUNBUFFERED="1", TMPDIR=str(scratch)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stdout:
-            if line.startswith("deeplab bench:"):
-                break
-        time.sleep(4.0)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=300)
-    finally:
-        process.kill()
+    _, stderr = signal_after_line(process, "deeplab bench:", (signal.SIGINT,), delay=4.0)
     assert process.returncode == 130, stderr[-2000:]
     assert "--ckpt-path" not in stderr and "Traceback" not in stderr, stderr[-2000:]
     assert not list(scratch.glob("deeplab-bench-*")), list(scratch.iterdir())

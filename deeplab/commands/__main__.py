@@ -1,5 +1,5 @@
 """``python -m deeplab.commands > docs/cli.md``: every script's options as tables (the README links it;
-``tests/test_fit.py`` holds the committed page to this output)."""
+``tests/test_docs.py`` holds the committed page to this output)."""
 
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 #: the image sides of the data sets deeplab reads (MNIST, Fashion-MNIST: 28; CIFAR-10: 32): every model fits them
-_DATASET_SIDES = (28, 32)
+_DATASET_SIDES = frozenset(height for _, height, _, _ in DATASET_SHAPES.values())
 
 
 def _check_image_size(name: str, model: nn.Module, channels: int, size: int) -> None:

@@ -212,7 +212,7 @@ class ProcessPoolRunner:
         self._start()  # a fresh pool for the probes the dead worker took down
         lost = yield from self._finished({self._executor.submit(run_probe, request): request for request in lost})
         if lost:
-            probes = ", ".join(f"k={request.config['depth']} seed {request.config['seed']}" for request in lost)
+            probes = ", ".join(f"k={request.depth} seed {request.seed}" for request in lost)
             raise DeeplabError(f"a probe worker process died twice (killed, or out of memory?) training {probes}; "
                                f"the finished probes are in the ledger: run the same command again to go on")
 

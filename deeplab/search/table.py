@@ -133,8 +133,8 @@ def replay_search(folder: Path, family: str, upper: int, echo: Callable[[str], N
     try:
         recorded = json.loads((folder / SEARCH_JSON).read_text())
     except FileNotFoundError:
-        if ledger.is_file() and len(ProbeLedger(ledger)):
-            count = len(ProbeLedger(ledger))
+        count = len(ProbeLedger(ledger)) if ledger.is_file() else 0
+        if count:
             probes = f"{count} probe{'s' if count != 1 else ''} so far"
             done = _seeds_so_far(folder, family, upper)
             return f"in progress: {done} ({probes})" if done else f"{NOT_MEASURED} ({probes})"
@@ -148,13 +148,11 @@ def replay_search(folder: Path, family: str, upper: int, echo: Callable[[str], N
                       parallel=recorded.get("parallel", 1), out=str(folder), starts=starts,
                       training=FitConfig(**recorded["training"]))
 
-    def ledger_only(requests: Sequence[Any]) -> Any:
-        for request in requests:
-            raise DeeplabError(f"{folder}: probe k={request.depth} seed={request.seed} is not in its ledger; run the "
-                               f"table without --render-only to train it")
-        return iter(())
-
-    replayed = run_search(plan, runner=ledger_only, echo=lambda line: None, write_outputs=False)
+    try:
+        replayed = run_search(plan, runner=_ledger_only, echo=lambda line: None, write_outputs=False)
+    except _NotInLedger as missing:
+        raise DeeplabError(f"{folder}: probe k={missing.depth} seed={missing.seed} is not in its ledger; run the "
+                           f"table without --render-only to train it") from None
     summary = _with_history(replayed, recorded)
     from deeplab.search.report import write_search_outputs
 
@@ -165,6 +163,17 @@ def replay_search(folder: Path, family: str, upper: int, echo: Callable[[str], N
 class _NotInLedger(Exception):
     """A replay needs a probe the ledger does not hold yet."""
 
+    def __init__(self, depth: int, seed: int):
+        self.depth, self.seed = depth, seed
+        super().__init__(f"k={depth} seed={seed}")
+
+
+def _ledger_only(requests: Sequence[Any]) -> Any:
+    """The probe runner of a replay: every verdict comes from the ledger, so any probe asked for is missing."""
+    for request in requests:
+        raise _NotInLedger(request.depth, request.seed)
+    return iter(())
+
 
 def _seeds_so_far(folder: Path, family: str, upper: int, seeds: Sequence[int] = (0, 1, 2)) -> str:
     """For a table search still running (no ``search.json`` yet): the seeds whose search the ledger already
@@ -174,16 +183,11 @@ def _seeds_so_far(folder: Path, family: str, upper: int, seeds: Sequence[int] = 
     init = folder.name
     training = FitConfig(model=family, init=None if init == "seed" else init)
 
-    def ledger_only(requests: Sequence[Any]) -> Any:
-        for _ in requests:
-            raise _NotInLedger
-        return iter(())
-
     def replay(seed: int, start: int | None) -> dict[str, Any] | None:
         plan = SearchPlan(model=family, upper=upper, lower=3, step=3, seeds=(seed,), out=str(folder),
                           training=training, starts={seed: start})
         try:
-            return run_search(plan, runner=ledger_only, echo=lambda line: None, write_outputs=False)["per_seed"][0]
+            return run_search(plan, runner=_ledger_only, echo=lambda line: None, write_outputs=False)["per_seed"][0]
         except _NotInLedger:
             return None
 

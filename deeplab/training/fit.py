@@ -293,17 +293,18 @@ def build_run(plan: RunPlan, callbacks: Sequence[pl.Callback] = (), quiet: bool 
     continues (a resume: its epoch, its batches already trained, Lightning's loops)."""
     config = plan.config
     module = _classifier(plan)
-    logger = _run_logger(plan)
+    differences = protocol_differences(plan.config)  # the run folder's name and the HParams columns
+    logger = _run_logger(plan, differences)
     run_dir = Path(logger.log_dir)  # reserved (a fresh run), or the resumed run's
     try:
-        return _build_run(plan, module, logger, run_dir, callbacks, quiet)
+        return _build_run(plan, module, logger, run_dir, differences, callbacks, quiet)
     except BaseException:
         remove_if_empty(run_dir)  # a reserved folder nothing was written into
         raise
 
 
 def _build_run(plan: RunPlan, module: Classifier, logger: TensorBoardLogger, run_dir: Path,
-               callbacks: Sequence[pl.Callback], quiet: bool) -> BuiltRun:
+               differences: dict[str, Any], callbacks: Sequence[pl.Callback], quiet: bool) -> BuiltRun:
     config = plan.config
     stop, throughput = StopSignals(), Throughput()
     checkpoint = RunCheckpoint(run_dir / "checkpoints", every_n_steps=config.checkpoint_every_n_steps,
@@ -313,7 +314,7 @@ def _build_run(plan: RunPlan, module: Classifier, logger: TensorBoardLogger, run
     if not config.fast_dev_run:  # a throwaway run: no files
         run_callbacks += [checkpoint, WriteRunConfig(run_dir / CONFIG_FILE, config.to_dict()),
                           RunRecords(config.to_dict(), eval_split, resumed=plan.saved is not None,
-                                     columns=HPARAM_SETTINGS + tuple(protocol_differences(config)))]
+                                     columns=HPARAM_SETTINGS + tuple(differences))]
         if config.val_split is not None:  # the best epoch by validation accuracy; never selected on the test split
             run_callbacks.append(best_checkpoint(run_dir / "checkpoints"))
     if config.progress_bar and not quiet:
@@ -375,7 +376,7 @@ def _classifier(plan: RunPlan) -> Classifier:
     return module
 
 
-def _run_logger(plan: RunPlan) -> TensorBoardLogger:
+def _run_logger(plan: RunPlan, differences: dict[str, Any]) -> TensorBoardLogger:
     """The TensorBoard logger: a resume writes into its run's folder; a fresh run reserves its own,
     ``<log dir>/<model>/<readable name>`` (:func:`~deeplab.training.resolve.run_folder_name`: ``lr0.02-s0``)
     or ``<log dir>/<--run-name>``, with ``-2``, ``-3``… when taken. The folder is created at once by
@@ -384,7 +385,7 @@ def _run_logger(plan: RunPlan) -> TensorBoardLogger:
         return TensorBoardLogger(save_dir=str(plan.resume_dir.parent.parent), name=plan.resume_dir.parent.name,
                                  version=plan.resume_dir.name, default_hp_metric=False, max_queue=TENSORBOARD_QUEUE)
     config = plan.config
-    parent, leaf = ("", config.run_name) if config.run_name else (config.model, run_folder_name(config))
+    parent, leaf = ("", config.run_name) if config.run_name else (config.model, run_folder_name(config, differences))
     # DDP's launcher re-runs this script in every other process; they must all write
     # into the run directory rank 0 reserved, not reserve their own.
     version = os.environ.get(RUN_VERSION_ENV)

@@ -111,7 +111,7 @@ _FOLDER_PREFIXES = {"lr": "lr", "batch_size": "bs", "epochs": "ep", "momentum": 
                     "max_steps": "steps", "limit_train_batches": "tb", "limit_val_batches": "vb",
                     "clip_grad_norm": "clip", "clip_grad_value": "clipv", "val_split": "val",
                     "input_noise_std": "noise", "sigma_w2": "sw", "sigma_b2": "sb",
-                    "optimizer": "", "init": "", "dataset": "", "schedule": "", "precision": ""}
+                    "loss": "loss-", "optimizer": "", "init": "", "dataset": "", "schedule": "", "precision": ""}
 _FOLDER_NAME_LIMIT = 60
 
 
@@ -125,19 +125,20 @@ def _folder_part(name: str, value: Any) -> str:
     elif isinstance(value, dict):
         value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
     prefix = _FOLDER_PREFIXES.get(name, name.replace("_", "") + "=")
-    if name == "loss":
-        prefix = "loss-"
     return f"{prefix}{value}".replace("/", "_").replace(" ", "")
 
 
-def run_folder_name(config: FitConfig) -> str:
-    """A run folder's readable name: the depth, the settings that differ from the seed protocol, the seed —
-    ``s0`` for the protocol itself, ``lr0.02-s0``, ``k30-delta_orthogonal-lr0.005-s1``; past 60
-    characters the remaining differences are counted (``+2``): ``config.json`` holds them all."""
+def run_folder_name(config: FitConfig, differences: dict[str, Any] | None = None) -> str:
+    """A run folder's readable name: the depth, the settings that differ from the seed protocol
+    (``differences``, when the caller has them: :func:`protocol_differences`), the seed — ``s0`` for the
+    protocol itself, ``lr0.02-s0``, ``k30-delta_orthogonal-lr0.005-s1``; past 60 characters the
+    remaining differences are counted (``+2``): ``config.json`` holds them all."""
     from deeplab.models import model_spec
 
     parts = [f"k{config.depth}"] if model_spec(config.model).has_depth and config.depth is not None else []
-    differences = [_folder_part(name, value) for name, value in protocol_differences(config).items()]
+    if differences is None:
+        differences = protocol_differences(config)
+    differences = [_folder_part(name, value) for name, value in differences.items()]
     seed = f"s{config.seed}"
     kept = []
     for index, part in enumerate(differences):

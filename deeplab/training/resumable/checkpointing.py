@@ -8,7 +8,6 @@ temporary file that replaces the old checkpoint only once complete.
 from __future__ import annotations
 
 import io
-
 import random
 from typing import Any
 
