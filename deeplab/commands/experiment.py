@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "with --config")
     parser.add_argument("--measure-quick-costs", action="store_true",
                         help=f"run every recipe with --quick (on --dataset, default mnist) in a temporary folder and "
-                             f"write their wall times, with the machine and its load, to {COSTS_FILE}; "
+                             f"write their wall times, with the machine and its load, to "
+                             f"{COSTS_FILE.relative_to(COSTS_FILE.parents[1])} in deeplab's checkout; "
                              f"--list shows them")
     parser.add_argument("--quick", action="store_true",
                         help="smoke budget: 1 epoch of 3 batches (≤ 32 images), small depths; seconds to 3 min on a "
