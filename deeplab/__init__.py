@@ -17,8 +17,9 @@ Models: :func:`create_model`, :func:`list_models`, :func:`model_spec`. Data:
 :class:`CIFAR10DataModule`. Training: :class:`Classifier` (manual
 optimization), :class:`MomentumSGD` (the seeds' hand-written optimizer),
 :func:`fit` / :class:`FitConfig` (what ``scripts/fit.py`` runs), :func:`evaluate` (a checkpoint's test
-metrics, from the checkpoint alone). Callbacks:
-:class:`GradientNorms`, :class:`TrainabilityJudge`, :class:`TrainabilitySearch`.
+metrics, from the checkpoint alone), :func:`diagnose` (trainability at initialization: signal
+propagation, correlation depth scale, gradient growth, Jacobian spectrum, a predicted depth). Callbacks:
+:class:`GradientNorms`, :class:`SignalPropagation`, :class:`TrainabilityJudge`, :class:`TrainabilitySearch`.
 """
 
 import logging
@@ -49,6 +50,8 @@ _PUBLIC = {
     "FitConfig": "deeplab.config",
     "fit": "deeplab.training.fit",
     "evaluate": "deeplab.training.evaluate",
+    "diagnose": "deeplab.diagnosis.diagnose",
+    "SignalPropagation": "deeplab.callbacks.signal_propagation",
     "DeeplabError": "deeplab.errors",
 }
 

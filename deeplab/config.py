@@ -136,6 +136,7 @@ class FitConfig:
     grad_every: int | None = setting(None, role="output")  # steps between records (None: every 320 images)
     grad_l1_epoch: int = setting(1, role="output")  # the epoch whose every step's total L1 is averaged
     grad_histograms_every: int = setting(0, role="output")  # steps between gradient histograms (0: off)
+    signal_every: int = setting(0, role="output")  # steps between signal-propagation records (0: off)
     compile: str = setting("auto", role="engine", choices=COMPILE_CHOICES)  # deeplab.training.engine
     channels_last: bool | None = setting(None, role="engine")  # NHWC activations; None: auto
     fast_kernels: bool | None = setting(None, role="engine", legacy=False)  # cpu_kernels' ELU/tanh/BN; None: auto

@@ -174,7 +174,7 @@ def test_console_entry_points_name_the_commands() -> None:
 
     project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
     scripts = project["scripts"]
-    assert set(scripts) == {"deeplab-fit", "deeplab-search", "deeplab-experiment", "deeplab-bench"}
+    assert set(scripts) == {"deeplab-fit", "deeplab-search", "deeplab-diagnose", "deeplab-experiment", "deeplab-bench"}
     for name, target in scripts.items():
         module_name, _, function = target.partition(":")
         module = importlib.import_module(module_name)

@@ -12,6 +12,9 @@
 * :mod:`~deeplab.callbacks.gradients` — :class:`GradientNorms` (per-layer and
   total gradient norms: TensorBoard, ``results.json``, ``grad_norms.png``) and
   its helpers;
+* :mod:`~deeplab.callbacks.signal_propagation` — :class:`SignalPropagation` (the
+  diagnosis at initialization, :mod:`deeplab.diagnosis`, repeated every N steps into
+  TensorBoard);
 * :mod:`~deeplab.callbacks.trainability` — :class:`TrainabilityJudge` (a
   probe's per-epoch errors, divergence and verdict, for the depth search) and
   the verdict rule ``judge_errors``.
@@ -40,6 +43,7 @@ _PUBLIC = {
     "BatchProgressBar": ".progress",
     "Throughput": ".throughput",
     "GradientNorms": ".gradients",
+    "SignalPropagation": ".signal_propagation",
     "TrainabilityJudge": ".trainability",
 }
 

@@ -7,12 +7,12 @@ import importlib
 
 from deeplab.cli import options_markdown
 
-COMMANDS = ("fit", "search", "experiment", "bench")
+COMMANDS = ("fit", "search", "diagnose", "experiment", "bench")
 
 
 def cli_reference() -> str:
     parts = ["# Command-line reference", "",
-             "Every option of the four scripts, as their `--help` prints it (generated: `python -m deeplab.commands "
+             "Every option of the five scripts, as their `--help` prints it (generated: `python -m deeplab.commands "
              "> docs/cli.md`). Unset training options take the model's seed protocol: "
              "`python scripts/fit.py --model NAME --print-config` shows them.", ""]
     for name in COMMANDS:

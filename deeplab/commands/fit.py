@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "default 1, seed 000's first-epoch measure; seed 000 Part 3's 10.62 is epoch 11 of a "
                             "continued run: --ckpt-path <10-epoch run> --epochs 20 --grad-l1-epoch 11)")
     grads.add_argument("--grad-histograms-every", type=int, default=0, help="also log gradient histograms every M steps (0: off)")
+    grads.add_argument("--signal-every", type=int, default=0, metavar="N",
+                       help="also measure signal propagation (deeplab.diagnosis: per-layer variance, correlation map and "
+                            "depth scale, gradient growth) at the start and every N steps into TensorBoard's "
+                            "signal/* scalars and images (0: off)")
     return parser
 
 

@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from deeplab.callbacks.base import ResultsContributor
 from deeplab.callbacks.gradients import GradientNorms
 from deeplab.callbacks.progress import BatchProgressBar, EpochLine
+from deeplab.callbacks.signal_propagation import SignalPropagation
 from deeplab.callbacks.throughput import Throughput
 from deeplab.config import FitConfig, device_count, effective_lr, parse_devices, settings_of
 from deeplab.data.datamodules import create_datamodule
@@ -283,7 +284,7 @@ def _choose_engine(config: FitConfig, model_kwargs: dict[str, Any], epoch_batche
         planned_steps = min(planned_steps, config.max_steps)
     with torch.random.fork_rng(devices=[]):
         network = create_model(config.model, **model_kwargs)
-    run_callbacks = list(callbacks) + ([_gradient_norms(config, None)] if config.grad_norms else [])
+    run_callbacks = list(callbacks) + _observers(config, None)
     return resolve_engine(config, network, planned_steps, world_size, on_gpu=_on_gpu(config),
                           callbacks=run_callbacks)
 
@@ -319,8 +320,7 @@ def _build_run(plan: RunPlan, module: Classifier, logger: TensorBoardLogger, run
             run_callbacks.append(best_checkpoint(run_dir / "checkpoints"))
     if config.progress_bar and not quiet:
         run_callbacks.append(BatchProgressBar())
-    if config.grad_norms:
-        run_callbacks.append(_gradient_norms(config, None if config.fast_dev_run else run_dir))
+    run_callbacks += _observers(config, None if config.fast_dev_run else run_dir)
     run_callbacks.extend(callbacks)
     trainer = _trainer(config, logger, run_callbacks, quiet)
     if trainer.world_size != plan.world_size:  # pragma: no cover - planned_world_size must be Lightning's rule
@@ -393,6 +393,17 @@ def _run_logger(plan: RunPlan, differences: dict[str, Any]) -> TensorBoardLogger
         version = leaf if config.fast_dev_run else reserve_folder(Path(config.log_dir) / parent, leaf).name
     return TensorBoardLogger(save_dir=config.log_dir, name=parent, version=version, default_hp_metric=False,
                              max_queue=TENSORBOARD_QUEUE)
+
+
+def _observers(config: FitConfig, run_dir: Path | None) -> list[pl.Callback]:
+    """The observing callbacks the run's own settings add (``--grad-norms``, ``--signal-every``): built for
+    the run and, before it, for the engine's choice (a callback that needs every batch means chunks of 1)."""
+    observers: list[pl.Callback] = []
+    if config.grad_norms:
+        observers.append(_gradient_norms(config, run_dir))
+    if config.signal_every:
+        observers.append(SignalPropagation(every_n_steps=config.signal_every))
+    return observers
 
 
 def _gradient_norms(config: FitConfig, run_dir: Path | None) -> GradientNorms:

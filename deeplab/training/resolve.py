@@ -186,6 +186,8 @@ def _validate(config: FitConfig) -> None:
             raise DeeplabError(f"{option_name(name)} must be a positive integer, got {getattr(config, name)}")
     if not _is_int(config.grad_histograms_every) or config.grad_histograms_every < 0:
         raise DeeplabError(f"--grad-histograms-every must be ≥ 0 (0: off), got {config.grad_histograms_every}")
+    if not _is_int(config.signal_every) or config.signal_every < 0:
+        raise DeeplabError(f"--signal-every must be ≥ 0 (0: off), got {config.signal_every}")
     for item in dataclasses.fields(FitConfig):
         choices = item.metadata["choices"]
         if choices is not None and getattr(config, item.name) not in choices:
