@@ -115,9 +115,11 @@ def write_diagnosis(record: dict[str, Any], out: Path, *, figures: bool = True) 
 
 
 def json_ready(value: Any) -> Any:
-    """JSON has no infinity: ``inf`` becomes the string "inf" (NaN "nan")."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    """JSON has no infinity: ``inf`` becomes the string "inf" (NaN "nan"); floats keep six significant digits."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+        return float(f"{value:.6g}")  # six significant digits: what a measurement at init supports
     if isinstance(value, dict):
         return {key: json_ready(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -72,6 +72,8 @@ POINT_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.Tanh, nn.ELU, nn.ReLU, nn.L
 #: changes of the correlation map below this are finite-batch noise, not signal (a pair cosine's
 #: standard error over a batch of 64 is ~1e-3; consecutive-layer changes below 1e-4 are left out)
 CORRELATION_NOISE = 1e-4
+#: Jacobian columns computed at once (forward-mode, vmapped): bounds the memory of a deep stage's Jacobian
+JACOBIAN_CHUNK = 98
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,8 @@ def jacobian_spectrum(model: nn.Module, x: torch.Tensor, first: int, last: int,
 
     The representation at ``first`` is captured in one forward pass, then the layers between are re-run
     with example ``example``'s representation as the input of a function (the other examples fixed):
-    ``torch.func.jacfwd`` over it gives the exact Jacobian. Returns ``singular_values`` (descending),
+    forward-mode products with every basis vector (``torch.func.jvp``, vmapped in chunks of
+    :data:`JACOBIAN_CHUNK`) give the exact Jacobian. Returns ``singular_values`` (descending),
     ``mean_squared_singular_value`` (χ over the span), ``layers`` (``last − first``), ``chi1`` (χ per
     layer), and the spectrum's ``max``, ``median``, ``min`` and ``spread`` (standard deviation of the
     squared singular values over their mean: 0 is dynamical isometry's ideal)."""
@@ -358,7 +361,12 @@ def jacobian_spectrum(model: nn.Module, x: torch.Tensor, first: int, last: int,
         out = between(h)
         return out[example].reshape(-1)
 
-    jacobian = torch.func.jacfwd(through)(base[example]).reshape(-1, base[example].numel())
+    primal = base[example]
+    basis = torch.eye(primal.numel(), dtype=primal.dtype, device=primal.device).reshape(-1, *primal.shape)
+    column = lambda tangent: torch.func.jvp(through, (primal,), (tangent,))[1]  # noqa: E731  (J · e_i)
+    with torch.no_grad():  # forward-mode only: no graph is kept, and chunks bound the memory
+        columns = torch.func.vmap(column, chunk_size=JACOBIAN_CHUNK)(basis)  # (n_in, n_out)
+    jacobian = columns.T
     singular = torch.linalg.svdvals(jacobian.detach().double())
     squared = singular ** 2
     mean_squared = float(squared.mean())

@@ -121,10 +121,11 @@ def diagnose_table(out: str | Path, *, measured_table: str | Path = "reports/see
             record = diagnose(family, init=init, out=out / family / init, **settings)
             rows.append(_row(family, init, record, measured.get((family, init))))
             progress(_progress_line(rows[-1]))
+    checks = mean_field_checks(out / "mean_field_check", progress=progress, **settings) if "cnn_tanh" in chosen else []
     seed_rows = [row for row in rows if row["init"] == "seed" and row["measured"] is not None]
     agreement = rank_agreement([_rankable(row["predicted"]) for row in seed_rows],
                                [row["measured"] for row in seed_rows])
-    data = dict(rows=rows, rank_agreement=agreement, families_ranked=[row["family"] for row in seed_rows],
+    data = dict(rows=rows, mean_field_checks=checks, rank_agreement=agreement, families_ranked=[row["family"] for row in seed_rows],
                 measured_table=str(measured_table), seconds=round(time.perf_counter() - started, 1))
     out.mkdir(parents=True, exist_ok=True)
     from deeplab.diagnosis.diagnose import json_ready
@@ -135,6 +136,40 @@ def diagnose_table(out: str | Path, *, measured_table: str | Path = "reports/see
     _draw_scores(data, out / "table.png")
     data["table"] = str(out / TABLE_FILE)
     return data
+
+
+#: the plain tanh family at Gaussian inits where mean field has finite and infinite depth scales:
+#: (name, σ_w², σ_b²; None: the critical point at deeplab's default σ_b²), each at two depths
+MEAN_FIELD_SETTINGS = (("critical", None, None), ("chaotic", 2.5, 0.1))
+MEAN_FIELD_DEPTHS = (24, 120)
+
+
+def mean_field_checks(out: Path, progress: Callable[[str], None] = print, **settings: Any) -> list[dict[str, Any]]:
+    """``cnn_tanh`` with ``--init gaussian`` at :data:`MEAN_FIELD_SETTINGS`: the measured χ₁ (the last stage's
+    Jacobian; r² from the gradients), χ_c, ξ_c and c* beside mean field's (:mod:`deeplab.theory.mean_field`)."""
+    from deeplab.diagnosis.diagnose import diagnose
+    from deeplab.models.inits import resolve_variances
+    from deeplab.theory.mean_field import analyze
+
+    rows = []
+    for name, sigma_w2, sigma_b2 in MEAN_FIELD_SETTINGS:
+        sigma_w2, sigma_b2 = resolve_variances("tanh", sigma_w2, sigma_b2)
+        theory = analyze("tanh", sigma_w2, sigma_b2)
+        for depth in MEAN_FIELD_DEPTHS:
+            record = diagnose("cnn_tanh", depth, init="gaussian", sigma_w2=sigma_w2, sigma_b2=sigma_b2,
+                              out=out / f"{name}-k{depth}", **settings)
+            growth = record["gradient_growth"]["representation"]
+            rows.append(dict(setting=name, sigma_w2=sigma_w2, sigma_b2=sigma_b2, depth=depth,
+                             chi1=(record.get("jacobian") or {}).get("chi1"),
+                             gradient_chi1=None if growth is None else growth ** 2,
+                             chi_c=record["correlation"]["chi_c"], depth_scale=record["correlation"]["depth_scale"],
+                             fixed_point=record["correlation"]["fixed_point"],
+                             mean_field=dict(chi1=theory.chi1, chi_c=theory.chi_c, depth_scale=theory.depth_scale,
+                                             fixed_point=theory.c_star)))
+            progress(f"mean-field check {name} (σ_w² {sigma_w2:.4g}, σ_b² {sigma_b2:.3g}) k={depth}: χ₁ "
+                     f"{_scale(rows[-1]['chi1'])} (mean field {theory.chi1:.4g}), ξ_c {_scale(rows[-1]['depth_scale'])} "
+                     f"({_scale(theory.depth_scale)})")
+    return rows
 
 
 def _rankable(value: float | None) -> float:
@@ -228,6 +263,19 @@ def render_table(data: dict[str, Any]) -> str:
                       f"({', '.join(data['families_ranked'])}): Spearman ρ = "
                       f"{'—' if rho is None else f'{rho:.2f}'}; {agreement['concordant_pairs']:g} of "
                       f"{agreement['pairs']} pairs ordered as measured."]
+    checks = data.get("mean_field_checks") or []
+    if checks:
+        lines += ["", "**Against mean field** (`cnn_tanh`, `--init gaussian`: a plain tanh stack whose σ_w², σ_b² "
+                      "mean field describes; measured at initialization as above):", "",
+                  "| setting | σ_w² | σ_b² | k | χ₁ measured (Jacobian; r²) | χ₁ mean field | χ_c measured | χ_c mean field "
+                  "| ξ_c measured | ξ_c mean field | c* measured | c* mean field |",
+                  "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for row in checks:
+            theory = row["mean_field"]
+            lines.append(f"| {row['setting']} | {row['sigma_w2']:.4g} | {row['sigma_b2']:.3g} | {row['depth']} "
+                         f"| {_scale(row['chi1'])}; {_scale(row['gradient_chi1'])} | {_scale(theory['chi1'])} "
+                         f"| {_scale(row['chi_c'])} | {_scale(theory['chi_c'])} | {_scale(row['depth_scale'])} "
+                         f"| {_scale(theory['depth_scale'])} | {_scale(row['fixed_point'])} | {_scale(theory['fixed_point'])} |")
     return "\n".join(lines) + "\n"
 
 
