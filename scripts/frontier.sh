@@ -7,7 +7,7 @@
 #
 # Environment: DATA_DIR (default ../shared/datasets), OUT (default runs/frontier), SEED (default 0), BATCHES (training
 # batches of 64, default 200 = the η sweep's reduced budget), RUNS (which of tanh_delta_orthogonal,
-# tanh_seed, resnet_skipinit, resnet_seed; default all four), ACTIVATION_CHECKPOINTING=1 (recompute
+# tanh_tat, tanh_seed, resnet_skipinit, resnet_seed; default all five; tanh_tat needs dks: pip install -e ".[frontier]"), ACTIVATION_CHECKPOINTING=1 (recompute
 # activations in the backward pass: for a GPU whose memory the k = 9,999 ResNet would exceed, ≈ 25 GB).
 #
 # Step sizes follow the measured η_max ∝ k^(−p) (scripts/experiment.py lr_depth_scaling, docs/results.md's
@@ -21,7 +21,7 @@ DATA_DIR="${DATA_DIR:-../shared/datasets}"
 OUT="${OUT:-runs/frontier}"
 BATCHES="${BATCHES:-200}"
 SEED="${SEED:-0}"
-RUNS="${RUNS:-tanh_delta_orthogonal tanh_seed resnet_skipinit resnet_seed}"
+RUNS="${RUNS:-tanh_delta_orthogonal tanh_tat tanh_seed resnet_skipinit resnet_seed}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # measured at k = 30, 99, 300 (reduced budget, seed 0): η_max(300) and the fitted power p
@@ -45,6 +45,7 @@ run() {  # run NAME MODEL INIT LR POWER
 }
 
 run tanh_delta_orthogonal cnn_tanh delta_orthogonal "$TANH_LR_300" "$TANH_POWER"
+run tanh_tat cnn_tanh tat "$TANH_LR_300" "$TANH_POWER"  # TAT at delta-orthogonal's step size (not tuned for TAT)
 run tanh_seed cnn_tanh seed "$TANH_LR_300" "$TANH_POWER"
 run resnet_skipinit resnet_elu_nobn skipinit "$RESNET_LR_300" "$RESNET_POWER"
 run resnet_seed resnet_elu_nobn seed "$RESNET_LR_300" "$RESNET_POWER"

@@ -105,7 +105,7 @@ def propagation_points(model: nn.Module) -> list[Point]:
             qualified = f"{prefix}.{name}" if prefix else name
             if isinstance(child, residual):
                 points.append(Point(qualified, child, "block", _stage_of(qualified)))
-            elif isinstance(child, POINT_ACTIVATIONS):
+            elif isinstance(child, POINT_ACTIVATIONS) or getattr(child, "is_activation", False):
                 points.append(Point(qualified, child, "pre-activation", _stage_of(qualified)))
             else:
                 visit(child, qualified)

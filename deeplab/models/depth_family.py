@@ -37,7 +37,8 @@ residual branch, m = 1). At k = 3 there are no residual blocks, so
 ``cnn_elu``.
 
 ``init`` (see :mod:`deeplab.models.inits`): ``seed`` (default), ``xavier``,
-``kaiming``, ``orthogonal``, ``delta_orthogonal``; residual families also
+``kaiming``, ``orthogonal``, ``delta_orthogonal``; the plain families without batch norm also ``tat``
+(:mod:`deeplab.models.tat`: the activations transformed for the depth); residual families also
 ``fixup`` and ``skipinit``, which add scalar parameters to each residual block
 (so they are constructor arguments, and parameter counts grow by 3 resp. 1
 per block).
@@ -289,6 +290,9 @@ class DepthCNN(nn.Module):
         if seed_std not in _SEED_STDS:
             raise DeeplabError(f"seed_std must be one of {', '.join(_SEED_STDS)}, got {seed_std!r}")
         self.init = inits.check_scheme(init, residual=residual, family=family)
+        if self.init in inits.VANILLA_SCHEMES and batch_norm:
+            raise DeeplabError(f"init {init!r} is for vanilla networks (no normalization, no skips); {family} has "
+                               "batch norm (use cnn_tanh, cnn_tanh_newinit or cnn_elu)")
         inits.check_variances(self.init, sigma_w2, sigma_b2)
         self.sigma_w2, self.sigma_b2 = sigma_w2, sigma_b2
         if activation_checkpointing:
@@ -316,7 +320,7 @@ class DepthCNN(nn.Module):
                 stage.append(nn.Conv2d(channels, width, kernel_size=3, stride=1, padding=1))
                 if batch_norm:
                     stage.append(nn.BatchNorm2d(width))
-                stage.append(_ACTIVATIONS[activation]())
+                stage.append(self._activation_module(activation))
                 channels = width
             stage.append(nn.AvgPool2d(kernel_size=2, stride=2))
             stages.append(nn.Sequential(*stage))
@@ -324,6 +328,14 @@ class DepthCNN(nn.Module):
         side = image_size // 2 // 2 // 2  # 28→14→7→3, 32→16→8→4
         self.fully_connected = nn.Linear(STAGE_WIDTHS[-1] * side * side, num_classes)
         self._initialize()
+
+    def _activation_module(self, activation: str) -> nn.Module:
+        """A plain layer's activation: the family's own, or with ``init="tat"`` its TAT transform for this depth."""
+        if self.init in inits.VANILLA_SCHEMES:
+            from deeplab.models.tat import TransformedActivation
+
+            return TransformedActivation(activation, self.depth)
+        return _ACTIVATIONS[activation]()
 
     # -- initialization -----------------------------------------------------------------
 

@@ -66,6 +66,11 @@ Schemes (:data:`SCHEMES`):
     diverged at step 17 with η = 0.01 and swung to chance with η = 0.001.
     Fixup's analysis assumes m ≥ 2, where the random inner layers keep the
     branches distinct; with m = 1 use ``skipinit``.
+``tat`` (vanilla models only: no skips, no normalization)
+    Zhang, Botev & Martens, "Deep Learning without Shortcuts" (ICLR 2022): Tailored Activation
+    Transformation through DeepMind's ``dks`` package — each activation transformed for the network's depth
+    and Delta scaled-uniform-orthogonal weights, so the whole network's kernel stays near the identity
+    (:mod:`deeplab.models.tat`). The model must be built with ``init="tat"`` (its activations change).
 ``skipinit`` (residual models only)
     De & Smith, "Batch Normalization Biases Residual Blocks Towards the
     Identity Function in Deep Networks" (NeurIPS 2020): a learnable scalar
@@ -93,6 +98,7 @@ from deeplab.errors import DeeplabError
 __all__ = [
     "SCHEMES",
     "RESIDUAL_SCHEMES",
+    "VANILLA_SCHEMES",
     "VARIANCE_SCHEMES",
     "check_variances",
     "resolve_variances",
@@ -113,11 +119,14 @@ __all__ = [
 
 #: every initialization scheme deeplab knows, ``seed`` (the model's own) first
 SCHEMES: tuple[str, ...] = ("seed", "xavier", "kaiming", "orthogonal", "delta_orthogonal", "gaussian", "fixup",
-                            "skipinit")
+                            "skipinit", "tat")
 #: schemes whose (σ_w², σ_b²) can be chosen (``sigma_w2=``/``sigma_b2=``, ``--sigma-w2``/``--sigma-b2``)
 VARIANCE_SCHEMES: tuple[str, ...] = ("orthogonal", "delta_orthogonal", "gaussian")
 #: schemes that need residual branches (and scalar parameters made at construction)
 RESIDUAL_SCHEMES: tuple[str, ...] = ("fixup", "skipinit")
+#: schemes for vanilla networks only (no skips, no normalization), that also transform the activations
+#: (so the model must be built with them): TAT, :mod:`deeplab.models.tat`
+VANILLA_SCHEMES: tuple[str, ...] = ("tat",)
 
 #: σ_b² of the critical point used by ``orthogonal``/``delta_orthogonal``.
 #: Smooth activations: a small bias variance puts q* small but non-zero (tanh:
@@ -147,6 +156,9 @@ def check_scheme(scheme: str, *, residual: bool, family: str = "this model") -> 
             f"init {scheme!r} acts on residual branches and {family} has none; use it with a residual "
             f"model (resnet_elu, resnet_elu_nobn) or pick one of: {plain}."
         )
+    if scheme in VANILLA_SCHEMES and residual:
+        raise DeeplabError(f"init {scheme!r} shapes the kernel of a network without skip connections; {family} has "
+                           "them (TAT is for vanilla networks: cnn_tanh, cnn_tanh_newinit, cnn_elu)")
     return scheme
 
 
@@ -355,6 +367,13 @@ def apply_init(
     residual = bool(getattr(model, "is_residual", False))
     check_scheme(scheme, residual=residual, family=getattr(model, "family", type(model).__name__))
     check_variances(scheme, sigma_w2, sigma_b2)
+    if scheme in VANILLA_SCHEMES:
+        if getattr(model, "init", None) != scheme:
+            raise DeeplabError(f"init {scheme!r} transforms the activations when the model is built; create the "
+                               f"model with init={scheme!r} instead of applying it afterwards.")
+        from deeplab.models.tat import tat_init_
+
+        return tat_init_(model)
     if scheme in RESIDUAL_SCHEMES:
         if getattr(model, "init", None) != scheme:
             raise DeeplabError(

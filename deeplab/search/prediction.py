@@ -74,6 +74,11 @@ def predict_for_model(family_name: str, init: str = "seed", depth: int | None = 
             "mean-field recursion (and its σ_w²) does not describe this family"
         )
         return result
+    if init in inits.VANILLA_SCHEMES:
+        result["reason"] = ("TAT transforms the activation for the network's depth so that the whole network's "
+                            "kernel stays near the identity; the plain mean field of the family's own activation "
+                            "does not describe it")
+        return result
     if config.residual:
         result["reason"] = (
             "residual connections change the length and correlation maps (Yang & Schoenholz 2017); "
