@@ -30,7 +30,7 @@ COMPILE_MAX_BATCH = 64
 PRECISION_ALIASES = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 __all__ = ["FitConfig", "ROLES", "KEPT_ON_RESUME", "CHANGEABLE_ON_RESUME", "setting", "settings_of", "key_settings",
-           "legacy_values", "check_types", "option_name", "OPTIMIZER_CHOICES", "LOSS_CHOICES", "SCHEDULE_CHOICES", "LR_DEPTH_RULES", "LR_REFERENCE_DEPTH", "effective_lr", "parse_lr_depth_scaling", "MAX_SEED", "add_training_arguments", "check_batch_limit",
+           "legacy_values", "check_types", "option_name", "OPTIMIZER_CHOICES", "LOSS_CHOICES", "SCHEDULE_CHOICES", "LR_DEPTH_RULES", "BRANCH_SCALES", "LR_REFERENCE_DEPTH", "effective_lr", "parse_lr_depth_scaling", "MAX_SEED", "add_training_arguments", "check_batch_limit",
            "config_from_args", "int_or_fraction", "read_config_file", "parse_with_config",
            "parse_devices", "device_count", "read_settings_file"]
 
@@ -74,6 +74,9 @@ def setting(default: Any = dataclasses.MISSING, *, role: str, legacy: Any = _NO_
 OPTIMIZER_CHOICES = ("momentum_sgd", "sgd", "adam")  # deeplab.training.optim binds each to its rule
 LOSS_CHOICES = ("torch", "manual")
 SCHEDULE_CHOICES = ("none", "cosine", "step")
+#: residual branch multipliers of the residual depth families (deeplab.models.depth_family): "none" (the
+#: seed's x + f(x)) | "sqrt_depth" (depth-µP, Yang, Yu, Zhu & Hayou 2023: x + f(x)/√L, L residual blocks)
+BRANCH_SCALES = ("none", "sqrt_depth")
 
 
 @dataclass
@@ -88,6 +91,7 @@ class FitConfig:
     #: σ_w² / σ_b² of the orthogonal/gaussian inits (None: the activation's critical point / DEFAULT_SIGMA_B2)
     sigma_w2: float | None = setting(None, role="run", legacy=None)
     sigma_b2: float | None = setting(None, role="run", legacy=None)
+    branch_scale: str = setting("none", role="run", legacy="none", choices=BRANCH_SCALES)  # residual branches × a/√L
     activation_checkpointing: bool = setting(False, role="hardware")  # recompute activations in backward
     epochs: int | None = setting(None, role="budget")
     batch_size: int | None = setting(None, role="run")  # per device
@@ -170,7 +174,10 @@ def legacy_values() -> dict[str, Any]:
 
 
 #: --lr-depth-scaling rules: the power p of η(k) = η · (K / k)^p
-LR_DEPTH_RULES: dict[str, float] = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0}
+LR_DEPTH_RULES: dict[str, float] = {"none": 0.0, "inverse_sqrt": 0.5, "inverse": 1.0,
+                                    # depth-µP's rule for SGD (Yang et al. 2023): with branches × 1/√L
+                                    # (--branch-scale sqrt_depth) the best η does not depend on depth
+                                    "depth_mup": 0.0}
 #: the depth K at which --lr is the rate, unless the rule says "@K"
 LR_REFERENCE_DEPTH = 30
 
@@ -329,10 +336,14 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, include_depth: bo
     group.add_argument("--dataset", metavar="{mnist,fashion_mnist,cifar10}", help="mnist | fashion_mnist | cifar10 (default: the model's seed dataset)")
     if include_depth:
         group.add_argument("--depth", type=int, help="depth k of a depth family (seed 002: a multiple of 3)")
-    group.add_argument("--init", metavar="{seed,xavier,kaiming,orthogonal,delta_orthogonal,gaussian,fixup,skipinit}",
+    group.add_argument("--init", metavar="{seed,xavier,kaiming,orthogonal,delta_orthogonal,gaussian,fixup,skipinit,tat}",
                        help="initialization of seed 002 families and cnn15 models: seed (default), "
                             "xavier, kaiming, orthogonal, delta_orthogonal, gaussian (N(0, σ_w²/fan_in)); "
-                            "residual families also fixup, skipinit")
+                            "residual families also fixup, skipinit; vanilla families (no skips, no batch norm) "
+                            "also tat (Tailored Activation Transformation; needs pip install -e \".[frontier]\")")
+    group.add_argument("--branch-scale", choices=BRANCH_SCALES, default="none",
+                       help="residual families: multiply each residual branch by 1/√L, L the number of residual "
+                            "blocks (sqrt_depth: depth-µP, Yang et al. 2023; pair with --lr-depth-scaling depth_mup)")
     group.add_argument("--sigma-w2", type=float, metavar="W",
                        help="σ_w² of --init orthogonal, delta_orthogonal and gaussian: weight variance × fan-in "
                             "(default: the activation's critical point, tanh 1.086 at σ_b² 1e-4, 1.761 at 0.05)")

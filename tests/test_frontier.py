@@ -101,7 +101,7 @@ def test_effective_lr_follows_the_rule(rule: str | None, depth: int, factor: flo
 
 
 @pytest.mark.parametrize("rule, message", [
-    ("linear", "give one of none, inverse_sqrt, inverse or power:P"), ("inverse@0", "positive integer"),
+    ("linear", "give one of none, inverse_sqrt, inverse, depth_mup or power:P"), ("inverse@0", "positive integer"),
     ("inverse@", "positive integer"), ("power:x", "a number P ≥ 0"), ("power:-1", "a number P ≥ 0"),
     ("power:inf@30", "a number P ≥ 0"),
 ])

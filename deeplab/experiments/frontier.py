@@ -2,8 +2,9 @@
 al.'s phase diagram of trainable depth over σ_w².
 
 ``lr_depth_scaling``
-    For ``cnn_tanh`` + ``delta_orthogonal`` (Xiao et al., ICML 2018) and ``resnet_elu_nobn`` +
-    ``skipinit`` (De & Smith, NeurIPS 2020): the largest η of a descending grid that still trains at
+    For ``cnn_tanh`` + ``delta_orthogonal`` (Xiao et al., ICML 2018), ``resnet_elu_nobn`` +
+    ``skipinit`` (De & Smith, NeurIPS 2020) and ``resnet_elu_nobn`` with depth-µP's branches × 1/√L
+    (``--branch-scale sqrt_depth``; Yang, Yu, Zhu & Hayou 2023, whose η_max should not fall): the largest η of a descending grid that still trains at
     k = 30, 99, 300 (:func:`deeplab.search.lr_sweep.largest_trainable_lr`), and the power law
     η_max ∝ k^(−p) through them — the measurement behind ``--lr-depth-scaling``.
 ``phase_diagram``
@@ -38,8 +39,20 @@ __all__ = ["SWEEP_DEPTHS", "SWEEP_NETWORKS", "PHASE_SIGMA_W2", "PHASE_SIGMA_B2",
 SWEEP_DEPTHS = (30, 99, 300)
 #: geometric bisections after the grid's first trainable η (1-2-5 grid: brackets of ×2-2.5 → ×1.25)
 SWEEP_REFINEMENTS = 2
-#: (family, init) pairs whose η_max is measured: criticality by orthogonality, and by zeroed branches
-SWEEP_NETWORKS = (("cnn_tanh", "delta_orthogonal"), ("resnet_elu_nobn", "skipinit"))
+#: (family, init, other settings) whose η_max is measured: criticality by orthogonality, by zeroed branches,
+#: and depth-µP's branches × 1/√L (Yang, Yu, Zhu & Hayou 2023: the best η should not depend on depth)
+SWEEP_NETWORKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("cnn_tanh", "delta_orthogonal", {}),
+    ("resnet_elu_nobn", "skipinit", {}),
+    ("resnet_elu_nobn", "seed", {"branch_scale": "sqrt_depth"}),
+)
+
+
+def _network_label(model: str, init: str, settings: dict[str, Any]) -> tuple[str, str]:
+    """(the report's label, the ledger folder's name) of a swept network."""
+    if settings.get("branch_scale") == "sqrt_depth":
+        return f"{model} + depth-µP (branches × 1/√L)", f"{model}-{init}-depth_mup"
+    return f"{model} + {init}", f"{model}-{init}"
 #: σ_w² across the phase diagram (the critical σ_w² ≈ 1.76 lies between 1.75 and 2.0)
 PHASE_SIGMA_W2 = (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0)
 #: σ_b² of the phase diagram (Schoenholz et al.'s Fig. 5)
@@ -88,9 +101,9 @@ def _budget_text(training: "FitConfig", threshold: float = 0.2) -> str:
 
 @register_recipe(
     "lr_depth_scaling", seed="002", experiment="beyond the seed: the largest stable step size against depth",
-    title="How the largest trainable step size shrinks with depth (delta-orthogonal tanh, SkipInit ResNet)",
+    title="How the largest trainable step size shrinks with depth (delta-orthogonal tanh, SkipInit and depth-µP ResNets)",
     dataset="mnist",
-    trainings="≈ 30 probes: η from 0.1 down until one trains, then 2 bisections, at k = 30, 99, 300, for 2 networks",
+    trainings="≈ 45 probes: η from 0.1 down until one trains, then 2 bisections, at k = 30, 99, 300, for 3 networks",
     full_cost="≈ 50 min of one CPU core (measured: 29 probes, 51 min; k = 300 probes 2-8 min each)",
     quick_cost="≈ 2 s",
 )
@@ -100,30 +113,32 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
 
     depths = (3, 6) if ctx.quick else SWEEP_DEPTHS
     rows, fits, panels = [], {}, []
-    for model, init in SWEEP_NETWORKS:
+    for model, init, settings in SWEEP_NETWORKS:
+        name, folder = _network_label(model, init, settings)
         for seed in ctx.seeds:
-            training = reduced_budget(ctx, model, seed=seed)
+            training = reduced_budget(ctx, model, seed=seed, **settings)
             grid: list[float] = list(LR_GRID[:4:3] if ctx.quick else LR_GRID)
             maxima: list[float | None] = []
             for depth in depths:
                 result = largest_trainable_lr(training, model=model, init=init, depth=depth,
-                                              out=ctx.out / f"{model}-{init}", lrs=grid,
+                                              out=ctx.out / folder, lrs=grid,
                                               refinements=0 if ctx.quick else SWEEP_REFINEMENTS,
                                               echo=lambda line: ctx.echo(f"[lr_depth_scaling] {line}"))
                 maxima.append(result["largest_lr"])
                 tried = ", ".join(f"{p['lr']:g} → " + ("diverged" if p["diverged"] else
                                                         "—" if p["test_error"] is None else f"{100 * p['test_error']:.1f} %")
                                   for p in result["probes"])
-                rows.append([model, init, depth, seed, "none" if result["largest_lr"] is None else
+                rows.append([name.split(" + ")[0], name.split(" + ")[1], depth, seed, "none" if result["largest_lr"] is None else
                              f"{result['largest_lr']:g}", "—" if result["smallest_failing_lr"] is None else
                              f"{result['smallest_failing_lr']:g}", tried])
-                ctx.data.setdefault("sweeps", []).append({"model": model, "init": init, "seed": seed, **result})
+                ctx.data.setdefault("sweeps", []).append({"model": model, "init": init, "seed": seed, **settings,
+                                                          **result})
                 if result["largest_lr"] is not None:
                     # η_max falls with depth (measured): a deeper network starts at the shallower one's
                     # smallest failing η (expected to fail again, so the deeper bracket is closed too)
                     ceiling = result["smallest_failing_lr"] or result["largest_lr"]
                     grid = sorted({ceiling, *(lr for lr in grid if lr < ceiling)}, reverse=True)
-            label = f"{model} + {init}" + (f" (seed {seed})" if len(ctx.seeds) > 1 else "")
+            label = name + (f" (seed {seed})" if len(ctx.seeds) > 1 else "")
             measured = [(k, lr) for k, lr in zip(depths, maxima) if lr is not None]
             if len(measured) >= 2:
                 c, p = fit_power_law(*zip(*measured))

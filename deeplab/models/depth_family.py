@@ -76,6 +76,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint_sequential
 
 import deeplab.models.inits as inits
+from deeplab.config import BRANCH_SCALES  # "sqrt_depth": depth-µP's 1/√L (Yang, Yu, Zhu & Hayou 2023)
 from deeplab.errors import DeeplabError
 
 __all__ = [
@@ -196,8 +197,10 @@ class ResidualBlock(nn.Module):
     * ``"skipinit"``: ``u = x + gain · φ(BN(conv(x)))``, ``gain = 0`` at init.
     """
 
-    def __init__(self, channels: int, activation: str, batch_norm: bool, residual_init: str | None = None):
+    def __init__(self, channels: int, activation: str, batch_norm: bool, residual_init: str | None = None,
+                 multiplier: float = 1.0):
         super().__init__()
+        self.multiplier = float(multiplier)  # depth-µP's a/√L (1: the seed's block)
         self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=1, padding=1)
         self.bn = nn.BatchNorm2d(channels) if batch_norm else None
         self.activation = _ACTIVATIONS[activation]()
@@ -239,6 +242,8 @@ class ResidualBlock(nn.Module):
             out = out * self.scale + self.bias_out
         elif self.residual_init == "skipinit":
             out = out * self.gain
+        if self.multiplier != 1.0:
+            out = out * self.multiplier
         return out + x  # (B, C, H, W), shapes match by construction
 
 
@@ -257,6 +262,8 @@ class DepthCNN(nn.Module):
         init: a scheme of :mod:`deeplab.models.inits`.
         sigma_w2, sigma_b2: the variances of the ``orthogonal``, ``delta_orthogonal`` and ``gaussian``
             schemes (default: the activation's critical point, :func:`deeplab.models.inits.resolve_variances`).
+        branch_scale: "sqrt_depth" multiplies every residual branch by 1/√L, L the network's residual blocks
+            (depth-µP; ``"none"``: the seed's ``x + f(x)``).
         activation_checkpointing: recompute each stage's activations in the backward pass
             (:func:`torch.utils.checkpoint.checkpoint_sequential`, √(k/3) segments per stage) instead of
             storing them: memory per stage ~√ of the layers, about one more forward pass of time.
@@ -277,9 +284,17 @@ class DepthCNN(nn.Module):
         sigma_w2: float | None = None,
         sigma_b2: float | None = None,
         activation_checkpointing: bool = False,
+        branch_scale: str = "none",
     ):
         super().__init__()
         depth = validate_depth(depth)
+        if branch_scale not in BRANCH_SCALES:
+            raise DeeplabError(f"branch_scale must be one of {', '.join(BRANCH_SCALES)}, got {branch_scale!r}")
+        if branch_scale != "none" and not residual:
+            raise DeeplabError(f"branch_scale {branch_scale!r} multiplies residual branches; {family} has none")
+        blocks = 3 * (depth // 3 - 1) if residual else 0
+        self.branch_scale = branch_scale
+        self.branch_multiplier = 1.0 / math.sqrt(blocks) if branch_scale == "sqrt_depth" and blocks else 1.0
         in_channels = _positive_int(in_channels, "in_channels")
         num_classes = _positive_int(num_classes, "num_classes")
         image_size = _positive_int(image_size, "image_size")
@@ -315,7 +330,7 @@ class DepthCNN(nn.Module):
             stage: list[nn.Module] = []
             for index in range(layers_per_stage):
                 if residual and index > 0:
-                    stage.append(ResidualBlock(width, activation, batch_norm, residual_init))
+                    stage.append(ResidualBlock(width, activation, batch_norm, residual_init, self.branch_multiplier))
                     continue
                 stage.append(nn.Conv2d(channels, width, kernel_size=3, stride=1, padding=1))
                 if batch_norm:

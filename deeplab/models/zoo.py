@@ -198,6 +198,7 @@ def _register_depth_family(name: str) -> None:
         sigma_w2: float | None = None,
         sigma_b2: float | None = None,
         activation_checkpointing: bool = False,
+        branch_scale: str = "none",
     ) -> nn.Module:
         return DepthCNN(
             depth,
@@ -213,6 +214,7 @@ def _register_depth_family(name: str) -> None:
             sigma_w2=sigma_w2,
             sigma_b2=sigma_b2,
             activation_checkpointing=activation_checkpointing,
+            branch_scale=branch_scale,
         )
 
     factory.__name__ = factory.__qualname__ = name

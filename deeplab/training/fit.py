@@ -96,6 +96,11 @@ def build_model_kwargs(config: FitConfig) -> dict[str, Any]:
     for name in ("sigma_w2", "sigma_b2"):
         if getattr(config, name) is not None:
             kwargs[name] = getattr(config, name)
+    if config.branch_scale not in (None, "none"):
+        if "branch_scale" not in spec.keywords:
+            raise DeeplabError(f"--branch-scale {config.branch_scale}: model {config.model!r} has no residual branches "
+                               "to scale; drop --branch-scale (residual depth families: resnet_elu, resnet_elu_nobn)")
+        kwargs["branch_scale"] = config.branch_scale
     if config.activation_checkpointing:
         kwargs["activation_checkpointing"] = True
     unknown = sorted(set(config.model_kwargs) - set(spec.keywords))
