@@ -68,24 +68,9 @@ def predict_for_model(family_name: str, init: str = "seed", depth: int | None = 
         sigma_w2_by_layer=None,
         reason=None,
     )
-    if config.batch_norm:
-        result["reason"] = (
-            "batch norm re-normalizes every layer's pre-activations, so the plain-network "
-            "mean-field recursion (and its σ_w²) does not describe this family"
-        )
+    result["reason"] = _declined(config, init)
+    if result["reason"] is not None:
         return result
-    if init in inits.VANILLA_SCHEMES:
-        result["reason"] = ("TAT transforms the activation for the network's depth so that the whole network's "
-                            "kernel stays near the identity; the plain mean field of the family's own activation "
-                            "does not describe it")
-        return result
-    if config.residual:
-        result["reason"] = (
-            "residual connections change the length and correlation maps (Yang & Schoenholz 2017); "
-            "the plain-network depth scale does not apply"
-        )
-        return result
-
     if depth is None:
         layers = [(width, width) for width in STAGE_WIDTHS]  # large depth: each stage's repeated layers
     else:
@@ -119,3 +104,18 @@ def predict_for_model(family_name: str, init: str = "seed", depth: int | None = 
         sigma_w2_by_layer=gains,
     )
     return result
+
+
+def _declined(config, init: str) -> str | None:
+    """Why the plain-network mean field does not describe this family under ``init`` (None: it does)."""
+    if config.batch_norm:
+        return ("batch norm re-normalizes every layer's pre-activations, so the plain-network "
+                "mean-field recursion (and its σ_w²) does not describe this family")
+    if init in inits.VANILLA_SCHEMES:
+        return ("TAT transforms the activation for the network's depth so that the whole network's "
+                "kernel stays near the identity; the plain mean field of the family's own activation "
+                "does not describe it")
+    if config.residual:
+        return ("residual connections change the length and correlation maps (Yang & Schoenholz 2017); "
+                "the plain-network depth scale does not apply")
+    return None
