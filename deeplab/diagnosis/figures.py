@@ -73,8 +73,11 @@ def correlation_figure(record: dict[str, Any]) -> Any:
     if fit.get("fixed_point") is not None:
         xi = fit.get("depth_scale")
         xi_text = "∞" if xi == math.inf else (f"{xi:.3g}" if xi is not None else "—")
-        axis.axhline(fit["fixed_point"], color="grey", linestyle="--",
-                     label=f"fitted c* = {fit['fixed_point']:.3f}, ξ_c = {xi_text} (6 ξ_c: trainable depth)")
+        fitted = [row["layer"] for row in layers if row["stage"] == fit.get("stage")] or [layers[0]["layer"],
+                                                                                       layers[-1]["layer"]]
+        axis.hlines(fit["fixed_point"], min(fitted), max(fitted), color="grey", linestyle="--",
+                    label=f"fitted in {fit.get('stage') or 'the network'}: c* = {fit['fixed_point']:.3f}, "
+                          f"ξ_c = {xi_text} (6 ξ_c: trainable depth)")
     axis.set_ylim(min(-0.05, min(row["correlation"] for row in layers) - 0.05), 1.05)
     axis.set_xlabel("layer")
     axis.set_ylabel("correlation c_l")
