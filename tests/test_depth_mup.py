@@ -49,3 +49,22 @@ def test_branch_scale_defines_the_run_and_keys_the_ledger() -> None:
 def test_a_family_without_branches_refuses_a_branch_scale(family: str) -> None:
     with pytest.raises(DeeplabError, match="residual branches"):
         create_model(family, depth=6, branch_scale="sqrt_depth")
+
+
+def test_a_depth_mup_run_resumes_exactly_and_refuses_a_changed_branch_scale(tmp_path, synthetic_data_dir) -> None:
+    from conftest import run_fit_script
+
+    common = ["--model", "resnet_elu_nobn", "--depth", "9", "--branch-scale", "sqrt_depth", "--lr-depth-scaling",
+              "depth_mup", "--epochs", "1", "--batch-size", "16", "--limit-train-batches", "6",
+              "--data-dir", str(synthetic_data_dir)]
+    straight = run_fit_script(common, tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    stopped = run_fit_script(common + ["--max-steps", "3", "--run-name", "stopped"], tmp_path)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    changed = run_fit_script(["--ckpt-path", str(stopped.run_dir), "--max-steps", "-1", "--branch-scale", "none"],
+                             tmp_path)
+    assert changed.returncode == 2 and "branch" in changed.stderr, changed.stderr
+    resumed = run_fit_script(["--ckpt-path", str(stopped.run_dir), "--max-steps", "-1"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.results["history"] == straight.results["history"]
+    assert resumed.results["test_acc"] == straight.results["test_acc"]
