@@ -6,7 +6,7 @@ seed's reported maxima (cnn_tanh 3, cnn_tanh_newinit 84, cnn_elu 93,
 cnn_elu_bn 156, resnet_elu 447, cnn_tanh_bn_oldinit 96, resnet_elu_nobn 12)
 and, per init, the mean-field predicted depth where
 :func:`deeplab.search.prediction.predict_for_model` gives one ("—" otherwise).
-An init a family cannot take (``fixup`` on a plain net) gets "n/a".
+An init a family cannot take (``fixup`` on a plain net, ``tat`` with skips or batch norm) gets "n/a".
 
 The table accumulates: every family is a row, and a family not searched by
 this command (``--families`` picks some) shows the search its folder already
@@ -53,7 +53,7 @@ def init_applies(family: str, init: str) -> bool:
         inits.check_scheme(init, residual=FAMILY_CONFIGS[family].residual, family=family)
     except DeeplabError:
         return False
-    return True
+    return not (init in inits.VANILLA_SCHEMES and FAMILY_CONFIGS[family].batch_norm)  # TAT: no normalization
 
 
 def run_table(
@@ -105,7 +105,7 @@ def run_table(
             if not init_applies(family, init):
                 row["searches"][init] = None
                 if family in families and not render_only:
-                    echo(f"[{family} / {init}] n/a: {family} has no residual branches for init {init!r}")
+                    echo(f"[{family} / {init}] n/a: {family} cannot take init {init!r}")
                 continue
             folder = out / family / init
             if family in families and not render_only:
