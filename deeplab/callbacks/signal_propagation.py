@@ -84,7 +84,8 @@ class SignalPropagation(pl.Callback):
         network = getattr(pl_module, "model", pl_module)
         with torch.random.fork_rng(devices=[]):
             record = diagnose_model(network, x, y, jacobian=self.jacobian)
-        record.update(model=getattr(pl_module, "hparams", {}).get("model_name"), step=step)
+        record.update(model=getattr(pl_module, "hparams", {}).get("model_name"), depth=getattr(network, "depth", None),
+                      step=step)
         scalars = _scalars(record)
         self.records.append(dict(step=step, **scalars))
         experiment = _experiment(trainer)
