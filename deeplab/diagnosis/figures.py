@@ -39,75 +39,76 @@ def _stage_lines(axis: Any, record: dict[str, Any]) -> None:
             axis.axvline(before["layer"] + 0.5, color="0.85", linewidth=0.8, zorder=0)
 
 
+def _per_layer(record: dict[str, Any], what: str, xlabel: str, ylabel: str, log: bool,
+               draw: Any, legend_at: str = "best") -> Any:
+    """One per-layer figure: ``draw(axis)`` plots the curves; the axes, title, stage lines and legend are common."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    draw(axis)
+    if log:
+        axis.set_yscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(_title(record, what))
+    _stage_lines(axis, record)
+    axis.legend(fontsize=8, loc=legend_at)
+    integer_ticks(axis.xaxis)
+    return fit_text(figure)
+
+
 def _positive(values: list[Any]) -> list[float]:
     return [float(v) if isinstance(v, (int, float)) and v is not None and v > 0 and math.isfinite(v) else math.nan
             for v in values]
 
 
 def signal_propagation_figure(record: dict[str, Any]) -> Any:
-    plt = pyplot()
     layers = record["layers"]
     depth = [row["layer"] for row in layers]
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    axis.plot(depth, _positive([row["variance"] for row in layers]), label="average channel variance")
-    axis.plot(depth, _positive([row["squared_mean"] for row in layers]), label="average channel squared mean")
-    if any(row["branch_variance"] is not None for row in layers):
-        axis.plot(depth, _positive([row["branch_variance"] for row in layers]), label="residual branch variance")
-    axis.set_yscale("log")
-    axis.set_xlabel("layer (pre-activation of a plain layer; output of a residual block)")
-    axis.set_ylabel("per channel, over batch and space")
-    axis.set_title(_title(record, "signal propagation"))
-    _stage_lines(axis, record)
-    axis.legend(fontsize=8)
-    integer_ticks(axis.xaxis)
-    return fit_text(figure)
+
+    def draw(axis: Any) -> None:
+        axis.plot(depth, _positive([row["variance"] for row in layers]), label="average channel variance")
+        axis.plot(depth, _positive([row["squared_mean"] for row in layers]), label="average channel squared mean")
+        if any(row["branch_variance"] is not None for row in layers):
+            axis.plot(depth, _positive([row["branch_variance"] for row in layers]), label="residual branch variance")
+
+    return _per_layer(record, "signal propagation", "layer (pre-activation of a plain layer; output of a residual block)",
+                      "per channel, over batch and space", True, draw)
 
 
 def correlation_figure(record: dict[str, Any]) -> Any:
-    plt = pyplot()
     layers = record["layers"]
     fit = record["correlation"]
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    axis.plot([row["layer"] for row in layers], [row["correlation"] for row in layers], marker=".",
-              label="c_l: mean cosine of two inputs' representations")
-    if fit.get("fixed_point") is not None:
-        xi = fit.get("depth_scale")
-        xi_text = "∞" if xi == math.inf else (f"{xi:.3g}" if xi is not None else "—")
-        fitted = [row["layer"] for row in layers if row["stage"] == fit.get("stage")] or [layers[0]["layer"],
-                                                                                       layers[-1]["layer"]]
-        axis.hlines(fit["fixed_point"], min(fitted), max(fitted), color="grey", linestyle="--",
-                    label=f"fitted in {fit.get('stage') or 'the network'}: c* = {fit['fixed_point']:.3f}, "
-                          f"ξ_c = {xi_text} (6 ξ_c: trainable depth)")
-    axis.set_ylim(min(-0.05, min(row["correlation"] for row in layers) - 0.05), 1.05)
-    axis.set_xlabel("layer")
-    axis.set_ylabel("correlation c_l")
-    axis.set_title(_title(record, "correlation map"))
-    _stage_lines(axis, record)
-    axis.legend(fontsize=8, loc="upper right")
-    integer_ticks(axis.xaxis)
-    return fit_text(figure)
+
+    def draw(axis: Any) -> None:
+        axis.plot([row["layer"] for row in layers], [row["correlation"] for row in layers], marker=".",
+                  label="c_l: mean cosine of two inputs' representations")
+        if fit.get("fixed_point") is not None:
+            xi = fit.get("depth_scale")
+            xi_text = "∞" if xi == math.inf else (f"{xi:.3g}" if xi is not None else "—")
+            fitted = [row["layer"] for row in layers if row["stage"] == fit.get("stage")] or [layers[0]["layer"],
+                                                                                           layers[-1]["layer"]]
+            axis.hlines(fit["fixed_point"], min(fitted), max(fitted), color="grey", linestyle="--",
+                        label=f"fitted in {fit.get('stage') or 'the network'}: c* = {fit['fixed_point']:.3f}, "
+                              f"ξ_c = {xi_text} (6 ξ_c: trainable depth)")
+        axis.set_ylim(min(-0.05, min(row["correlation"] for row in layers) - 0.05), 1.05)
+
+    return _per_layer(record, "correlation map", "layer", "correlation c_l", False, draw, legend_at="upper right")
 
 
 def gradients_figure(record: dict[str, Any]) -> Any:
-    plt = pyplot()
     layers = record["layers"]
     growth = record["gradient_growth"]
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    rate = growth.get("representation")
-    axis.plot([row["layer"] for row in layers], _positive([row["grad_norm"] for row in layers]),
-              label="‖∂loss/∂h_l‖" + (f" (× {rate:.3g} per layer toward the input)" if rate else ""))
     weights = record["weight_gradients"]
-    rate = growth.get("weight")
-    axis.plot(range(1, len(weights) + 1), _positive([w["grad_norm"] for w in weights]), linestyle="--",
-              label="‖∂loss/∂W_l‖, weight layers in order" + (f" (× {rate:.3g} per layer)" if rate else ""))
-    axis.set_yscale("log")
-    axis.set_xlabel("layer")
-    axis.set_ylabel("gradient norm, one backward pass")
-    axis.set_title(_title(record, "gradients"))
-    _stage_lines(axis, record)
-    axis.legend(fontsize=8)
-    integer_ticks(axis.xaxis)
-    return fit_text(figure)
+
+    def draw(axis: Any) -> None:
+        rate = growth.get("representation")
+        axis.plot([row["layer"] for row in layers], _positive([row["grad_norm"] for row in layers]),
+                  label="‖∂loss/∂h_l‖" + (f" (× {rate:.3g} per layer toward the input)" if rate else ""))
+        rate = growth.get("weight")
+        axis.plot(range(1, len(weights) + 1), _positive([w["grad_norm"] for w in weights]), linestyle="--",
+                  label="‖∂loss/∂W_l‖, weight layers in order" + (f" (× {rate:.3g} per layer)" if rate else ""))
+
+    return _per_layer(record, "gradients", "layer", "gradient norm, one backward pass", True, draw)
 
 
 def jacobian_figure(record: dict[str, Any]) -> Any:
