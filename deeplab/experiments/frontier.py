@@ -155,7 +155,8 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
                     f"that trains, then the bracket between it and the next larger η (which failed) is bisected "
                     f"geometrically {0 if ctx.quick else SWEEP_REFINEMENTS} times; a deeper depth starts at the "
                     "shallower one's smallest failing η (η_max is measured to fall with depth, so larger η are "
-                    "not re-tried).")
+                    "not re-tried). The depth-µP network's grid starts higher, at "
+                    f"{', '.join(f'{lr:g}' for lr in HIGH_LRS)} (its η_max lies above 0.1).")
     ctx.report.table("largest_lr", ["network", "init", "k", "seed", "η_max", "fails at", "η tried → test error"],
                      rows)
     if fits:
