@@ -136,7 +136,7 @@ SEED002_SEARCH: dict[str, tuple[int, int]] = {
     name: (config.search_upper, config.seed_max_depth) for name, config in FAMILY_CONFIGS.items()
 }
 
-_ACTIVATIONS = {"tanh": nn.Tanh, "elu": nn.ELU}
+_ACTIVATIONS = {"tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}  # leaky_relu: TAT's variant only
 _SEED_STDS = ("0.05", "fan_in")
 
 

@@ -33,8 +33,10 @@ from deeplab.errors import DeeplabError
 
 __all__ = ["TAT_ACTIVATIONS", "TransformedActivation", "transformed_activation", "tat_init_", "chain_subnet_max_func"]
 
-#: the activations seed 002's plain families use that TAT transforms here (dks's names)
-TAT_ACTIVATIONS = ("tanh", "elu")
+#: the activations TAT transforms here (dks's names): seed 002's own, and the leaky ReLU, TAT's main case
+#: (``model_kwargs={"activation": "leaky_relu"}`` with ``init="tat"``; TAT chooses its negative slope so that the
+#: whole network maps orthogonal inputs to correlation η = 0.9, dks's ``c_val_0_target``)
+TAT_ACTIVATIONS = ("tanh", "elu", "leaky_relu")
 
 
 def _dks():
@@ -66,8 +68,13 @@ def transformed_activation(name: str, nonlinear_layers: int) -> Callable[[torch.
     activation_transform, _ = _dks()
     with warnings.catch_warnings():  # autograd's overflow notes while dks's solver brackets its root
         warnings.simplefilter("ignore", RuntimeWarning)
-        functions = activation_transform.get_transformed_activations(
-            [name], method="TAT", subnet_max_func=chain_subnet_max_func(nonlinear_layers))
+        try:
+            functions = activation_transform.get_transformed_activations(
+                [name], method="TAT", subnet_max_func=chain_subnet_max_func(nonlinear_layers))
+        except ValueError as error:  # dks: the target is out of reach for this architecture
+            raise DeeplabError(f"--init tat: dks cannot shape a {nonlinear_layers}-layer {name} chain to TAT's target "
+                               f"({str(error).split('.')[0]}); a leaky ReLU needs about 24 layers or more for "
+                               "C(0) = 0.9") from None
     return functions[name]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from deeplab.errors import DeeplabError
 from deeplab.models._registry import register_model
 from deeplab.models.cnn15 import build_cnn15
 from deeplab.models.depth_family import DEFAULT_DEPTH, FAMILY_CONFIGS, DepthCNN
@@ -199,10 +200,14 @@ def _register_depth_family(name: str) -> None:
         sigma_b2: float | None = None,
         activation_checkpointing: bool = False,
         branch_scale: str = "none",
+        activation: str | None = None,
     ) -> nn.Module:
+        if activation is not None and activation != config.activation and init != "tat":
+            raise DeeplabError(f"{name}: activation {activation!r} replaces the family's {config.activation} only as "
+                               "TAT's variant (Zhang et al. 2022's leaky ReLU): give init='tat' too")
         return DepthCNN(
             depth,
-            activation=config.activation,
+            activation=activation or config.activation,
             batch_norm=config.batch_norm,
             residual=config.residual,
             seed_std=config.seed_std,
