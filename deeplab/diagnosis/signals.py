@@ -20,11 +20,11 @@ Quantities (``l`` indexes points, ``B`` examples, statistics over batch and spac
   residual branch's average channel variance. ``q_l = E[h²]`` is mean-field's length.
 * **The correlation map** (Poole et al. 2016; Schoenholz et al., "Deep Information Propagation",
   ICLR 2017): ``c_l``, the mean cosine between two different inputs' representations at point ``l``
-  (over all pairs of the batch). Near its fixed point ``c*`` the map is linear with slope ``χ_c``, so
-  successive changes shrink geometrically, ``Δ_{l+1} = χ_c Δ_l`` with ``Δ_l = c_{l+1} − c_l``;
-  :func:`fit_depth_scale` fits ``ln |Δ_l|`` against ``l`` (one slope, within stages, over the changes
-  above :data:`CORRELATION_NOISE`): ``χ_c = e^slope``, ``ξ_c = −1 / ln χ_c``, and ``c*`` the last
-  ``c_l`` plus the geometric tail of its changes. Schoenholz et al. find networks trainable to
+  (over all pairs of the batch). Near its fixed point ``c*`` the map is linear with slope ``χ_c``:
+  ``c_{l+1} − c* ≈ χ_c (c_l − c*)``. :func:`fit_depth_scale` takes ``c*`` from the deepest layers of the
+  deepest stage that still converges and fits that slope by least squares through the origin over the
+  layers nearest ``c*`` (above the finite-batch noise, :data:`CORRELATION_NOISE`): ``ξ_c = −1 / ln χ_c``.
+  Schoenholz et al. find networks trainable to
   about ``6 ξ_c`` layers.
 * **Gradient growth** (Yang et al., "A Mean Field Theory of Batch Normalization", ICLR 2019: batch
   norm makes gradients explode with depth at initialization): the norms of one backward pass's
@@ -247,13 +247,6 @@ def _fit_stage(c: list[float], layers: list[int], noise: float) -> dict[str, Any
                 regime="converging")
 
 
-def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    n = len(xs)
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mean_x) ** 2 for x in xs)
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx if sxx > 0 else 0.0
-
-
 def stage_rate_fit(values: Sequence[float], stages: Sequence[str]) -> float | None:
     """The common slope of ``ln values[l]`` against ``l`` with one intercept per stage (least squares;
     stages of one layer carry no slope information). None when no stage has two positive values."""
@@ -338,9 +331,6 @@ def jacobian_spectrum(model: nn.Module, x: torch.Tensor, first: int, last: int,
         raise ValueError(f"jacobian_spectrum: need 0 ≤ first < last < {len(points)}, got {first}, {last}")
     start, stop = points[first], points[last]
     captured: dict[str, torch.Tensor] = {}
-
-    class _Stop(Exception):
-        pass
 
     def grab(index: int, h: torch.Tensor, branch: torch.Tensor | None) -> None:
         if index == first:

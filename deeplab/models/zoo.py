@@ -16,6 +16,7 @@ from deeplab.errors import DeeplabError
 from deeplab.models._registry import register_model
 from deeplab.models.cnn15 import build_cnn15
 from deeplab.models.depth_family import DEFAULT_DEPTH, FAMILY_CONFIGS, DepthCNN
+from deeplab.models.inits import VANILLA_SCHEMES
 from deeplab.models.inception import InceptionNet
 from deeplab.models.mlp import MLP_HIDDEN, SeedMLP, TwoLayerNet
 from deeplab.models.plain import PlainNet
@@ -202,7 +203,7 @@ def _register_depth_family(name: str) -> None:
         branch_scale: str = "none",
         activation: str | None = None,
     ) -> nn.Module:
-        if activation is not None and activation != config.activation and init != "tat":
+        if activation is not None and activation != config.activation and init not in VANILLA_SCHEMES:
             raise DeeplabError(f"{name}: activation {activation!r} replaces the family's {config.activation} only as "
                                "TAT's variant (Zhang et al. 2022's leaky ReLU): give init='tat' too")
         return DepthCNN(
