@@ -98,6 +98,9 @@ def test_recipe_quick(name: str, data_dir: Path, outputs: Path, single_thread, c
             assert run_dir.is_relative_to(out / "tb"), run_dir
             assert list(run_dir.glob("events.out.tfevents.*")), f"no TensorBoard events in {run_dir}"
             assert run["epochs_run"] == 1 and run["history"]
+    if name in ("trainability", "phase_diagram", "lr_depth_scaling"):  # probe recipes: what their probes cost
+        wall = next(line for line in report.splitlines() if line.startswith("- wall time: "))
+        assert re.search(r"; the [1-9]\d* probes reported took \d+ s of training", wall), wall
     # one progress line per training (the depth search: one per probe)
     if name == "trainability":
         probes = [line for line in stdout.splitlines() if line.startswith("[trainability / ") and "probe k=" in line]

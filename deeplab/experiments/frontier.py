@@ -72,6 +72,8 @@ PHASE_LR = 0.005
 #: the reduced budget: 1 epoch of this many batches of REDUCED_BATCH images, the full test set
 REDUCED_BATCHES = 200
 REDUCED_BATCH = 64
+REDUCED_TEXT = (f"reduced (the frontier's probe: 1 epoch of {REDUCED_BATCHES} batches of {REDUCED_BATCH}, "
+                "not the seed's 3 epochs of batch 256)")
 
 
 def reduced_budget(ctx: "ExperimentContext", model: str, **fields: Any) -> "FitConfig":
@@ -107,8 +109,9 @@ def _budget_text(training: "FitConfig", threshold: float = 0.2) -> str:
     title="How the largest trainable step size shrinks with depth (delta-orthogonal tanh, SkipInit and depth-µP ResNets)",
     dataset="mnist",
     trainings="≈ 45 probes: η from 0.1 down until one trains, then 2 bisections, at k = 30, 99, 300, for 3 networks",
-    full_cost="≈ 50 min of one CPU core (measured: 29 probes, 51 min; k = 300 probes 2-8 min each)",
+    full_cost="≈ 80 min of one CPU core (measured: 44 probes, 82 min of training; k = 300 probes 2-8 min each)",
     quick_cost="≈ 2 s",
+    budget=REDUCED_TEXT,
 )
 def lr_depth_scaling(ctx: "ExperimentContext") -> None:
     from deeplab.experiments.plots import plot_series
@@ -130,6 +133,7 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
                                               refinements=0 if ctx.quick else SWEEP_REFINEMENTS,
                                               echo=lambda line: ctx.echo(f"[lr_depth_scaling] {line}"))
                 maxima.append(result["largest_lr"])
+                ctx.count_probes(result["probes"])
                 tried = ", ".join(f"{p['lr']:g} → " + ("diverged" if p["diverged"] else
                                                         "—" if p["test_error"] is None else f"{100 * p['test_error']:.1f} %")
                                   for p in result["probes"])
@@ -177,6 +181,7 @@ def lr_depth_scaling(ctx: "ExperimentContext") -> None:
     trainings=f"{len(PHASE_SIGMA_W2)} bisections over k = 3…{PHASE_UPPER} (≈ 5 probes each), 200 batches of 64",
     full_cost="≈ 40 min of one CPU core (measured: 55 probes, 41 min); --devices 2 probes two depths at once",
     quick_cost="≈ 2 s",
+    budget=REDUCED_TEXT,
 )
 def phase_diagram(ctx: "ExperimentContext") -> None:
     import deeplab.theory.mean_field as mean_field
@@ -197,6 +202,7 @@ def phase_diagram(ctx: "ExperimentContext") -> None:
         summary = run_search(plan, echo=lambda line, w=sigma_w2: ctx.echo(f"[phase_diagram σ_w²={w:g}] {line}"))
         theory = mean_field.analyze("tanh", sigma_w2, PHASE_SIGMA_B2)
         probes = sorted(summary["probes"], key=lambda p: (p["depth"], p["seed"]))
+        ctx.count_probes(probes)
         columns.append({"sigma_w2": sigma_w2, "max_trainable": summary["max_trainable"], "probes": probes})
         rows.append([f"{sigma_w2:g}", f"{theory.depth_scale:.1f}", _depth(theory.predicted_max_depth),
                      _found(summary["max_trainable"], upper, summary.get("lower", 3)),

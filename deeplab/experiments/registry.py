@@ -35,6 +35,8 @@ class Recipe:
     full_cost: str  # expected cost at full budget (the seed's protocol)
     quick_cost: str  # measured cost of --quick on a 2-core CPU
     run: Callable[[Any], None]
+    #: the budget a full run trains at where it is not the seed's protocol (the frontier recipes' reduced probe)
+    budget: str | None = None
 
 
 _RECIPES: dict[str, Recipe] = {}
@@ -50,13 +52,15 @@ def register_recipe(
     trainings: str,
     full_cost: str,
     quick_cost: str,
+    budget: str | None = None,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Decorator: register ``run(ctx)`` as recipe ``name``. Duplicates raise ``ValueError``."""
 
     def decorate(run: Callable[[Any], None]) -> Callable[[Any], None]:
         if name in _RECIPES:
             raise ValueError(f"recipe {name!r} is already registered")
-        _RECIPES[name] = Recipe(name, seed, experiment, title, dataset, trainings, full_cost, quick_cost, run)
+        _RECIPES[name] = Recipe(name, seed, experiment, title, dataset, trainings, full_cost, quick_cost, run,
+                                budget)
         return run
 
     return decorate

@@ -243,6 +243,8 @@ class ExperimentContext:
         self.data: dict[str, Any] = {}  # the recipe's own numbers for results.json
         self.rank_zero = True
         self.started = time.perf_counter()
+        self.probe_seconds = 0.0  # training time of the search probes the report stands on (ledgers included)
+        self.probe_count = 0
         self._count = 0
 
     # ----------------------------------------------------------------- options
@@ -277,6 +279,12 @@ class ExperimentContext:
     def echo(self, line: str) -> None:
         if self.rank_zero:
             print(line, flush=True)
+
+    def count_probes(self, probes: list[dict[str, Any]]) -> None:
+        """Add search probes (records with ``wall_time_s``) to the report's probe time: a recipe that reads its
+        probes from ledgers runs in seconds, and its report says what they cost when they ran."""
+        self.probe_count += len(probes)
+        self.probe_seconds += sum(p.get("wall_time_s") or 0.0 for p in probes)
 
     # ------------------------------------------------------------------ train
     def _budget(self, config: Any, quick: dict[str, Any], explicit: set[str]) -> tuple[Any, list[str]]:
@@ -472,7 +480,7 @@ class ExperimentContext:
                              f"The seed's numbers below are shown as a reference only: they were measured on "
                              f"{self.dataset_name(r.dataset)} and are not comparable with these.")
         budget = "**--quick** (a smoke test: its numbers say the pipeline runs, nothing about the networks)" \
-            if self.quick else "full (the seed's protocol)"
+            if self.quick else r.budget or "full (the seed's protocol)"
         overrides = [f"{name} {value}" for name, value in (
             ("--epochs", self.options.epochs), ("--limit-train-batches", self.options.limit_train_batches),
             ("--limit-val-batches", self.options.limit_val_batches)) if value is not None]
@@ -483,7 +491,9 @@ class ExperimentContext:
         lines.append(f"- seeds: {seeds}" + (" — tables give mean ± sample s.d. over the seeds" if len(self.seeds) > 1 else ""))
         if self.trainings:
             lines.append(f"- device: {self.trainings[0].results[0].get('device', '?')}")
-        lines.append(f"- wall time: {wall:.0f} s")
+        lines.append(f"- wall time: {wall:.0f} s" + (
+            f"; the {self.probe_count} probes reported took {self.probe_seconds:.0f} s of training when they ran "
+            "(probes already in a ledger are read, not rerun)" if self.probe_count else ""))
         if self.options.command:
             lines.append(f"- command: `{self.options.command}`")
         lines.append("")

@@ -66,6 +66,7 @@ def trainability(ctx: "ExperimentContext") -> None:
             plan = SearchPlan(model=family, upper=QUICK_UPPER, lower=3, step=3, seeds=ctx.seeds, parallel=parallel,
                               out=str(out / family / "seed"), training=dataclasses.replace(training, model=family))
             summary = run_search(plan, echo=lambda line, f=family: ctx.echo(f"[trainability / {f}] {line}"))
+            ctx.count_probes(summary["probes"])
             rows.append({"family": family, "upper": QUICK_UPPER, "seed_reported_max": reported,
                          "searches": {"seed": {k: v for k, v in summary.items() if k != "probes"}},
                          "mean_field": {"seed": mean_field_prediction(family, "seed")}})
