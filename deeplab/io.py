@@ -109,17 +109,34 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
+def map_floats(value: Any, convert: Callable[[float], Any]) -> Any:
+    """``value`` with ``convert`` applied to every float, also inside lists, tuples, dicts and 0-d tensors:
+    the one walker behind what JSON files do with non-finite numbers."""
+    if isinstance(value, float):
+        return convert(value)
+    if isinstance(value, dict):
+        return {key: map_floats(item, convert) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [map_floats(item, convert) for item in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a 0-d tensor or NumPy scalar
+        return map_floats(value.item(), convert)
+    return value
+
+
 def finite_or_null(value: Any) -> Any:
     """``value`` with every non-finite float (also inside lists and dicts) replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_null(item) for item in value]
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a 0-d tensor or NumPy scalar
-        return finite_or_null(value.item())
-    return value
+    return map_floats(value, lambda x: x if math.isfinite(x) else None)
+
+
+def finite_or_text(value: Any, digits: int = 6) -> Any:
+    """``value`` with ±inf and NaN as the strings "inf", "-inf", "nan" (a measurement whose infinity means
+    something, as a depth scale of an identity map) and finite floats rounded to ``digits`` significant digits."""
+    def convert(x: float) -> Any:
+        if not math.isfinite(x):
+            return "inf" if x > 0 else ("-inf" if x < 0 else "nan")
+        return float(f"{x:.{digits}g}")
+
+    return map_floats(value, convert)
 
 
 def append_jsonl_line(path: str | os.PathLike, record: Any) -> None:

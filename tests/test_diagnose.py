@@ -272,3 +272,12 @@ def test_the_table_scores_its_families_against_a_measured_table(tmp_path, synthe
     text = (out / "table.md").read_text()
     assert "| cnn_tanh | seed | 24 |" in text and "pairs ordered as measured" in text
     assert (out / "table.png").is_file() and (out / "cnn_tanh" / "seed" / "diagnosis.json").is_file()
+
+
+def test_json_files_write_infinity_as_text_or_null_through_one_walker() -> None:
+    """A diagnosis keeps an infinite depth scale as "inf"; results files make it null (deeplab.io)."""
+    from deeplab.io import finite_or_null, finite_or_text
+
+    value = {"xi": [math.inf, -math.inf, math.nan, 1.23456789], "r": torch.tensor(2.0), "n": 3, "s": "x"}
+    assert finite_or_text(value) == {"xi": ["inf", "-inf", "nan", 1.23457], "r": 2.0, "n": 3, "s": "x"}
+    assert finite_or_null(value) == {"xi": [None, None, None, 1.23456789], "r": 2.0, "n": 3, "s": "x"}

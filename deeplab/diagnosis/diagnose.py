@@ -9,7 +9,6 @@ rule is :mod:`.measure`'s.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from deeplab.config import FitConfig
 from deeplab.diagnosis.measure import diagnose_model
 from deeplab.errors import DeeplabError
 
-__all__ = ["diagnose", "default_depth", "write_diagnosis", "json_ready", "DEFAULT_EXAMPLES", "DIAGNOSIS_FILE"]
+__all__ = ["diagnose", "default_depth", "write_diagnosis", "DEFAULT_EXAMPLES", "DIAGNOSIS_FILE"]
 
 #: examples in the measured batch (pairs for the correlation: 64·63/2)
 DEFAULT_EXAMPLES = 64
@@ -102,26 +101,13 @@ def _mean_field(prediction: dict[str, Any]) -> dict[str, Any]:
 def write_diagnosis(record: dict[str, Any], out: Path, *, figures: bool = True) -> Path:
     """``out/diagnosis.json`` (infinities written as the string ``"inf"``) and, with ``figures``, the four
     figures of :mod:`.figures`."""
-    from deeplab.io import atomic_write_json
+    from deeplab.io import atomic_write_json, finite_or_text
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / DIAGNOSIS_FILE
-    atomic_write_json(path, json_ready(record))
+    atomic_write_json(path, finite_or_text(record))
     if figures:
         from deeplab.diagnosis.figures import draw_all
 
         draw_all(record, out)
     return path
-
-
-def json_ready(value: Any) -> Any:
-    """JSON has no infinity: ``inf`` becomes the string "inf" (NaN "nan"); floats keep six significant digits."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-        return float(f"{value:.6g}")  # six significant digits: what a measurement at init supports
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    return value

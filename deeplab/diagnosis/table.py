@@ -128,10 +128,9 @@ def diagnose_table(out: str | Path, *, measured_table: str | Path = "reports/see
     data = dict(rows=rows, mean_field_checks=checks, rank_agreement=agreement, families_ranked=[row["family"] for row in seed_rows],
                 measured_table=str(measured_table), seconds=round(time.perf_counter() - started, 1))
     out.mkdir(parents=True, exist_ok=True)
-    from deeplab.diagnosis.diagnose import json_ready
-    from deeplab.io import atomic_write_json
+    from deeplab.io import atomic_write_json, finite_or_text
 
-    atomic_write_json(out / "table.json", json_ready(data))
+    atomic_write_json(out / "table.json", finite_or_text(data))
     (out / TABLE_FILE).write_text(render_table(data), encoding="utf-8")
     _draw_scores(data, out / "table.png")
     data["table"] = str(out / TABLE_FILE)
